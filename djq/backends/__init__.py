@@ -1,0 +1,68 @@
+"""Result backends, by name: ``database`` (default) or a dotted path to a ResultBackend class.
+
+``DJQ_RESULT_BACKEND = "database"`` stores results on the default database alias,
+``"database://ALIAS"`` on another alias.
+"""
+from __future__ import annotations
+
+import threading
+
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+from ..conf import djq_settings
+from ..exceptions import ConfigurationError
+from .base import ResultBackend, ResultMeta
+
+BACKENDS = {
+    "database": "djq.backends.database.DatabaseBackend",
+}
+
+_backend: ResultBackend | None = None
+_lock = threading.Lock()
+
+
+def parse_backend_setting(value: str) -> tuple[str, str]:
+    """Split ``name://option`` into (dotted class path, option)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"DJQ_RESULT_BACKEND must be a non-empty string, got {value!r}")
+    name, _, option = value.partition("://")
+    path = BACKENDS.get(name, name)
+    if "." not in path:
+        raise ConfigurationError(
+            f"DJQ_RESULT_BACKEND {value!r}: unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))}, or a dotted path)"
+        )
+    return path, option
+
+
+def load_backend(value: str) -> ResultBackend:
+    path, option = parse_backend_setting(value)
+    try:
+        cls = import_string(path)
+    except ImportError as exc:
+        raise ConfigurationError(f"DJQ_RESULT_BACKEND {value!r}: cannot import {path}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, ResultBackend)):
+        raise ConfigurationError(f"DJQ_RESULT_BACKEND {value!r}: {path} is not a ResultBackend")
+    return cls(option)
+
+
+def get_backend() -> ResultBackend:
+    global _backend
+    backend = _backend
+    if backend is None:
+        with _lock:
+            if _backend is None:
+                _backend = load_backend(djq_settings.RESULT_BACKEND)
+            backend = _backend
+    return backend
+
+
+def _reset(*, setting: str, **kwargs: object) -> None:
+    global _backend
+    if setting == "DJQ_RESULT_BACKEND":
+        _backend = None
+
+
+setting_changed.connect(_reset)
+
+__all__ = ["ResultBackend", "ResultMeta", "get_backend", "load_backend", "BACKENDS"]

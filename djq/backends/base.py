@@ -1,0 +1,117 @@
+"""The result backend contract, and how results and exceptions are encoded for storage."""
+from __future__ import annotations
+
+import builtins
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kombu.utils.json import dumps as json_dumps
+from kombu.utils.json import loads as json_loads
+
+from .. import states
+from ..exceptions import EncodeError, TaskError
+
+
+@dataclass
+class TaskInfo:
+    """What a backend records about the task a state belongs to."""
+
+    task_id: str
+    task_name: str
+    args_repr: str = ""
+    kwargs_repr: str = ""
+    worker: str | None = None
+    queue: str = ""
+    retries: int = 0
+    root_id: str | None = None
+    parent_id: str | None = None
+
+
+@dataclass
+class ResultMeta:
+    """A stored task state as read back from a backend."""
+
+    task_id: str
+    state: str
+    result: Any = None
+    traceback: str | None = None
+    task_name: str | None = None
+    worker: str | None = None
+    retries: int = 0
+    date_done: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_value(value: Any) -> str:
+    try:
+        return json_dumps(value)
+    except Exception as exc:
+        raise EncodeError(f"value of type {type(value).__name__} cannot be encoded as JSON: {exc}") from exc
+
+
+def decode_value(text: str | None) -> Any:
+    return None if text is None else json_loads(text)
+
+
+def exception_to_meta(exc: BaseException) -> dict[str, Any]:
+    cls = type(exc)
+    try:
+        args: list[Any] | None = list(exc.args)
+        json_dumps(args)
+    except Exception:
+        args = None
+    return {"exc_type": cls.__qualname__, "exc_module": cls.__module__, "exc_message": str(exc), "exc_args": args}
+
+
+def meta_to_exception(meta: Any) -> BaseException:
+    """Rebuild a stored exception; classes not already imported here become TaskError."""
+    if not isinstance(meta, dict) or "exc_type" not in meta:
+        return TaskError("Exception", str(meta))
+    module = sys.modules.get(meta.get("exc_module") or "builtins", builtins)
+    cls: Any = module
+    for part in str(meta["exc_type"]).split("."):
+        cls = getattr(cls, part, None)
+    message = meta.get("exc_message") or ""
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        args = meta.get("exc_args")
+        try:
+            return cls(*args) if isinstance(args, list) else cls(message)
+        except Exception:
+            pass
+    return TaskError(str(meta["exc_type"]), message)
+
+
+class ResultBackend:
+    """Stores task states and outcomes. Subclasses implement store, get and forget."""
+
+    def __init__(self, option: str = "") -> None:
+        self.option = option
+
+    def store(
+        self,
+        info: TaskInfo,
+        state: str,
+        *,
+        result: Any = None,
+        traceback: str | None = None,
+        date_started: datetime | None = None,
+        date_done: datetime | None = None,
+        runtime: float | None = None,
+    ) -> None:
+        raise NotImplementedError
+
+    def get(self, task_id: str) -> ResultMeta | None:
+        raise NotImplementedError
+
+    def forget(self, task_id: str) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def decode_result(self, state: str, raw: Any) -> Any:
+        if state == states.FAILURE or state == states.REVOKED:
+            return meta_to_exception(raw) if isinstance(raw, dict) else raw
+        return raw

@@ -1,0 +1,82 @@
+"""The database result backend: one ``TaskResult`` row per task, on a Django database alias.
+
+Option: ``database://ALIAS`` stores on ALIAS (default ``default``). Each state change is a
+single upsert (``INSERT ... ON CONFLICT DO UPDATE``).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import connections
+from django.utils import timezone
+
+from .. import states
+from ..models import TaskResult
+from .base import ResultBackend, ResultMeta, TaskInfo, decode_value, encode_value
+
+_INFO_FIELDS = ("task_name", "args_repr", "kwargs_repr", "worker", "queue", "retries", "root_id", "parent_id")
+
+
+class DatabaseBackend(ResultBackend):
+    def __init__(self, option: str = "") -> None:
+        super().__init__(option)
+        self.alias = option or "default"
+
+    def describe(self) -> str:
+        settings = connections.settings[self.alias] if self.alias in connections.settings else {}
+        return f"database ({self.alias}: {settings.get('ENGINE', '?').rsplit('.', 1)[-1]})"
+
+    def store(
+        self,
+        info: TaskInfo,
+        state: str,
+        *,
+        result: Any = None,
+        traceback: str | None = None,
+        date_started: datetime | None = None,
+        date_done: datetime | None = None,
+        runtime: float | None = None,
+    ) -> None:
+        row = TaskResult(
+            task_id=info.task_id,
+            state=state,
+            result=None if result is None else encode_value(result),
+            traceback=traceback,
+            date_started=date_started,
+            date_done=date_done if date_done is not None or state not in states.READY_STATES else timezone.now(),
+            runtime=runtime,
+            **{name: getattr(info, name) for name in _INFO_FIELDS},
+        )
+        update = ["state", "result", "traceback", *_INFO_FIELDS]
+        if date_started is not None:
+            update.append("date_started")
+        if row.date_done is not None:
+            update += ["date_done", "runtime"]
+        TaskResult.objects.using(self.alias).bulk_create(
+            [row], update_conflicts=True, unique_fields=["task_id"], update_fields=update
+        )
+
+    def get(self, task_id: str) -> ResultMeta | None:
+        row = (
+            TaskResult.objects.using(self.alias)
+            .filter(task_id=task_id)
+            .values_list("state", "result", "traceback", "task_name", "worker", "retries", "date_done")
+            .first()
+        )
+        if row is None:
+            return None
+        state, raw, traceback, task_name, worker, retries, date_done = row
+        return ResultMeta(
+            task_id=task_id,
+            state=state,
+            result=self.decode_result(state, decode_value(raw)),
+            traceback=traceback,
+            task_name=task_name,
+            worker=worker,
+            retries=retries,
+            date_done=date_done,
+        )
+
+    def forget(self, task_id: str) -> None:
+        TaskResult.objects.using(self.alias).filter(task_id=task_id).delete()

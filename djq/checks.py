@@ -1,0 +1,119 @@
+"""System checks for the DJQ_* settings (``manage.py check``).
+
+djq.E001 broker URL      djq.E002 result backend    djq.E003 pickle not allowed
+djq.E004 default queue   djq.E005 worker numbers    djq.E006 time limits
+djq.E007 worker pool     djq.W001 SQLite without WAL
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+from django.db import connections
+
+from .conf import djq_settings
+
+KNOWN_SCHEMES = ("djq", "redis", "rediss", "amqp", "amqps", "pyamqp", "memory", "sqs")
+
+
+@checks.register("djq")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    errors += _check_broker()
+    errors += _check_backend()
+    errors += _check_serialization()
+    errors += _check_numbers()
+    return errors
+
+
+def _check_broker() -> list[checks.CheckMessage]:
+    url = djq_settings.BROKER_URL
+    if not isinstance(url, str) or "://" not in url:
+        return [checks.Error(f"DJQ_BROKER_URL {url!r} is not a URL", hint="e.g. 'djq://' or 'redis://localhost:6379/0'", id="djq.E001")]
+    scheme, rest = url.split("://", 1)
+    if scheme not in KNOWN_SCHEMES:
+        return [checks.Error(f"DJQ_BROKER_URL uses unknown scheme {scheme!r}", hint=f"known: {', '.join(KNOWN_SCHEMES)}", id="djq.E001")]
+    if scheme != "djq":
+        return []
+    alias = rest.split("/", 1)[0] or "default"
+    if alias not in connections.settings:
+        return [checks.Error(f"DJQ_BROKER_URL {url!r} names database alias {alias!r}, which is not in DATABASES", id="djq.E001")]
+    engine = connections.settings[alias].get("ENGINE", "")
+    if engine.endswith("sqlite3"):
+        init = str((connections.settings[alias].get("OPTIONS") or {}).get("init_command", "")).lower()
+        if "journal_mode=wal" not in init.replace(" ", ""):
+            return [checks.Warning(
+                f"the djq:// broker is on SQLite database {alias!r} without WAL journal mode; "
+                "workers and the web process will block each other",
+                hint='add "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}',
+                id="djq.W001",
+            )]
+    elif not (engine.endswith("postgresql") or engine.endswith("postgis")):
+        return [checks.Error(f"the djq:// broker supports SQLite and PostgreSQL, not {engine}", id="djq.E001")]
+    return []
+
+
+def _check_backend() -> list[checks.CheckMessage]:
+    from .backends import parse_backend_setting
+    from .exceptions import ConfigurationError
+
+    value = djq_settings.RESULT_BACKEND
+    try:
+        path, option = parse_backend_setting(value)
+    except ConfigurationError as exc:
+        return [checks.Error(str(exc), id="djq.E002")]
+    if path.endswith("DatabaseBackend") and option and option not in connections.settings:
+        return [checks.Error(f"DJQ_RESULT_BACKEND {value!r} names database alias {option!r}, which is not in DATABASES", id="djq.E002")]
+    return []
+
+
+def _check_serialization() -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    accept = djq_settings.ACCEPT_CONTENT
+    if isinstance(accept, str) or not all(isinstance(a, str) for a in accept or ()):
+        errors.append(checks.Error("DJQ_ACCEPT_CONTENT must be a list of content type names", id="djq.E003"))
+        return errors
+    wants_pickle = "pickle" in accept or "application/x-python-serialize" in accept or djq_settings.TASK_SERIALIZER == "pickle"
+    if wants_pickle and djq_settings.ALLOW_PICKLE is not True:
+        errors.append(checks.Error(
+            "pickle is in DJQ_ACCEPT_CONTENT or DJQ_TASK_SERIALIZER, but DJQ_ALLOW_PICKLE is not True",
+            hint="pickle lets anyone who can publish a message run code on your workers; set DJQ_ALLOW_PICKLE = True only if you accept that",
+            id="djq.E003",
+        ))
+    if djq_settings.TASK_SERIALIZER not in ("json", "pickle", "yaml", "msgpack"):
+        errors.append(checks.Error(f"DJQ_TASK_SERIALIZER {djq_settings.TASK_SERIALIZER!r} is unknown", id="djq.E003"))
+    queue = djq_settings.DEFAULT_QUEUE
+    if not isinstance(queue, str) or not queue.strip():
+        errors.append(checks.Error(f"DJQ_DEFAULT_QUEUE must be a non-empty string, got {queue!r}", id="djq.E004"))
+    return errors
+
+
+def _positive_int(name: str, value: Any, allow_none: bool) -> list[checks.CheckMessage]:
+    if value is None and allow_none:
+        return []
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return [checks.Error(f"DJQ_{name} must be a positive integer, got {value!r}", id="djq.E005")]
+    return []
+
+
+def _check_numbers() -> list[checks.CheckMessage]:
+    from .concurrency import POOLS
+
+    errors = _positive_int("WORKER_CONCURRENCY", djq_settings.WORKER_CONCURRENCY, True)
+    errors += _positive_int("WORKER_PREFETCH_MULTIPLIER", djq_settings.WORKER_PREFETCH_MULTIPLIER, False)
+    errors += _positive_int("BROKER_POOL_LIMIT", djq_settings.BROKER_POOL_LIMIT, False)
+    limits = {}
+    for name in ("TASK_TIME_LIMIT", "TASK_SOFT_TIME_LIMIT"):
+        value = getattr(djq_settings, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            errors.append(checks.Error(f"DJQ_{name} must be a positive number of seconds or None, got {value!r}", id="djq.E006"))
+        else:
+            limits[name] = value
+    hard, soft = limits.get("TASK_TIME_LIMIT"), limits.get("TASK_SOFT_TIME_LIMIT")
+    if hard and soft and soft >= hard:
+        errors.append(checks.Error("DJQ_TASK_SOFT_TIME_LIMIT must be below DJQ_TASK_TIME_LIMIT", id="djq.E006"))
+    if djq_settings.WORKER_POOL not in POOLS:
+        errors.append(checks.Error(f"DJQ_WORKER_POOL {djq_settings.WORKER_POOL!r} is unknown", hint=f"choose one of {', '.join(sorted(POOLS))}", id="djq.E007"))
+    if not isinstance(djq_settings.BROKER_TRANSPORT_OPTIONS, dict):
+        errors.append(checks.Error("DJQ_BROKER_TRANSPORT_OPTIONS must be a dict", id="djq.E001"))
+    return errors

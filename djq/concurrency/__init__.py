@@ -1,0 +1,24 @@
+"""Execution pools by name; each is imported only when asked for (``-P NAME``)."""
+from __future__ import annotations
+
+from django.utils.module_loading import import_string
+
+from ..exceptions import ConfigurationError
+from .base import BasePool
+
+POOLS = {
+    "solo": "djq.concurrency.solo.SoloPool",
+    "threads": "djq.concurrency.threads.ThreadPool",
+}
+
+
+def get_pool_class(name: str) -> type[BasePool]:
+    try:
+        path = POOLS[name]
+    except KeyError:
+        raise ConfigurationError(f"unknown pool {name!r}; choose one of: {', '.join(sorted(POOLS))}") from None
+    cls: type[BasePool] = import_string(path)
+    return cls
+
+
+__all__ = ["BasePool", "POOLS", "get_pool_class"]

@@ -1,0 +1,89 @@
+"""djq's settings: every ``DJQ_*`` Django setting, read lazily, with its default.
+
+Nothing is read at import time; each attribute looks at ``django.conf.settings`` when it
+is used, so ``override_settings`` in tests and late configuration both work. The table in
+README.md lists the same names and defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings as django_settings
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    doc: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("BROKER_URL", "djq://", "Broker URL. djq:// is the Django database (djq://ALIAS for another alias); redis://, amqp:// also work."),
+    Setting("BROKER_TRANSPORT_OPTIONS", {}, "Extra options for the broker transport (polling_interval, visibility_timeout, ...)."),
+    Setting("BROKER_POOL_LIMIT", 10, "Connections kept per process for publishing."),
+    Setting("RESULT_BACKEND", "database", "Where results go: 'database' (default alias), 'database://ALIAS', or a dotted path."),
+    Setting("DEFAULT_QUEUE", "default", "Queue used when a task and its call name none."),
+    Setting("TASK_SERIALIZER", "json", "Serializer for task messages."),
+    Setting("ACCEPT_CONTENT", ("json",), "Content types a worker accepts; anything else is rejected."),
+    Setting("ALLOW_PICKLE", False, "Must be True before 'pickle' may appear in ACCEPT_CONTENT or TASK_SERIALIZER."),
+    Setting("TASK_TIME_LIMIT", None, "Default hard time limit in seconds (None = none)."),
+    Setting("TASK_SOFT_TIME_LIMIT", None, "Default soft time limit in seconds (None = none)."),
+    Setting("TASK_ACKS_LATE", False, "Default for acks_late: ack after the task ran instead of before."),
+    Setting("TASK_TRACK_STARTED", True, "Record the STARTED state when a worker begins a task."),
+    Setting("TASK_ALWAYS_EAGER", False, "Run tasks in-process on delay() (for tests); no broker involved."),
+    Setting("WORKER_POOL", "threads", "Pool used when djq_worker gets no -P."),
+    Setting("WORKER_CONCURRENCY", None, "Tasks run at once per worker (None = number of CPUs)."),
+    Setting("WORKER_PREFETCH_MULTIPLIER", 4, "Messages reserved per pool slot."),
+    Setting("WORKER_QUEUES", None, "Queues served when djq_worker gets no -Q (None = DEFAULT_QUEUE)."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+class DjqSettings:
+    """Typed, lazy view of the DJQ_* settings."""
+
+    BROKER_URL: str
+    BROKER_TRANSPORT_OPTIONS: dict[str, Any]
+    BROKER_POOL_LIMIT: int
+    RESULT_BACKEND: str
+    DEFAULT_QUEUE: str
+    TASK_SERIALIZER: str
+    ACCEPT_CONTENT: tuple[str, ...]
+    ALLOW_PICKLE: bool
+    TASK_TIME_LIMIT: float | None
+    TASK_SOFT_TIME_LIMIT: float | None
+    TASK_ACKS_LATE: bool
+    TASK_TRACK_STARTED: bool
+    TASK_ALWAYS_EAGER: bool
+    WORKER_POOL: str
+    WORKER_CONCURRENCY: int | None
+    WORKER_PREFETCH_MULTIPLIER: int
+    WORKER_QUEUES: list[str] | None
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            setting = _BY_NAME[name]
+        except KeyError:
+            raise AttributeError(f"djq has no setting {name!r}") from None
+        return getattr(django_settings, f"DJQ_{name}", setting.default)
+
+    @property
+    def accept_content(self) -> frozenset[str]:
+        """ACCEPT_CONTENT normalised to kombu content-type names."""
+        names = self.ACCEPT_CONTENT
+        if isinstance(names, str):
+            names = (names,)
+        return frozenset(_CONTENT_ALIASES.get(n, n) for n in names)
+
+
+_CONTENT_ALIASES = {
+    "json": "application/json",
+    "pickle": "application/x-python-serialize",
+    "yaml": "application/x-yaml",
+    "msgpack": "application/x-msgpack",
+}
+
+djq_settings = DjqSettings()

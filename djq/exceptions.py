@@ -1,0 +1,68 @@
+"""The djq exception tree. Everything djq raises on purpose derives from DjqError."""
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class DjqError(Exception):
+    """Base class of every error djq raises on purpose."""
+
+
+class ConfigurationError(DjqError, ImproperlyConfigured):
+    """A DJQ_* setting or a task option has a value djq cannot use."""
+
+
+class TaskOptionError(ConfigurationError, TypeError):
+    """``@task`` was given an unknown option or an option of the wrong type."""
+
+
+class NotRegistered(DjqError, KeyError):
+    """No task with this name is registered in this process."""
+
+    def __str__(self) -> str:
+        return f"task {self.args[0]!r} is not registered (is its app in INSTALLED_APPS and its module named tasks.py?)"
+
+
+class EncodeError(DjqError, TypeError):
+    """Task arguments or a return value cannot be encoded with the configured serializer."""
+
+
+class MessageError(DjqError, ValueError):
+    """A message received from the broker is not a valid djq task message."""
+
+
+class ContentDisallowed(MessageError):
+    """A message uses a content type that DJQ_ACCEPT_CONTENT does not allow."""
+
+
+class TimeoutError(DjqError, TimeoutError):  # noqa: A001 - deliberately a builtins.TimeoutError too
+    """``AsyncResult.get`` waited longer than its timeout."""
+
+
+class TaskError(DjqError):
+    """A task failed with an exception that cannot be rebuilt in this process."""
+
+    def __init__(self, exc_type: str, message: str) -> None:
+        super().__init__(f"{exc_type}: {message}")
+        self.exc_type = exc_type
+        self.message = message
+
+
+class TaskRevokedError(DjqError):
+    """The task was revoked (or expired) before it could finish."""
+
+
+class SoftTimeLimitExceeded(DjqError):
+    """Raised inside a task when its soft time limit is reached, so it can clean up."""
+
+
+class TimeLimitExceeded(DjqError):
+    """The task ran past its hard time limit and was stopped."""
+
+
+class WorkerLostError(DjqError):
+    """The process running the task died before the task finished."""
+
+
+class PublishError(DjqError):
+    """The broker did not accept a message."""

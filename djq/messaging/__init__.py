@@ -1,0 +1,1 @@
+"""Messages on the wire: the protocol, publishing, and the embedded database transport."""

@@ -1,0 +1,137 @@
+"""Publishing task messages through pooled kombu producers.
+
+Transactional enqueue: on the embedded ``djq://`` broker the message row is written on
+the caller's own database connection, so inside ``transaction.atomic()`` it commits or
+rolls back with the caller's work. Other brokers cannot join the transaction, so a
+publish inside an atomic block is deferred to ``transaction.on_commit``.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from django.db import transaction
+from kombu import Connection, Exchange, Queue
+from kombu.pools import ProducerPool
+
+from ..conf import djq_settings
+from ..exceptions import PublishError
+from .protocol import OutgoingMessage
+from .transport import register as register_transport
+
+#: Publishing retries on a non-transactional broker: 3 tries over about a second.
+RETRY_POLICY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.3, "interval_max": 1.0}
+
+
+def is_embedded(url: str) -> bool:
+    return url.split("://", 1)[0] == "djq"
+
+
+def embedded_alias(url: str) -> str:
+    host = url.split("://", 1)[1].split("/", 1)[0] if "://" in url else ""
+    return host or "default"
+
+
+def task_queue(name: str) -> Queue:
+    """The kombu queue djq uses for ``name``: a direct exchange of the same name."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def broker_connection(url: str | None = None) -> Connection:
+    register_transport()
+    return Connection(url or djq_settings.BROKER_URL, transport_options=dict(djq_settings.BROKER_TRANSPORT_OPTIONS))
+
+
+class _Publisher:
+    """One pool of producers per broker URL, per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.embedded = is_embedded(url)
+        self.connection = broker_connection(url)
+        limit = int(djq_settings.BROKER_POOL_LIMIT)
+        self.pool = ProducerPool(self.connection.Pool(limit=limit), limit=limit)
+        self.declared: set[str] = set()
+
+    def publish(self, message: OutgoingMessage) -> None:
+        declare = []
+        if message.queue not in self.declared:
+            declare = [task_queue(message.queue)]
+        try:
+            with self.pool.acquire(block=True, timeout=30) as producer:
+                producer.publish(
+                    message.body,
+                    exchange="",
+                    routing_key=message.queue,
+                    headers=message.headers,
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    priority=message.priority,
+                    declare=declare,
+                    retry=not self.embedded,
+                    retry_policy=RETRY_POLICY,
+                    **message.properties,
+                )
+        except Exception as exc:
+            raise PublishError(
+                f"could not send task {message.task_name}[{message.task_id}] to {self.safe_url}: {exc}"
+            ) from exc
+        if declare:
+            self.declared.add(message.queue)
+
+    @property
+    def safe_url(self) -> str:
+        return self.connection.as_uri()
+
+    def close(self) -> None:
+        self.pool.force_close_all()
+        self.connection.release()
+
+
+_publishers: dict[str, _Publisher] = {}
+_lock = threading.Lock()
+
+
+def _publisher(url: str) -> _Publisher:
+    publisher = _publishers.get(url)
+    if publisher is None:
+        with _lock:
+            publisher = _publishers.get(url)
+            if publisher is None:
+                publisher = _publishers[url] = _Publisher(url)
+    return publisher
+
+
+def reset_publishers() -> None:
+    """Drop pooled connections (after fork, or when DJQ_BROKER_URL changes in tests)."""
+    with _lock:
+        old = list(_publishers.values())
+        _publishers.clear()
+    for publisher in old:
+        try:
+            publisher.close()
+        except Exception:  # a connection from before a fork may not close cleanly
+            pass
+
+
+def _forget_after_fork() -> None:
+    _publishers.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def send(message: OutgoingMessage, *, using: str | None = None) -> None:
+    """Publish ``message`` now, or at commit when inside an atomic block on a non-embedded broker."""
+    url = djq_settings.BROKER_URL
+    publisher = _publisher(url)
+    if publisher.embedded:
+        publisher.publish(message)
+        return
+    if transaction.get_connection(using).in_atomic_block:
+        transaction.on_commit(lambda: publisher.publish(message), using=using)
+    else:
+        publisher.publish(message)
+
+

@@ -1,0 +1,436 @@
+"""``djq://``: a kombu transport that keeps queues in the Django database.
+
+URL: ``djq://`` uses the ``default`` database alias, ``djq://ALIAS`` another one.
+Works on SQLite (demos, tests, one machine) and PostgreSQL (production).
+
+Features
+- Claiming: one statement claims a batch. PostgreSQL claims with
+  ``FOR UPDATE SKIP LOCKED``, so concurrent consumers never receive the same message.
+  SQLite runs the claim as a single ``UPDATE ... RETURNING``, which holds the
+  database's only write lock, so the claim is safe there too.
+- Priority: higher ``priority`` first, then FIFO.
+- eta/countdown: ``visible_at`` holds the eta; the message waits in the database.
+- Visibility timeout: a claimed message is hidden for ``visibility_timeout`` seconds.
+  While its consumer is alive a lease keeper thread keeps extending it, so long tasks are
+  not redelivered. If the consumer dies, the message becomes visible again.
+- Ack deletes the row. Reject with requeue makes the row visible again at once.
+- Bindings are stored in a table, so exchange routing crosses processes.
+- Transactional publishing: a publish inside ``transaction.atomic()`` is part of the
+  caller's transaction.
+
+Transport options (``DJQ_BROKER_TRANSPORT_OPTIONS``): ``polling_interval`` (seconds
+between polls of an empty queue, default 0.02), ``visibility_timeout`` (default 60),
+``claim_batch`` (most messages claimed at once, default 100).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from datetime import datetime
+from queue import Empty
+from typing import Any, Iterable
+
+from django.db import InterfaceError, OperationalError, connections
+from kombu.transport import virtual
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_POLLING_INTERVAL = 0.02
+DEFAULT_VISIBILITY_TIMEOUT = 60.0
+DEFAULT_CLAIM_BATCH = 100
+
+
+def _tables() -> tuple[str, str]:
+    from ..models import QueueBinding, QueueMessage
+
+    return QueueMessage._meta.db_table, QueueBinding._meta.db_table
+
+
+def eta_to_timestamp(eta: str | None, now: float) -> float:
+    if not eta:
+        return now
+    try:
+        return datetime.fromisoformat(eta).timestamp()
+    except (TypeError, ValueError):
+        return now  # a malformed eta is the worker's to report; never hide the message
+
+
+class Store:
+    """The SQL behind the transport, for one database alias."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.messages, self.bindings = _tables()
+
+    @property
+    def connection(self) -> Any:
+        return connections[self.alias]
+
+    @property
+    def skip_locked(self) -> bool:
+        features = self.connection.features
+        return bool(features.has_select_for_update_skip_locked)
+
+    def put(self, queue: str, priority: int, visible_at: float, payload: str) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {self.messages} (queue, priority, visible_at, deliveries, payload) "
+                "VALUES (%s, %s, %s, 0, %s)",
+                [queue, priority, visible_at, payload],
+            )
+
+    def claim(self, queues: list[str], limit: int, visibility_timeout: float) -> list[tuple[int, str, int, str]]:
+        now = time.time()
+        placeholders = ", ".join(["%s"] * len(queues))
+        lock = " FOR UPDATE SKIP LOCKED" if self.skip_locked else ""
+        sql = (
+            f"UPDATE {self.messages} SET visible_at = %s, deliveries = deliveries + 1 "
+            f"WHERE id IN (SELECT id FROM {self.messages} WHERE queue IN ({placeholders}) "
+            f"AND visible_at <= %s ORDER BY priority DESC, id LIMIT %s{lock}) "
+            "RETURNING id, queue, deliveries, payload"
+        )
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [now + visibility_timeout, *queues, now, limit])
+            rows = cursor.fetchall()
+        return rows
+
+    def delete(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {self.messages} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids
+            )
+
+    def set_visible(self, ids: Iterable[int], at: float) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {self.messages} SET visible_at = %s WHERE id IN ({', '.join(['%s'] * len(ids))})",
+                [at, *ids],
+            )
+
+    def size(self, queue: str) -> int:
+        """Messages not currently held by a consumer (ready or waiting for their eta)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT COUNT(*) FROM {self.messages} WHERE queue = %s "
+                "AND (deliveries = 0 OR visible_at <= %s)",
+                [queue, time.time()],
+            )
+            return int(cursor.fetchone()[0])
+
+    def purge(self, queue: str) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {self.messages} WHERE queue = %s AND (deliveries = 0 OR visible_at <= %s)",
+                [queue, time.time()],
+            )
+            return int(cursor.rowcount)
+
+    def delete_queue(self, queue: str) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {self.messages} WHERE queue = %s", [queue])
+            cursor.execute(f"DELETE FROM {self.bindings} WHERE queue = %s", [queue])
+
+    def bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        from ..models import QueueBinding
+
+        QueueBinding.objects.using(self.alias).get_or_create(
+            exchange=exchange, routing_key=routing_key, queue=queue, defaults={"pattern": pattern}
+        )
+
+    def unbind(self, exchange: str, routing_key: str, queue: str) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {self.bindings} WHERE exchange = %s AND routing_key = %s AND queue = %s",
+                [exchange, routing_key, queue],
+            )
+
+    def table(self, exchange: str) -> list[tuple[str, str, str]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT routing_key, pattern, queue FROM {self.bindings} WHERE exchange = %s", [exchange]
+            )
+            return [tuple(row) for row in cursor.fetchall()]
+
+    def has_queue(self, queue: str) -> bool:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {self.bindings} WHERE queue = %s LIMIT 1", [queue])
+            if cursor.fetchone():
+                return True
+            cursor.execute(f"SELECT 1 FROM {self.messages} WHERE queue = %s LIMIT 1", [queue])
+            return cursor.fetchone() is not None
+
+
+class LeaseKeeper(threading.Thread):
+    """Keeps extending the visibility of messages this process holds, from its own thread.
+
+    A message held by a live consumer (reserved, or running with acks_late) is never
+    redelivered however long its task runs, even when the pool blocks the consumer
+    thread (solo). Uses its own Django connection, as every thread does.
+    """
+
+    def __init__(self, alias: str, visibility_timeout: float) -> None:
+        super().__init__(name="djq-lease-keeper", daemon=True)
+        self.alias = alias
+        self.visibility_timeout = visibility_timeout
+        self.interval = max(visibility_timeout / 4.0, 0.05)
+        self._held: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+
+    def hold(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            self._held.update(ids)
+
+    def release(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            self._held.difference_update(ids)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        store = Store(self.alias)
+        try:
+            while not self._stop_event.wait(self.interval):
+                with self._lock:
+                    held = list(self._held)
+                if not held:
+                    continue
+                try:
+                    for start in range(0, len(held), 500):
+                        store.set_visible(held[start:start + 500], time.time() + self.visibility_timeout)
+                except (OperationalError, InterfaceError) as exc:
+                    logger.warning("djq broker: could not extend message leases: %s", exc)
+                    store.connection.close()
+        finally:
+            store.connection.close()
+
+
+class QoS(virtual.QoS):
+    def restore_unacked(self) -> list[Any]:
+        self._flush()
+        tags = [tag for tag in self._delivered if tag not in self._dirty]
+        self._delivered.clear()
+        self.channel.restore_tags(tags)
+        return []
+
+
+class Channel(virtual.Channel):
+    QoS = QoS
+    body_encoding = None
+    visibility_timeout = DEFAULT_VISIBILITY_TIMEOUT
+    claim_batch = DEFAULT_CLAIM_BATCH
+    max_priority = 255
+    from_transport_options = virtual.Channel.from_transport_options + ("visibility_timeout", "claim_batch")
+
+    def __init__(self, connection: Transport, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        self.store = Store(connection.alias)
+        self._pending_acks: list[int] = []
+        self._table_cache: dict[str, tuple[float, list[tuple[str, str, str]]]] = {}
+
+    # -- publishing ---------------------------------------------------------------
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        body = message.get("body")
+        if isinstance(body, bytes):
+            message["body"] = body.decode("utf-8")
+        priority = self._get_message_priority(message)
+        now = time.time()
+        visible_at = eta_to_timestamp((message.get("headers") or {}).get("eta"), now)
+        self.store.put(queue, priority, visible_at, json.dumps(message))
+
+    # -- consuming ----------------------------------------------------------------
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+        rows = self._claim([queue], 1)
+        if not rows:
+            raise Empty()
+        return self._to_payload(rows[0])[0]
+
+    def _get_many(self, queues: list[str], timeout: float | None = None) -> None:
+        self.flush_acks()
+        limit = self.qos.can_consume_max_estimate() or self.claim_batch
+        rows = self._claim(queues, min(limit, self.claim_batch))
+        if not rows:
+            raise Empty()
+        deliver = self.connection._deliver
+        for row in rows:
+            payload, queue = self._to_payload(row)
+            deliver(payload, queue)
+
+    def _claim(self, queues: list[str], limit: int) -> list[tuple[int, str, int, str]]:
+        try:
+            rows = self.store.claim(list(dict.fromkeys(queues)), limit, self.visibility_timeout)
+        except (OperationalError, InterfaceError):
+            self.store.connection.close()
+            raise
+        if rows:
+            rows.sort(key=lambda r: r[0])
+            self.connection.lease_keeper().hold(r[0] for r in rows)
+        return rows
+
+    @staticmethod
+    def _to_payload(row: tuple[int, str, int, str]) -> tuple[dict[str, Any], str]:
+        row_id, queue, deliveries, raw = row
+        payload = json.loads(raw)
+        props = payload.setdefault("properties", {})
+        props["delivery_tag"] = row_id
+        props.setdefault("delivery_info", {})["routing_key"] = queue
+        payload["redelivered"] = deliveries > 1
+        return payload, queue
+
+    # -- acknowledgement ----------------------------------------------------------
+    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        self._pending_acks.append(delivery_tag)
+        self.connection.lease_keeper().release((delivery_tag,))
+        super().basic_ack(delivery_tag, multiple)
+
+    def flush_acks(self) -> None:
+        """Delete acked rows in one statement; called before every claim and at close."""
+        if self._pending_acks:
+            acks, self._pending_acks = self._pending_acks, []
+            self.store.delete(acks)
+
+    def basic_reject(self, delivery_tag: int, requeue: bool = False) -> None:
+        self.connection.lease_keeper().release((delivery_tag,))
+        if requeue:
+            self.store.set_visible((delivery_tag,), time.time())
+        else:
+            self.store.delete((delivery_tag,))
+        self.qos._quick_ack(delivery_tag)
+
+    def restore_tags(self, tags: list[int]) -> None:
+        if tags:
+            self.connection.lease_keeper().release(tags)
+            self.store.set_visible(tags, time.time())
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self.flush_acks()
+            except (OperationalError, InterfaceError) as exc:
+                logger.warning("djq broker: could not flush acks on close: %s", exc)
+        super().close()
+
+    # -- queues and bindings ------------------------------------------------------
+    def _new_queue(self, queue: str, **kwargs: Any) -> None:
+        """Queues exist implicitly as rows; nothing to create."""
+
+    def _has_queue(self, queue: str, **kwargs: Any) -> bool:
+        return self.store.has_queue(queue)
+
+    def _size(self, queue: str) -> int:
+        return self.store.size(queue)
+
+    def _purge(self, queue: str) -> int:
+        return self.store.purge(queue)
+
+    def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
+        self.store.delete_queue(queue)
+
+    def queue_bind(self, queue: str, exchange: str | None = None, routing_key: str = "",
+                   arguments: Any = None, **kwargs: Any) -> None:
+        exchange = exchange or "amq.direct"
+        super().queue_bind(queue, exchange, routing_key, arguments, **kwargs)
+        meta = self.typeof(exchange).prepare_bind(queue, exchange, routing_key, arguments)
+        self.store.bind(exchange, meta[0] or "", meta[1] or "", queue)
+        self._table_cache.pop(exchange, None)
+
+    def queue_unbind(self, queue: str, exchange: str | None = None, routing_key: str = "",
+                     arguments: Any = None, **kwargs: Any) -> None:
+        super().queue_unbind(queue, exchange, routing_key, arguments, **kwargs)
+        self.store.unbind(exchange or "amq.direct", routing_key, queue)
+        self._table_cache.pop(exchange or "amq.direct", None)
+
+    def get_table(self, exchange: str) -> list[tuple[str, str, str]]:
+        cached = self._table_cache.get(exchange)
+        now = time.monotonic()
+        if cached and now - cached[0] < 1.0:
+            return cached[1]
+        table = self.store.table(exchange)
+        self._table_cache[exchange] = (now, table)
+        return table
+
+
+class Transport(virtual.Transport):
+    Channel = Channel
+    driver_type = "sql"
+    driver_name = "django"
+    polling_interval = DEFAULT_POLLING_INTERVAL
+    connection_errors = virtual.Transport.connection_errors + (OperationalError, InterfaceError)
+    channel_errors = virtual.Transport.channel_errors + (OperationalError, InterfaceError)
+    implements = virtual.Transport.implements.extend(exchange_type=frozenset(["direct", "topic", "fanout"]))
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self.alias = self._alias_from(client)
+        self._wakeup = threading.Event()
+        self._lease_keeper: LeaseKeeper | None = None
+        self._lease_lock = threading.Lock()
+        self.visibility_timeout = float(
+            client.transport_options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT)
+        )
+
+    @staticmethod
+    def _alias_from(client: Any) -> str:
+        host = client.hostname or ""
+        if host in connections.settings:
+            return host
+        if host in ("", "localhost"):
+            return "default"
+        raise ValueError(f"djq://{host}: no database alias {host!r} in DATABASES")
+
+    def lease_keeper(self) -> LeaseKeeper:
+        keeper = self._lease_keeper
+        if keeper is None or not keeper.is_alive():
+            with self._lease_lock:
+                if self._lease_keeper is None or not self._lease_keeper.is_alive():
+                    self._lease_keeper = LeaseKeeper(self.alias, self.visibility_timeout)
+                    self._lease_keeper.start()
+                keeper = self._lease_keeper
+        return keeper
+
+    def wake(self) -> None:
+        """Make a blocked ``drain_events`` return now (the worker has work to hand back)."""
+        self._wakeup.set()
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                self.cycle.get(self._deliver, timeout=timeout)
+                return
+            except Empty:
+                pass
+            wait = self.polling_interval
+            if deadline is not None:
+                wait = min(wait, max(deadline - time.monotonic(), 0.0))
+            if self._wakeup.wait(wait):
+                self._wakeup.clear()
+                raise socket.timeout()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise socket.timeout()
+
+    def close_connection(self, connection: Any) -> None:
+        super().close_connection(connection)
+        if self._lease_keeper is not None:
+            self._lease_keeper.stop()
+
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        return {"hostname": "", "port": None}
+
+
+def register() -> None:
+    """Make ``djq://`` known to kombu."""
+    from kombu.transport import TRANSPORT_ALIASES
+
+    TRANSPORT_ALIASES.setdefault("djq", "djq.messaging.transport:Transport")

@@ -1,0 +1,153 @@
+"""AsyncResult: the handle ``delay()`` returns, reading task state from the result backend."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from . import states
+from .context import current_request
+from .exceptions import DjqError, TaskRevokedError, TimeoutError
+
+R = TypeVar("R")
+
+
+class AsyncResult(Generic[R]):
+    """The state and outcome of one task, by id."""
+
+    def __init__(self, id: str, *, task_name: str | None = None) -> None:
+        self.id = id
+        self.task_name = task_name
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult {self.id} {self.task_name or ''}>".replace(" >", ">")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AsyncResult) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def task_id(self) -> str:
+        return self.id
+
+    def _meta(self) -> Any:
+        from .backends import get_backend
+
+        return get_backend().get(self.id)
+
+    @property
+    def state(self) -> str:
+        """PENDING until a worker records anything (an unknown id is PENDING too)."""
+        meta = self._meta()
+        return meta.state if meta else states.PENDING
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        """The return value, the exception of a failure, or the meta of a custom state."""
+        meta = self._meta()
+        return meta.result if meta else None
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        meta = self._meta()
+        return meta.traceback if meta else None
+
+    @property
+    def date_done(self) -> datetime | None:
+        meta = self._meta()
+        return meta.date_done if meta else None
+
+    @property
+    def retries(self) -> int:
+        meta = self._meta()
+        return meta.retries if meta else 0
+
+    def ready(self) -> bool:
+        return self.state in states.READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == states.FAILURE
+
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.1) -> R:
+        """Wait for the task to finish and return its value (or raise its exception).
+
+        Polls the backend, starting at 5 ms and backing off to ``interval``.
+        """
+        request = current_request.get()
+        if request is not None and not request.is_eager:
+            raise DjqError(
+                "never call AsyncResult.get() inside a task: it can deadlock the worker "
+                "(use a chain or a callback instead)"
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            meta = self._meta()
+            if meta is not None and meta.state in states.READY_STATES:
+                return self._outcome(meta.state, meta.result, propagate)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"task {self.id} was not ready after {timeout} s")
+            time.sleep(delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0)))
+            delay = min(delay * 2, interval)
+
+    def _outcome(self, state: str, value: Any, propagate: bool) -> R:
+        if propagate and state == states.FAILURE:
+            if isinstance(value, BaseException):
+                raise value
+            raise DjqError(f"task {self.id} failed: {value!r}")
+        if propagate and state == states.REVOKED:
+            raise TaskRevokedError(f"task {self.id} was revoked: {value}")
+        return value  # type: ignore[no-any-return]
+
+    def forget(self) -> None:
+        """Delete the stored result."""
+        from .backends import get_backend
+
+        get_backend().forget(self.id)
+
+
+class EagerResult(AsyncResult[R]):
+    """The outcome of ``Task.apply()``: held in memory, never stored."""
+
+    def __init__(self, id: str, state: str, value: Any, traceback: str | None = None,
+                 *, task_name: str | None = None) -> None:
+        super().__init__(id, task_name=task_name)
+        self._state = state
+        self._value = value
+        self._traceback = traceback
+
+    def _meta(self) -> Any:
+        from .backends.base import ResultMeta
+
+        return ResultMeta(task_id=self.id, state=self._state, result=self._value, traceback=self._traceback)
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        return self._value
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        return self._traceback
+
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.1) -> R:
+        return self._outcome(self._state, self._value, propagate)
+
+    def forget(self) -> None:
+        """Nothing is stored for an eager result."""

@@ -1,0 +1,323 @@
+"""The consumer: takes messages from the broker, turns them into requests, feeds the pool.
+
+Only this thread touches the kombu connection. Pool threads report finished tasks
+through a queue and wake the consumer; acks happen here.
+
+A request's life: received -> (waiting for eta) -> reserved -> running -> done.
+Early-ack requests are acked just before they start, so a reserved (not started)
+message is never lost if the worker dies. Late-ack requests are acked when done.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import socket
+import time
+from collections import deque
+from queue import Empty, SimpleQueue
+from typing import Any
+
+from kombu import Connection
+from kombu import Consumer as KombuConsumer
+
+from .. import states
+from ..backends import get_backend
+from ..backends.base import TaskInfo, exception_to_meta
+from ..conf import djq_settings
+from ..exceptions import MessageError, NotRegistered, TaskRevokedError
+from ..messaging.producer import broker_connection, task_queue
+from ..messaging.protocol import decode_task
+from ..registry import registry
+from .request import Request, run_request
+from .trace import Outcome
+
+logger = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """Per-task rate limit: ``rate`` tokens per second, burst of one."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = 1.0
+        self.stamp = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(1.0, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def take(self) -> bool:
+        self._refill()
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def wait_time(self) -> float:
+        self._refill()
+        return max(0.0, (1.0 - self.tokens) / self.rate)
+
+
+class Consumer:
+    def __init__(self, *, pool: Any, queues: list[str], hostname: str, prefetch_count: int,
+                 broker_url: str | None = None) -> None:
+        self.pool = pool
+        self.queue_names = queues
+        self.hostname = hostname
+        self.prefetch_count = prefetch_count
+        self.broker_url = broker_url or djq_settings.BROKER_URL
+        self.accept = djq_settings.accept_content
+        self.connection: Connection | None = None
+        self.channel: Any = None
+        self.kombu_consumer: KombuConsumer | None = None
+        self.generation = 0
+        self.reserved: deque[Request] = deque()
+        self.scheduled: list[tuple[float, int, Request]] = []
+        self._seq = itertools.count()
+        self._done: SimpleQueue[tuple[Request, Outcome]] = SimpleQueue()
+        self.buckets: dict[str, TokenBucket] = {}
+        self.stopping = False
+        self.stats = {"received": 0, "succeeded": 0, "failed": 0, "rejected": 0, "expired": 0}
+
+    # -- connection ---------------------------------------------------------------
+    def connect(self) -> None:
+        self.connection = broker_connection(self.broker_url)
+        self.connection.ensure_connection(max_retries=None, interval_start=0.5, interval_step=1,
+                                          interval_max=5, callback=self._on_connection_retry)
+        self.channel = self.connection.channel()
+        queues = [task_queue(name) for name in self.queue_names]
+        self.kombu_consumer = KombuConsumer(
+            self.channel, queues=queues, on_message=self.on_message, accept=list(self.accept),
+            prefetch_count=self.prefetch_count,
+        )
+        self.kombu_consumer.consume()
+        self.generation += 1
+
+    def _on_connection_retry(self, exc: Exception, interval: float) -> None:
+        logger.error("broker connection to %s failed: %s; retrying in %.1fs",
+                     self.safe_url, exc, interval)
+
+    @property
+    def safe_url(self) -> str:
+        return broker_connection(self.broker_url).as_uri()
+
+    def close(self) -> None:
+        if self.connection is None:
+            return
+        try:
+            self._flush_acks()
+            if self.channel is not None:
+                self.channel.close()  # unacked (reserved, waiting) messages go back to the queue
+        except Exception as exc:
+            logger.warning("closing the broker channel failed: %s", exc)
+        finally:
+            self.connection.release()
+            self.connection = None
+            self.channel = None
+
+    def _reconnect(self, exc: Exception) -> None:
+        logger.error("lost the broker connection (%s: %s); reconnecting", type(exc).__name__, exc)
+        self.reserved.clear()  # their messages come back from the broker
+        self.scheduled.clear()
+        try:
+            if self.connection is not None:
+                self.connection.release()
+        except Exception:  # the connection is already broken; releasing is best effort
+            pass
+        self.connection = None
+        delay = 0.2
+        while not self.stopping:
+            try:
+                self.connect()
+                logger.info("reconnected to %s", self.safe_url)
+                return
+            except Exception as retry_exc:
+                logger.error("reconnect failed: %s; next try in %.1fs", retry_exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def wake(self) -> None:
+        transport = getattr(self.connection, "transport", None) if self.connection else None
+        wake = getattr(transport, "wake", None)
+        if wake is not None:
+            wake()
+
+    # -- receiving ----------------------------------------------------------------
+    def on_message(self, message: Any) -> None:
+        queue = (message.delivery_info or {}).get("routing_key") or ""
+        try:
+            msg = decode_task(message.headers, message.body, message.content_type,
+                              message.content_encoding, self.accept)
+        except MessageError as exc:
+            self.reject(message, queue, str(exc), message.headers or {})
+            return
+        try:
+            task = registry.get(msg.task_name)
+        except NotRegistered as exc:
+            self.reject(message, queue, str(exc), msg.headers, task_id=msg.task_id, task_name=msg.task_name)
+            return
+        self.stats["received"] += 1
+        request = Request(message, msg, task, self.hostname, queue, self.generation)
+        delay = request.eta_delay()
+        if delay > 0:
+            heapq.heappush(self.scheduled, (time.monotonic() + delay, next(self._seq), request))
+        else:
+            self.reserved.append(request)
+
+    def reject(self, message: Any, queue: str, reason: str, headers: dict[str, Any], *,
+               task_id: str = "", task_name: str = "") -> None:
+        """Record a message that cannot run, then drop it from the queue for good."""
+        self.stats["rejected"] += 1
+        logger.error("rejected message %s (%s) from queue %r: %s", task_id or "-", task_name or "?", queue, reason)
+        try:
+            from ..models import RejectedMessage
+
+            body = message.body
+            if isinstance(body, bytes):
+                body = body.decode("utf-8", "replace")
+            RejectedMessage.objects.create(
+                queue=queue, task_name=task_name[:255], task_id=task_id[:255], reason=reason,
+                content_type=(message.content_type or "")[:100], headers=_safe_json(headers),
+                body=str(body)[:100_000], worker=self.hostname,
+            )
+            if task_id:
+                info = TaskInfo(task_id=task_id, task_name=task_name or "?", worker=self.hostname, queue=queue)
+                error = MessageError(reason)
+                get_backend().store(info, states.FAILURE, result=exception_to_meta(error), traceback=reason)
+        except Exception as exc:
+            logger.exception("could not record rejected message %s: %s", task_id or "-", exc)
+        message.reject(requeue=False)
+
+    # -- dispatching --------------------------------------------------------------
+    def _promote_scheduled(self) -> None:
+        now = time.monotonic()
+        while self.scheduled and self.scheduled[0][0] <= now:
+            self.reserved.append(heapq.heappop(self.scheduled)[2])
+
+    def _dispatch(self) -> None:
+        free = self.pool.free_slots()
+        if free <= 0 or not self.reserved:
+            return
+        held: list[Request] = []
+        while free > 0 and self.reserved:
+            request = self.reserved.popleft()
+            if request.expired():
+                self._expire(request)
+                continue
+            rate = request.task.rate_per_second
+            if rate is not None:
+                bucket = self.buckets.get(request.name)
+                if bucket is None:
+                    bucket = self.buckets[request.name] = TokenBucket(rate)
+                if not bucket.take():
+                    held.append(request)
+                    continue
+            if not request.acks_late:
+                self._ack(request)
+            free -= 1
+            self.pool.apply_async(run_request, request, self._on_done)
+        self.reserved.extendleft(reversed(held))
+
+    def _expire(self, request: Request) -> None:
+        self.stats["expired"] += 1
+        logger.info("task %s[%s] expired before it could run", request.name, request.id)
+        error = TaskRevokedError("expired")
+        try:
+            get_backend().store(request.info(), states.REVOKED, result=exception_to_meta(error), traceback="expired")
+        finally:
+            self._ack(request)
+
+    def _on_done(self, request: Request, outcome: Outcome) -> None:
+        """Called from the pool when a task finished."""
+        self._done.put((request, outcome))
+        self.wake()
+
+    def _process_done(self) -> None:
+        while True:
+            try:
+                request, outcome = self._done.get_nowait()
+            except Empty:
+                return
+            self._finish(request, outcome)
+
+    def _finish(self, request: Request, outcome: Outcome) -> None:
+        self.stats["succeeded" if outcome.state == states.SUCCESS else "failed"] += 1
+        if request.acks_late:
+            self._ack(request)
+
+    def _ack(self, request: Request) -> None:
+        if request.connection_generation != self.generation:
+            return  # that channel is gone; the broker redelivers the message
+        try:
+            request.message.ack()
+        except Exception as exc:
+            logger.warning("could not ack %s[%s]: %s", request.name, request.id, exc)
+
+    def _flush_acks(self) -> None:
+        flush = getattr(self.channel, "flush_acks", None)
+        if flush is not None:
+            flush()
+
+    def _timeout(self) -> float:
+        timeout = 1.0
+        if self.scheduled:
+            timeout = min(timeout, max(self.scheduled[0][0] - time.monotonic(), 0.0))
+        if self.reserved and self.buckets:
+            waits = [self.buckets[r.name].wait_time() for r in self.reserved if r.name in self.buckets]
+            if waits:
+                timeout = min(timeout, min(waits))
+        return timeout
+
+    # -- the loop -----------------------------------------------------------------
+    def run(self) -> None:
+        """Consume until ``stop()``; then finish running tasks (warm shutdown)."""
+        if self.connection is None:
+            raise RuntimeError("Consumer.run() called before connect()")
+        errors = self.connection.connection_errors + self.connection.channel_errors
+        while not self.stopping:
+            try:
+                self._process_done()
+                self._promote_scheduled()
+                self._dispatch()
+                self._flush_acks()
+                if self.stopping:
+                    break
+                self.connection.drain_events(timeout=self._timeout())
+            except socket.timeout:
+                pass
+            except errors as exc:
+                self._reconnect(exc)
+        self._drain_running()
+
+    def _drain_running(self) -> None:
+        if self.kombu_consumer is not None and self.connection is not None:
+            try:
+                self.kombu_consumer.cancel()
+            except Exception as exc:
+                logger.warning("could not cancel the consumer: %s", exc)
+        if self.pool.active():
+            logger.info("warm shutdown: waiting for %d running task(s)", self.pool.active())
+        while self.pool.active():
+            try:
+                self._finish(*self._done.get(timeout=0.1))
+            except Empty:
+                continue
+        self._process_done()
+        try:
+            self._flush_acks()
+        except Exception as exc:
+            logger.warning("could not flush acks at shutdown: %s", exc)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake()
+
+
+def _safe_json(value: Any) -> str:
+    try:
+        return json.dumps(value, default=repr)[:100_000]
+    except Exception:
+        return repr(value)[:100_000]

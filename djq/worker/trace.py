@@ -1,0 +1,90 @@
+"""Running one task: context, state records, outcome. Shared by every pool and by apply()."""
+from __future__ import annotations
+
+import logging
+import time
+import traceback as tb
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+from .. import states
+from ..backends import get_backend
+from ..backends.base import TaskInfo, exception_to_meta
+from ..conf import djq_settings
+from ..context import RequestContext, current_request
+from ..exceptions import EncodeError
+from . import dbhygiene
+
+if TYPE_CHECKING:
+    from ..result import EagerResult
+    from ..task import Task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    state: str
+    value: Any
+    traceback: str | None
+    runtime: float
+
+
+def execute(task: Task[Any, Any], context: RequestContext) -> Outcome:
+    """Run the task body in this thread with ``context`` as its request; never raises."""
+    token = current_request.set(context)
+    started = time.perf_counter()
+    try:
+        value = task.run(*context.args, **context.kwargs)
+    except BaseException as exc:  # the task-execution boundary: every failure is recorded
+        return Outcome(states.FAILURE, exc, tb.format_exc(), time.perf_counter() - started)
+    finally:
+        current_request.reset(token)
+    return Outcome(states.SUCCESS, value, None, time.perf_counter() - started)
+
+
+def run_eager(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], task_id: str) -> EagerResult[Any]:
+    from ..result import EagerResult
+
+    context = RequestContext(id=task_id, task=task.name, args=args, kwargs=kwargs, root_id=task_id, is_eager=True)
+    outcome = execute(task, context)
+    return EagerResult(task_id, outcome.state, outcome.value, outcome.traceback, task_name=task.name)
+
+
+def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_result: bool) -> Outcome:
+    """Run a task on a worker: DB hygiene, STARTED, the body, then the final state."""
+    dbhygiene.clean_connections()
+    backend = get_backend()
+    started_at = timezone.now()
+    try:
+        if djq_settings.TASK_TRACK_STARTED and not ignore_result:
+            backend.store(info, states.STARTED, date_started=started_at)
+        outcome = execute(task, context)
+        record(backend, info, outcome, ignore_result, started_at)
+    except Exception as exc:  # the backend failed: the task's outcome cannot be stored
+        logger.exception("task %s[%s]: could not store its state: %s", info.task_name, info.task_id, exc)
+        outcome = Outcome(states.FAILURE, exc, tb.format_exc(), 0.0)
+    finally:
+        dbhygiene.clean_connections()
+    return outcome
+
+
+def record(backend: Any, info: TaskInfo, outcome: Outcome, ignore_result: bool, started_at: Any) -> None:
+    if outcome.state == states.SUCCESS:
+        logger.debug("task %s[%s] succeeded in %.4fs", info.task_name, info.task_id, outcome.runtime)
+        if ignore_result:
+            return
+        try:
+            backend.store(info, states.SUCCESS, result=outcome.value, date_started=started_at, runtime=outcome.runtime)
+        except EncodeError as exc:
+            error = EncodeError(f"task {info.task_name} returned a value that cannot be stored: {exc}")
+            outcome.state, outcome.value, outcome.traceback = states.FAILURE, error, None
+            backend.store(info, states.FAILURE, result=exception_to_meta(error), traceback=str(error),
+                          date_started=started_at, runtime=outcome.runtime)
+        return
+    exc = outcome.value
+    logger.error("task %s[%s] raised %s: %s", info.task_name, info.task_id, type(exc).__name__, exc)
+    backend.store(info, states.FAILURE, result=exception_to_meta(exc), traceback=outcome.traceback,
+                  date_started=started_at, runtime=outcome.runtime)

@@ -1,0 +1,109 @@
+"""The Worker: builds the bootsteps from options, prints the banner, handles signals.
+
+SIGTERM or SIGINT: warm shutdown (stop taking messages, finish running tasks, ack them,
+put reserved messages back, exit 0). A second signal: cold shutdown (exit at once;
+unacked messages go back to the queue, tasks already running are abandoned).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from .. import __version__
+from ..backends import get_backend
+from ..conf import djq_settings
+from ..registry import registry
+from .blueprint import Blueprint
+from .steps import STEPS, Pool, TaskConsumer
+
+logger = logging.getLogger(__name__)
+
+
+class ColdShutdown(BaseException):
+    """Raised in the main thread by the second shutdown signal."""
+
+
+def default_hostname() -> str:
+    return f"djq@{socket.gethostname()}"
+
+
+def expand_hostname(template: str) -> str:
+    host = socket.gethostname()
+    return template.replace("%h", host).replace("%n", host.split(".")[0]).replace("%p", str(os.getpid()))
+
+
+@dataclass
+class WorkerOptions:
+    pool: str = "threads"
+    concurrency: int = 1
+    queues: list[str] = field(default_factory=list)
+    hostname: str = ""
+    prefetch_multiplier: int = 4
+    conn_max_age: float = 60.0
+
+    @classmethod
+    def from_settings(cls, **given: Any) -> WorkerOptions:
+        options = {k: v for k, v in given.items() if v is not None}
+        pool = options.pop("pool", None) or djq_settings.WORKER_POOL
+        concurrency = options.pop("concurrency", None) or djq_settings.WORKER_CONCURRENCY or os.cpu_count() or 1
+        queues = options.pop("queues", None) or djq_settings.WORKER_QUEUES or [djq_settings.DEFAULT_QUEUE]
+        hostname = expand_hostname(options.pop("hostname", None) or default_hostname())
+        prefetch = options.pop("prefetch_multiplier", None) or djq_settings.WORKER_PREFETCH_MULTIPLIER
+        return cls(pool=pool, concurrency=int(concurrency), queues=list(queues), hostname=hostname,
+                   prefetch_multiplier=int(prefetch), **options)
+
+
+class Worker:
+    def __init__(self, options: WorkerOptions) -> None:
+        self.options = options
+        self.blueprint = Blueprint(STEPS)
+        self._signals = 0
+
+    def banner(self) -> str:
+        pool = self.blueprint.get(Pool).pool
+        consumer = self.blueprint.get(TaskConsumer).consumer
+        tasks = registry.names()
+        lines = [
+            f"djq {__version__} worker {self.options.hostname} (pid {os.getpid()})",
+            f"  broker:      {consumer.safe_url}",
+            f"  results:     {get_backend().describe()}",
+            f"  pool:        {pool.name} (concurrency {pool.concurrency})",
+            f"  queues:      {', '.join(self.options.queues)}",
+            f"  prefetch:    {consumer.prefetch_count}",
+            f"  tasks ({len(tasks)}):",
+            *(f"    . {name}" for name in tasks),
+        ]
+        return "\n".join(lines)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signals += 1
+        consumer = self.blueprint.get(TaskConsumer).consumer
+        if self._signals == 1:
+            logger.warning("%s received: warm shutdown (send it again to stop at once)", signal.Signals(signum).name)
+            consumer.stop()
+        else:
+            logger.warning("%s received again: cold shutdown", signal.Signals(signum).name)
+            raise ColdShutdown()
+
+    def run(self, out: TextIO = sys.stdout) -> int:
+        """Start, consume until a signal, stop. Returns the process exit code."""
+        self.blueprint.create(self)
+        self.blueprint.start()
+        try:
+            out.write(self.banner() + "\n")
+            out.flush()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
+            logger.info("worker %s ready", self.options.hostname)
+            self.blueprint.get(TaskConsumer).consumer.run()
+        except ColdShutdown:
+            self.blueprint.stop(cold=True)
+            return 1
+        self.blueprint.stop()
+        logger.info("worker %s stopped", self.options.hostname)
+        return 0
