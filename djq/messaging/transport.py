@@ -90,12 +90,14 @@ class Store:
             f"UPDATE {self.messages} SET visible_at = %s, deliveries = deliveries + 1 "
             f"WHERE id IN (SELECT id FROM {self.messages} WHERE queue IN ({placeholders}) "
             f"AND visible_at <= %s ORDER BY priority DESC, id LIMIT %s{lock}) "
-            "RETURNING id, queue, deliveries, payload"
+            "RETURNING id, queue, deliveries, payload, priority"
         )
         with self.connection.cursor() as cursor:
             cursor.execute(sql, [now + visibility_timeout, *queues, now, limit])
             rows = cursor.fetchall()
-        return rows
+        # RETURNING has no defined order: restore the claim order.
+        rows.sort(key=lambda row: (-row[4], row[0]))
+        return [row[:4] for row in rows]
 
     def delete(self, ids: Iterable[int]) -> None:
         ids = list(ids)
@@ -226,6 +228,7 @@ class QoS(virtual.QoS):
 
 class Channel(virtual.Channel):
     QoS = QoS
+    supports_fanout = True
     body_encoding = None
     visibility_timeout = DEFAULT_VISIBILITY_TIMEOUT
     claim_batch = DEFAULT_CLAIM_BATCH
@@ -273,7 +276,6 @@ class Channel(virtual.Channel):
             self.store.connection.close()
             raise
         if rows:
-            rows.sort(key=lambda r: r[0])
             self.connection.lease_keeper().hold(r[0] for r in rows)
         return rows
 
@@ -336,12 +338,8 @@ class Channel(virtual.Channel):
     def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
         self.store.delete_queue(queue)
 
-    def queue_bind(self, queue: str, exchange: str | None = None, routing_key: str = "",
-                   arguments: Any = None, **kwargs: Any) -> None:
-        exchange = exchange or "amq.direct"
-        super().queue_bind(queue, exchange, routing_key, arguments, **kwargs)
-        meta = self.typeof(exchange).prepare_bind(queue, exchange, routing_key, arguments)
-        self.store.bind(exchange, meta[0] or "", meta[1] or "", queue)
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        self.store.bind(exchange, routing_key or "", pattern or "", queue)
         self._table_cache.pop(exchange, None)
 
     def queue_unbind(self, queue: str, exchange: str | None = None, routing_key: str = "",
@@ -349,6 +347,10 @@ class Channel(virtual.Channel):
         super().queue_unbind(queue, exchange, routing_key, arguments, **kwargs)
         self.store.unbind(exchange or "amq.direct", routing_key, queue)
         self._table_cache.pop(exchange or "amq.direct", None)
+
+    def _put_fanout(self, exchange: str, message: dict[str, Any], routing_key: str, **kwargs: Any) -> None:
+        for queue in {queue for _, _, queue in self.get_table(exchange)}:
+            self._put(queue, message)
 
     def get_table(self, exchange: str) -> list[tuple[str, str, str]]:
         cached = self._table_cache.get(exchange)

@@ -1,0 +1,213 @@
+"""The Django admin for djq: task results, rejected messages and the embedded broker's queue.
+
+Everything here is for looking, not editing: rows are written by workers, and an edit made
+by hand would only disagree with what really happened. Staff with the model's view
+permission can read every page; nobody can add or change a row. Results and rejected
+messages may be deleted (with the delete permission) to clear noise; queue messages may
+not, because deleting one a worker holds would lose that task without a trace.
+"""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+
+from . import states
+from .models import QueueMessage, RejectedMessage, TaskResult
+
+#: Badge colours per state: (background, text). A custom state (PROGRESS, ...) gets CUSTOM_STATE_COLOURS.
+STATE_COLOURS: dict[str, tuple[str, str]] = {
+    states.SUCCESS: ("#2e7d32", "#ffffff"),
+    states.FAILURE: ("#c62828", "#ffffff"),
+    states.STARTED: ("#1565c0", "#ffffff"),
+    states.RECEIVED: ("#1565c0", "#ffffff"),
+    states.RETRY: ("#ef6c00", "#ffffff"),
+    states.REVOKED: ("#616161", "#ffffff"),
+    states.PENDING: ("#e0e0e0", "#212121"),
+}
+CUSTOM_STATE_COLOURS = ("#6a1b9a", "#ffffff")
+
+_PRE_STYLE = "white-space: pre-wrap; word-break: break-word; margin: 0;"
+
+
+def state_badge(state: str) -> SafeString:
+    background, colour = STATE_COLOURS.get(state, CUSTOM_STATE_COLOURS)
+    return format_html(
+        '<span class="djq-state" style="background: {}; color: {}; padding: 2px 8px; '
+        'border-radius: 10px; font-weight: bold; font-size: 11px; white-space: nowrap;">{}</span>',
+        background, colour, state,
+    )
+
+
+def pretty_json(text: str | None) -> str:
+    """Indented JSON when ``text`` is JSON, else ``text`` unchanged (a repr, a truncated body)."""
+    if text is None:
+        return ""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def pre(text: str | None) -> SafeString:
+    return format_html('<pre style="{}">{}</pre>', _PRE_STYLE, text or "")
+
+
+def format_runtime(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    if seconds < 60:
+        return f"{seconds:.3f} s" if seconds < 1 else f"{seconds:.2f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m {rest:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """View-only: with no change permission Django renders every field read-only and
+    answers a POST to the change page with 403, so a hand-made form cannot edit a row."""
+
+    # Counting a big results table on every changelist page is the slow part of the admin.
+    show_full_result_count = False
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(TaskResult)
+class TaskResultAdmin(ReadOnlyAdmin):
+    list_display = ("task_id", "task_name", "state_badge", "worker", "runtime_display", "date_created", "date_done")
+    # A date_hierarchy would scan every row for its distinct dates; the date filter does not.
+    list_filter = ("state", "task_name", "worker", "date_done")
+    search_fields = ("task_id", "task_name")
+    readonly_fields = ("state_badge", "runtime_display", "args_pretty", "kwargs_pretty", "result_pretty", "traceback_pretty")
+    fieldsets = (
+        (None, {"fields": ("task_id", "task_name", "state_badge", "worker", "queue", "retries")}),
+        ("Call", {"fields": ("args_pretty", "kwargs_pretty", "root_id", "parent_id")}),
+        ("Outcome", {"fields": ("result_pretty", "traceback_pretty")}),
+        ("Timing", {"fields": ("date_created", "date_started", "date_done", "runtime_display")}),
+    )
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: TaskResult) -> SafeString:
+        return state_badge(obj.state)
+
+    @admin.display(description="runtime", ordering="runtime")
+    def runtime_display(self, obj: TaskResult) -> str | None:
+        return format_runtime(obj.runtime)
+
+    @admin.display(description="args")
+    def args_pretty(self, obj: TaskResult) -> SafeString:
+        return pre(obj.args_repr)
+
+    @admin.display(description="kwargs")
+    def kwargs_pretty(self, obj: TaskResult) -> SafeString:
+        return pre(obj.kwargs_repr)
+
+    @admin.display(description="result")
+    def result_pretty(self, obj: TaskResult) -> SafeString:
+        return pre(pretty_json(obj.result))
+
+    @admin.display(description="traceback")
+    def traceback_pretty(self, obj: TaskResult) -> SafeString:
+        return pre(obj.traceback)
+
+
+@admin.register(RejectedMessage)
+class RejectedMessageAdmin(ReadOnlyAdmin):
+    list_display = ("date_rejected", "task_name", "task_id", "queue", "short_reason", "worker")
+    list_filter = ("queue", "task_name")
+    search_fields = ("task_id", "reason")
+    readonly_fields = ("reason_pretty", "headers_pretty", "body_pretty")
+    fieldsets = (
+        (None, {"fields": ("date_rejected", "task_name", "task_id", "queue", "worker", "content_type")}),
+        ("Why", {"fields": ("reason_pretty",)}),
+        ("Message", {"fields": ("headers_pretty", "body_pretty")}),
+    )
+
+    @admin.display(description="reason")
+    def short_reason(self, obj: RejectedMessage) -> str:
+        return Truncator(obj.reason).chars(80)
+
+    @admin.display(description="reason")
+    def reason_pretty(self, obj: RejectedMessage) -> SafeString:
+        return pre(obj.reason)
+
+    @admin.display(description="headers")
+    def headers_pretty(self, obj: RejectedMessage) -> SafeString:
+        return pre(pretty_json(obj.headers))
+
+    @admin.display(description="body")
+    def body_pretty(self, obj: RejectedMessage) -> SafeString:
+        return pre(pretty_json(obj.body))
+
+
+def _headers(payload: str) -> dict[str, Any]:
+    try:
+        headers = json.loads(payload).get("headers")
+    except (ValueError, AttributeError):
+        return {}
+    return headers if isinstance(headers, dict) else {}
+
+
+@admin.register(QueueMessage)
+class QueueMessageAdmin(ReadOnlyAdmin):
+    list_display = ("id", "queue", "task_name", "task_id", "priority", "status", "visible_at_display", "deliveries")
+    list_filter = ("queue",)
+    readonly_fields = ("task_name", "task_id", "status", "visible_at_display", "payload_pretty")
+    fieldsets = (
+        (None, {"fields": ("id", "queue", "task_name", "task_id", "priority")}),
+        ("Delivery", {"fields": ("status", "visible_at_display", "deliveries")}),
+        ("Message", {"fields": ("payload_pretty",)}),
+    )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="task name")
+    def task_name(self, obj: QueueMessage) -> str:
+        return str(_headers(obj.payload).get("task") or "")
+
+    @admin.display(description="task id")
+    def task_id(self, obj: QueueMessage) -> str:
+        return str(_headers(obj.payload).get("id") or "")
+
+    @admin.display(description="visible at", ordering="visible_at")
+    def visible_at_display(self, obj: QueueMessage) -> datetime:
+        return datetime.fromtimestamp(obj.visible_at, tz=timezone.utc)
+
+    @admin.display(description="status")
+    def status(self, obj: QueueMessage) -> str:
+        # visible_at means "eta" for a message never delivered, and "lease expiry" for one a
+        # consumer claimed: the same column, read two ways.
+        due = obj.visible_at <= time.time()
+        if obj.deliveries == 0:
+            return "waiting" if due else "scheduled (eta)"
+        return "redelivery due" if due else "held by a worker"
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: QueueMessage) -> SafeString:
+        try:
+            message = json.loads(obj.payload)
+        except ValueError:
+            return pre(obj.payload)
+        # The body is itself serialized text (protocol v2 JSON); show it decoded too.
+        if isinstance(message, dict) and isinstance(message.get("body"), str):
+            try:
+                message["body"] = json.loads(message["body"])
+            except ValueError:
+                pass
+        return pre(json.dumps(message, indent=2, ensure_ascii=False))

@@ -1,0 +1,137 @@
+"""Shared fixtures: the database legs (SQLite, PostgreSQL) and real worker subprocesses."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import quote
+
+import pytest
+from django.db import connections
+from django.test import override_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_ALL = os.environ.get("DJQ_TEST_REQUIRE_ALL") == "1"
+DB_LEGS = ["default", "postgres"]
+
+
+def _skip_or_fail(reason: str) -> None:
+    if REQUIRE_ALL:
+        pytest.fail(f"{reason} (DJQ_TEST_REQUIRE_ALL=1: no leg may be skipped)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=DB_LEGS, ids=["sqlite", "postgres"])
+def db_alias(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once per database the embedded broker supports."""
+    alias = request.param
+    if alias not in connections.settings:
+        _skip_or_fail("PostgreSQL leg needs DJQ_TEST_POSTGRES_URL")
+    return alias
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests on a database leg commit for real (workers in other processes must see the
+    # rows), so they run as transactional tests on every configured database.
+    for item in items:
+        if "db_alias" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.django_db(transaction=True, databases="__all__"))
+
+
+@pytest.fixture
+def broker(db_alias: str) -> Iterator[str]:
+    """Broker and results on ``db_alias``."""
+    with override_settings(DJQ_BROKER_URL=f"djq://{db_alias}", DJQ_RESULT_BACKEND=f"database://{db_alias}"):
+        yield db_alias
+
+
+def database_url(alias: str) -> str:
+    """A URL for the test database behind ``alias``, for worker subprocesses."""
+    s = connections[alias].settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = f"{quote(s['USER'])}:{quote(s['PASSWORD'])}@" if s.get("USER") else ""
+    return f"postgres://{auth}{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+class WorkerProcess:
+    """A real ``manage.py djq_worker`` subprocess on the test database."""
+
+    def __init__(self, alias: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log
+        full_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DJQ_TEST_DEFAULT_DB": database_url(alias),
+            "PYTHONPATH": str(ROOT),
+            **(env or {}),
+        }
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "django", "djq_worker", "-l", "INFO", *args],
+            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready" in self.output:
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.output}")
+            time.sleep(0.05)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.output}")
+
+    def signal(self, signum: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(broker: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> WorkerProcess:
+        worker = WorkerProcess(broker, list(args), tmp_path / f"worker-{len(workers)}.log", env)
+        workers.append(worker)
+        if ready:
+            worker.wait_ready()
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.05, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
