@@ -245,7 +245,11 @@ class Channel(virtual.Channel):
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         body = message.get("body")
         if isinstance(body, bytes):
-            message["body"] = body.decode("utf-8")
+            try:
+                message["body"] = body.decode("utf-8")
+            except UnicodeDecodeError:  # binary content: stored base64, decoded by kombu on delivery
+                message["body"] = self.codecs["base64"].encode(body)
+                message["properties"]["body_encoding"] = "base64"
         priority = self._get_message_priority(message)
         now = time.time()
         visible_at = eta_to_timestamp((message.get("headers") or {}).get("eta"), now)

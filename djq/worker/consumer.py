@@ -9,6 +9,7 @@ message is never lost if the worker dies. Late-ack requests are acked when done.
 """
 from __future__ import annotations
 
+import base64
 import heapq
 import itertools
 import json
@@ -152,7 +153,11 @@ class Consumer:
             msg = decode_task(message.headers, message.body, message.content_type,
                               message.content_encoding, self.accept)
         except MessageError as exc:
-            self.reject(message, queue, str(exc), message.headers or {})
+            headers = message.headers or {}
+            task_id, task_name = headers.get("id"), headers.get("task")
+            self.reject(message, queue, str(exc), headers,
+                        task_id=task_id if isinstance(task_id, str) else "",
+                        task_name=task_name if isinstance(task_name, str) else "")
             return
         try:
             task = registry.get(msg.task_name)
@@ -175,13 +180,10 @@ class Consumer:
         try:
             from ..models import RejectedMessage
 
-            body = message.body
-            if isinstance(body, bytes):
-                body = body.decode("utf-8", "replace")
             RejectedMessage.objects.create(
                 queue=queue, task_name=task_name[:255], task_id=task_id[:255], reason=reason,
                 content_type=(message.content_type or "")[:100], headers=_safe_json(headers),
-                body=str(body)[:100_000], worker=self.hostname,
+                body=_printable_body(message.body), worker=self.hostname,
             )
             if task_id:
                 info = TaskInfo(task_id=task_id, task_name=task_name or "?", worker=self.hostname, queue=queue)
@@ -316,8 +318,21 @@ class Consumer:
         self.wake()
 
 
+def _printable_body(body: Any) -> str:
+    """The body as text a database accepts (no NUL bytes); binary bodies as base64."""
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(body[:75_000]).decode("ascii")
+    text = str(body)
+    if "\x00" in text:
+        return "base64:" + base64.b64encode(text.encode("utf-8")[:75_000]).decode("ascii")
+    return text[:100_000]
+
+
 def _safe_json(value: Any) -> str:
     try:
-        return json.dumps(value, default=repr)[:100_000]
+        return json.dumps(value, default=repr)[:100_000]  # json.dumps escapes NUL bytes
     except Exception:
         return repr(value)[:100_000]

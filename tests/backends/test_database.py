@@ -1,0 +1,67 @@
+"""The database result backend and AsyncResult."""
+from __future__ import annotations
+
+import pytest
+
+from djq import AsyncResult, states
+from djq.backends import get_backend, load_backend
+from djq.backends.base import TaskInfo, exception_to_meta
+from djq.exceptions import ConfigurationError, TaskError, TimeoutError
+from djq.models import TaskResult
+
+pytestmark = pytest.mark.django_db
+
+
+def _info(task_id: str = "t-1") -> TaskInfo:
+    return TaskInfo(task_id=task_id, task_name="app.task", args_repr="(1,)", worker="w1", queue="default")
+
+
+def test_unknown_id_is_pending() -> None:
+    result = AsyncResult("nobody")
+    assert result.state == states.PENDING and not result.ready() and result.result is None
+
+
+def test_states_are_upserted_into_one_row() -> None:
+    backend = get_backend()
+    backend.store(_info(), states.STARTED)
+    assert AsyncResult("t-1").state == states.STARTED
+    backend.store(_info(), states.SUCCESS, result={"total": 3}, runtime=0.5)
+    row = TaskResult.objects.get(task_id="t-1")
+    assert row.state == states.SUCCESS and row.date_done is not None and row.runtime == 0.5
+    assert row.worker == "w1" and row.args_repr == "(1,)"
+    result = AsyncResult("t-1")
+    assert result.ready() and result.successful() and result.get(timeout=1) == {"total": 3}
+
+
+def test_failure_is_rebuilt_as_the_original_exception() -> None:
+    get_backend().store(_info(), states.FAILURE, result=exception_to_meta(KeyError("k")), traceback="tb")
+    result = AsyncResult("t-1")
+    assert result.failed() and result.traceback == "tb"
+    with pytest.raises(KeyError):
+        result.get(timeout=1)
+    assert isinstance(result.get(timeout=1, propagate=False), KeyError)
+
+
+def test_exception_from_an_unimported_module_becomes_task_error() -> None:
+    meta = {"exc_type": "Boom", "exc_module": "somewhere.not.imported", "exc_message": "bad", "exc_args": ["bad"]}
+    get_backend().store(_info(), states.FAILURE, result=meta)
+    with pytest.raises(TaskError, match="Boom: bad"):
+        AsyncResult("t-1").get(timeout=1)
+
+
+def test_get_times_out() -> None:
+    get_backend().store(_info(), states.STARTED)
+    with pytest.raises(TimeoutError, match="not ready after 0.05"):
+        AsyncResult("t-1").get(timeout=0.05)
+
+
+def test_forget_deletes_the_row() -> None:
+    get_backend().store(_info(), states.SUCCESS, result=1)
+    AsyncResult("t-1").forget()
+    assert not TaskResult.objects.filter(task_id="t-1").exists()
+
+
+@pytest.mark.parametrize("value", ["nosuch", "nosuch.module.Backend", "django.db.models.Model", ""])
+def test_bad_backend_setting_is_a_clear_error(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="DJQ_RESULT_BACKEND"):
+        load_backend(value)

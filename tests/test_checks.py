@@ -1,0 +1,55 @@
+"""Misconfiguration shows up in ``manage.py check`` with djq ids."""
+from __future__ import annotations
+
+import pytest
+from django.core import checks
+from django.test import override_settings
+
+
+def _ids(**overrides) -> set[str]:
+    with override_settings(**overrides):
+        return {m.id for m in checks.run_checks(tags=["djq"])}
+
+
+def test_test_settings_are_clean() -> None:
+    assert _ids() == set()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"DJQ_BROKER_URL": "localhost"}, "djq.E001"),
+        ({"DJQ_BROKER_URL": "kafka://x"}, "djq.E001"),
+        ({"DJQ_BROKER_URL": "djq://nosuchalias"}, "djq.E001"),
+        ({"DJQ_BROKER_TRANSPORT_OPTIONS": [1]}, "djq.E001"),
+        ({"DJQ_RESULT_BACKEND": "memcache"}, "djq.E002"),
+        ({"DJQ_RESULT_BACKEND": "database://nosuchalias"}, "djq.E002"),
+        ({"DJQ_ACCEPT_CONTENT": ["json", "pickle"]}, "djq.E003"),
+        ({"DJQ_TASK_SERIALIZER": "pickle"}, "djq.E003"),
+        ({"DJQ_ACCEPT_CONTENT": "json"}, "djq.E003"),
+        ({"DJQ_DEFAULT_QUEUE": ""}, "djq.E004"),
+        ({"DJQ_WORKER_CONCURRENCY": 0}, "djq.E005"),
+        ({"DJQ_WORKER_PREFETCH_MULTIPLIER": "4"}, "djq.E005"),
+        ({"DJQ_TASK_TIME_LIMIT": -5}, "djq.E006"),
+        ({"DJQ_TASK_TIME_LIMIT": 10, "DJQ_TASK_SOFT_TIME_LIMIT": 20}, "djq.E006"),
+        ({"DJQ_WORKER_POOL": "fibers"}, "djq.E007"),
+    ],
+)
+def test_misconfiguration_is_reported(overrides, expected) -> None:
+    assert expected in _ids(**overrides)
+
+
+def test_pickle_is_allowed_only_when_asked_for() -> None:
+    assert "djq.E003" not in _ids(DJQ_ACCEPT_CONTENT=["json", "pickle"], DJQ_ALLOW_PICKLE=True)
+
+
+def test_sqlite_without_wal_is_warned_about() -> None:
+    from django.db import connections
+
+    original = connections.settings["default"].get("OPTIONS")
+    connections.settings["default"]["OPTIONS"] = {}
+    try:
+        ids = {m.id for m in checks.run_checks(tags=["djq"])}
+    finally:
+        connections.settings["default"]["OPTIONS"] = original
+    assert "djq.W001" in ids

@@ -1,0 +1,131 @@
+"""A real ``manage.py djq_worker`` subprocess on SQLite and on PostgreSQL."""
+from __future__ import annotations
+
+import signal
+import uuid
+
+import pytest
+from django.db import transaction
+from kombu import Connection, Producer
+
+from djq import AsyncResult, states
+from djq.models import QueueMessage, RejectedMessage, TaskResult
+from tests.conftest import wait_for
+from tests.testapp.tasks import add, fail, sleep_then_add, whoami
+
+pytestmark = pytest.mark.integration
+
+
+def _states(broker: str, ids: list[str]) -> dict[str, str]:
+    return dict(TaskResult.objects.using(broker).filter(task_id__in=ids).values_list("task_id", "state"))
+
+
+def test_200_tasks_all_succeed_with_correct_results(broker: str, start_worker) -> None:
+    results = [add.delay(i, i * 2) for i in range(200)]
+    start_worker("-P", "threads", "-c", "4")
+    assert [r.get(timeout=60) for r in results] == [i * 3 for i in range(200)]
+    assert TaskResult.objects.using(broker).filter(state=states.SUCCESS).count() == 200
+    assert QueueMessage.objects.using(broker).count() == 0
+
+
+def test_solo_pool_runs_tasks(broker: str, start_worker) -> None:
+    start_worker("-P", "solo")
+    assert add.delay(20, 22).get(timeout=30) == 42
+
+
+def test_failure_is_stored_with_traceback_and_worker_goes_on(broker: str, start_worker) -> None:
+    start_worker("-c", "2")
+    failed = fail.delay("kaboom")
+    with pytest.raises(ValueError, match="kaboom"):
+        failed.get(timeout=30)
+    assert failed.state == states.FAILURE
+    assert "raise ValueError(message)" in failed.traceback
+    info = whoami.delay().get(timeout=30)
+    assert info["id"] and info["hostname"].startswith("djq@")
+
+
+def test_transactional_enqueue(broker: str, start_worker) -> None:
+    start_worker("-c", "2")
+    with pytest.raises(RuntimeError):
+        with transaction.atomic(using=broker):
+            rolled_back = add.delay(1, 1)
+            raise RuntimeError("abort")
+    with transaction.atomic(using=broker):
+        committed = add.delay(2, 2)
+    assert committed.get(timeout=30) == 4
+    assert AsyncResult(rolled_back.id).state == states.PENDING
+    assert QueueMessage.objects.using(broker).count() == 0
+
+
+def test_sigterm_while_tasks_run_loses_none(broker: str, start_worker) -> None:
+    results = [sleep_then_add.delay(0.3, i, 1) for i in range(24)]
+    first = start_worker("-P", "threads", "-c", "4")
+    wait_for(lambda: TaskResult.objects.using(broker).filter(state=states.SUCCESS).exists(),
+             what="the first task to finish")
+    first.signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    assert "warm shutdown" in first.output
+    running_when_stopped = TaskResult.objects.using(broker).filter(state=states.STARTED).count()
+    assert running_when_stopped == 0, "a warm shutdown finishes the tasks it started"
+    done = TaskResult.objects.using(broker).filter(state=states.SUCCESS).count()
+    assert done < len(results), "the worker should have stopped before draining everything"
+    start_worker("-P", "threads", "-c", "4")
+    assert [r.get(timeout=60) for r in results] == [i + 1 for i in range(24)]
+
+
+def test_second_signal_is_a_cold_shutdown(broker: str, start_worker) -> None:
+    sleep_then_add.delay(5, 1, 1)
+    worker = start_worker("-c", "1")
+    wait_for(lambda: TaskResult.objects.using(broker).filter(state=states.STARTED).exists(), what="task start")
+    worker.signal(signal.SIGTERM)
+    wait_for(lambda: "warm shutdown" in worker.output, what="warm shutdown log")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 1
+    assert "cold shutdown" in worker.output
+
+
+def _publish_raw(broker: str, body, headers, content_type="application/json", serializer=None) -> None:
+    with Connection(f"djq://{broker}") as conn, conn.channel() as channel:
+        producer = Producer(channel)
+        if serializer:
+            producer.publish(body, routing_key="default", exchange="", headers=headers, serializer=serializer)
+        else:
+            producer.publish(body, routing_key="default", exchange="", headers=headers,
+                             content_type=content_type, content_encoding="utf-8")
+
+
+def test_bad_messages_are_recorded_and_the_worker_goes_on(broker: str, start_worker) -> None:
+    unknown_id = str(uuid.uuid4())
+    _publish_raw(broker, "this is not json", {"task": "tests.testapp.tasks.add", "id": str(uuid.uuid4())})
+    _publish_raw(broker, "[[], {}, {}]", {"hello": "no task header"})
+    _publish_raw(broker, "[[], {}, {}]", {"task": "no.such.task", "id": unknown_id})
+    _publish_raw(broker, ([1, 2], {}, {}), {"task": "tests.testapp.tasks.add", "id": str(uuid.uuid4())},
+                 serializer="pickle")
+    worker = start_worker("-c", "2")
+    assert add.delay(5, 5).get(timeout=30) == 10
+    wait_for(lambda: RejectedMessage.objects.using(broker).count() == 4, what="four rejected messages")
+    reasons = " | ".join(RejectedMessage.objects.using(broker).values_list("reason", flat=True))
+    assert "cannot be decoded" in reasons
+    assert "no 'task' header" in reasons
+    assert "'no.such.task' is not registered" in reasons
+    assert "not in DJQ_ACCEPT_CONTENT" in reasons
+    unknown = AsyncResult(unknown_id)
+    assert unknown.state == states.FAILURE
+    assert QueueMessage.objects.using(broker).count() == 0, "rejected messages are not requeued"
+    assert worker.output.count("rejected message") == 4
+    assert worker.proc.poll() is None
+
+
+def test_kill_9_during_acks_late_task_redelivers_it(broker: str, start_worker, tmp_path) -> None:
+    from tests.testapp.tasks import sleep_late
+
+    env = {"DJQ_TEST_VISIBILITY_TIMEOUT": "2", "DJQ_TEST_TMP": str(tmp_path)}
+    result = sleep_late.delay(1.5, "k9")
+    victim = start_worker("-c", "1", env=env)
+    marker = tmp_path / "ran-k9"
+    wait_for(marker.exists, what="the task to start")
+    victim.signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    start_worker("-c", "1", env=env)
+    assert result.get(timeout=60) == "k9"
+    assert len(marker.read_text().split()) == 2, "ran once on each worker"
