@@ -1,6 +1,8 @@
 """The djq exception tree. Everything djq raises on purpose derives from DjqError."""
 from __future__ import annotations
 
+import builtins
+
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -35,7 +37,7 @@ class ContentDisallowed(MessageError):
     """A message uses a content type that DJQ_ACCEPT_CONTENT does not allow."""
 
 
-class TimeoutError(DjqError, TimeoutError):  # noqa: A001 - deliberately a builtins.TimeoutError too
+class TimeoutError(DjqError, builtins.TimeoutError):  # noqa: A001 - also a builtins.TimeoutError
     """``AsyncResult.get`` waited longer than its timeout."""
 
 

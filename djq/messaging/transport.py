@@ -229,11 +229,11 @@ class QoS(virtual.QoS):
 class Channel(virtual.Channel):
     QoS = QoS
     supports_fanout = True
-    body_encoding = None
+    body_encoding = None  # type: ignore[assignment]  # bodies are stored as text
     visibility_timeout = DEFAULT_VISIBILITY_TIMEOUT
     claim_batch = DEFAULT_CLAIM_BATCH
     max_priority = 255
-    from_transport_options = virtual.Channel.from_transport_options + ("visibility_timeout", "claim_batch")
+    from_transport_options = (*virtual.Channel.from_transport_options, "visibility_timeout", "claim_batch")  # type: ignore[assignment]
 
     def __init__(self, connection: Transport, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
@@ -371,8 +371,8 @@ class Transport(virtual.Transport):
     driver_type = "sql"
     driver_name = "django"
     polling_interval = DEFAULT_POLLING_INTERVAL
-    connection_errors = virtual.Transport.connection_errors + (OperationalError, InterfaceError)
-    channel_errors = virtual.Transport.channel_errors + (OperationalError, InterfaceError)
+    connection_errors = (*virtual.Transport.connection_errors, OperationalError, InterfaceError)  # type: ignore[assignment]
+    channel_errors = (*virtual.Transport.channel_errors, OperationalError, InterfaceError)  # type: ignore[assignment]
     implements = virtual.Transport.implements.extend(exchange_type=frozenset(["direct", "topic", "fanout"]))
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
@@ -408,11 +408,12 @@ class Transport(virtual.Transport):
         """Make a blocked ``drain_events`` return now (the worker has work to hand back)."""
         self._wakeup.set()
 
-    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+    def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
+        cycle: Any = self.cycle
         while True:
             try:
-                self.cycle.get(self._deliver, timeout=timeout)
+                cycle.get(self._deliver, timeout=timeout)
                 return
             except Empty:
                 pass

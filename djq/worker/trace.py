@@ -84,7 +84,7 @@ def record(backend: Any, info: TaskInfo, outcome: Outcome, ignore_result: bool, 
             backend.store(info, states.FAILURE, result=exception_to_meta(error), traceback=str(error),
                           date_started=started_at, runtime=outcome.runtime)
         return
-    exc = outcome.value
-    logger.error("task %s[%s] raised %s: %s", info.task_name, info.task_id, type(exc).__name__, exc)
-    backend.store(info, states.FAILURE, result=exception_to_meta(exc), traceback=outcome.traceback,
+    error = outcome.value
+    logger.error("task %s[%s] raised %s: %s", info.task_name, info.task_id, type(error).__name__, error)
+    backend.store(info, states.FAILURE, result=exception_to_meta(error), traceback=outcome.traceback,
                   date_started=started_at, runtime=outcome.runtime)

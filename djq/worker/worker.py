@@ -12,7 +12,7 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import IO, Any
 
 from .. import __version__
 from ..backends import get_backend
@@ -90,7 +90,7 @@ class Worker:
             logger.warning("%s received again: cold shutdown", signal.Signals(signum).name)
             raise ColdShutdown()
 
-    def run(self, out: TextIO = sys.stdout) -> int:
+    def run(self, out: IO[str] | Any = sys.stdout) -> int:
         """Start, consume until a signal, stop. Returns the process exit code."""
         self.blueprint.create(self)
         self.blueprint.start()
