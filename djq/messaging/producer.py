@@ -38,6 +38,17 @@ def task_queue(name: str) -> Queue:
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
+def describe_broker(url: str) -> str:
+    """The broker URL without its password, for logs and banners."""
+    if is_embedded(url):
+        from django.db import connections
+
+        alias = embedded_alias(url)
+        engine = connections.settings[alias]["ENGINE"].rsplit(".", 1)[-1] if alias in connections.settings else "?"
+        return f"djq://{alias if alias != 'default' else ''} (database {alias!r}, {engine})"
+    return str(Connection(url).as_uri())
+
+
 def broker_connection(url: str | None = None) -> Connection:
     register_transport()
     return Connection(url or djq_settings.BROKER_URL, transport_options=dict(djq_settings.BROKER_TRANSPORT_OPTIONS))
@@ -82,7 +93,7 @@ class _Publisher:
 
     @property
     def safe_url(self) -> str:
-        return self.connection.as_uri()
+        return describe_broker(self.url)
 
     def close(self) -> None:
         self.pool.force_close_all()

@@ -28,7 +28,7 @@ from ..backends import get_backend
 from ..backends.base import TaskInfo, exception_to_meta
 from ..conf import djq_settings
 from ..exceptions import MessageError, NotRegistered, TaskRevokedError
-from ..messaging.producer import broker_connection, task_queue
+from ..messaging.producer import broker_connection, describe_broker, task_queue
 from ..messaging.protocol import decode_task
 from ..registry import registry
 from .request import Request, run_request
@@ -103,7 +103,7 @@ class Consumer:
 
     @property
     def safe_url(self) -> str:
-        return broker_connection(self.broker_url).as_uri()
+        return describe_broker(self.broker_url)
 
     def close(self) -> None:
         if self.connection is None:

@@ -51,3 +51,8 @@ def unstorable() -> object:
 @task
 def noop() -> None:
     return None
+
+
+@task(rate_limit="1/m")
+def once_a_minute() -> str:
+    return "ok"

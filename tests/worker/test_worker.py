@@ -129,3 +129,27 @@ def test_kill_9_during_acks_late_task_redelivers_it(broker: str, start_worker, t
     start_worker("-c", "1", env=env)
     assert result.get(timeout=60) == "k9"
     assert len(marker.read_text().split()) == 2, "ran once on each worker"
+
+
+def test_expired_task_is_revoked_not_run(broker: str, start_worker) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    past = datetime.now(timezone.utc) - timedelta(seconds=1)
+    expired = add.apply_async((1, 1), expires=past)
+    fresh = add.apply_async((2, 2), expires=3600)
+    start_worker("-c", "2")
+    assert fresh.get(timeout=30) == 4
+    wait_for(lambda: expired.state == states.REVOKED, what="the expired task to be revoked")
+    assert "expired" in (expired.traceback or "")
+
+
+def test_rate_limited_task_waits_without_blocking_others(broker: str, start_worker) -> None:
+    from tests.testapp.tasks import once_a_minute
+
+    limited = [once_a_minute.delay() for _ in range(3)]
+    start_worker("-c", "2")
+    assert add.delay(3, 4).get(timeout=30) == 7
+    wait_for(lambda: limited[0].state == states.SUCCESS, what="the first rate-limited task")
+    assert add.delay(5, 6).get(timeout=30) == 11
+    assert [r.state for r in limited[1:]] == [states.PENDING, states.PENDING]
+
