@@ -85,7 +85,12 @@ class Store:
     def claim(self, queues: list[str], limit: int, visibility_timeout: float) -> list[tuple[int, str, int, str]]:
         now = time.time()
         placeholders = ", ".join(["%s"] * len(queues))
-        lock = " FOR UPDATE SKIP LOCKED" if self.skip_locked else ""
+        skip_locked = self.skip_locked
+        if not skip_locked and not self._any_visible(placeholders, queues, now):
+            # SQLite: even an UPDATE that matches nothing takes the database's write lock;
+            # a read (WAL) does not, so an idle consumer never gets in a writer's way.
+            return []
+        lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
         sql = (
             f"UPDATE {self.messages} SET visible_at = %s, deliveries = deliveries + 1 "
             f"WHERE id IN (SELECT id FROM {self.messages} WHERE queue IN ({placeholders}) "
@@ -98,6 +103,14 @@ class Store:
         # RETURNING has no defined order: restore the claim order.
         rows.sort(key=lambda row: (-row[4], row[0]))
         return [row[:4] for row in rows]
+
+    def _any_visible(self, placeholders: str, queues: list[str], now: float) -> bool:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {self.messages} WHERE queue IN ({placeholders}) AND visible_at <= %s LIMIT 1",
+                [*queues, now],
+            )
+            return cursor.fetchone() is not None
 
     def delete(self, ids: Iterable[int]) -> None:
         ids = list(ids)
