@@ -18,8 +18,12 @@ Features
 - Transactional publishing: a publish inside ``transaction.atomic()`` is part of the
   caller's transaction.
 
+- Wake-ups: on PostgreSQL (psycopg 3) a publish sends NOTIFY and idle consumers LISTEN,
+  so an idle worker picks a task up in milliseconds; SQLite polls with a cheap read.
+
 Transport options (``DJQ_BROKER_TRANSPORT_OPTIONS``): ``polling_interval`` (seconds
-between polls of an empty queue, default 0.02), ``visibility_timeout`` (default 60),
+between polls of an empty queue without NOTIFY, default 0.005), ``notify`` (use
+LISTEN/NOTIFY on PostgreSQL, default True), ``visibility_timeout`` (default 60),
 ``claim_batch`` (most messages claimed at once, default 100).
 """
 from __future__ import annotations
@@ -36,9 +40,14 @@ from typing import Any, Iterable
 from django.db import InterfaceError, OperationalError, connections
 from kombu.transport import virtual
 
+from .wakeup import NOTIFY_CHANNEL, Listener, Waker, wait
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_POLLING_INTERVAL = 0.02
+#: Idle poll on SQLite (a cheap read); on PostgreSQL NOTIFY wakes consumers and polling
+#: only catches eta messages and missed notifications.
+DEFAULT_POLLING_INTERVAL = 0.005
+NOTIFY_FALLBACK_INTERVAL = 1.0
 DEFAULT_VISIBILITY_TIMEOUT = 60.0
 DEFAULT_CLAIM_BATCH = 100
 
@@ -75,12 +84,26 @@ class Store:
         return bool(features.has_select_for_update_skip_locked)
 
     def put(self, queue: str, priority: int, visible_at: float, payload: str) -> None:
+        insert = (
+            f"INSERT INTO {self.messages} (queue, priority, visible_at, deliveries, payload) "
+            "VALUES (%s, %s, %s, 0, %s)"
+        )
+        if self.connection.vendor == "postgresql":
+            # One round trip; NOTIFY is delivered when the caller's transaction commits.
+            insert = f"WITH m AS ({insert} RETURNING queue) SELECT pg_notify('{NOTIFY_CHANNEL}', queue) FROM m"
+        with self.connection.cursor() as cursor:
+            cursor.execute(insert, [queue, priority, visible_at, payload])
+
+    def next_visible(self, queues: list[str]) -> float | None:
+        """When the next waiting (eta) message becomes visible, if any."""
         with self.connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {self.messages} (queue, priority, visible_at, deliveries, payload) "
-                "VALUES (%s, %s, %s, 0, %s)",
-                [queue, priority, visible_at, payload],
+                f"SELECT MIN(visible_at) FROM {self.messages} WHERE queue IN ({', '.join(['%s'] * len(queues))}) "
+                "AND deliveries = 0 AND visible_at > %s",
+                [*queues, time.time()],
             )
+            row = cursor.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def claim(self, queues: list[str], limit: int, visibility_timeout: float) -> list[tuple[int, str, int, str]]:
         now = time.time()
@@ -391,7 +414,14 @@ class Transport(virtual.Transport):
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self.alias = self._alias_from(client)
-        self._wakeup = threading.Event()
+        self._waker: Waker | None = None
+        self._listener: Listener | None = None
+        self._listener_checked = False
+        self._next_eta_check = 0.0
+        self._next_eta: float | None = None
+        self.notify_fallback_interval = float(
+            client.transport_options.get("notify_fallback_interval", NOTIFY_FALLBACK_INTERVAL)
+        )
         self._lease_keeper: LeaseKeeper | None = None
         self._lease_lock = threading.Lock()
         self.visibility_timeout = float(
@@ -419,7 +449,35 @@ class Transport(virtual.Transport):
 
     def wake(self) -> None:
         """Make a blocked ``drain_events`` return now (the worker has work to hand back)."""
-        self._wakeup.set()
+        self.waker().wake()
+
+    def waker(self) -> Waker:
+        if self._waker is None:
+            self._waker = Waker()
+        return self._waker
+
+    def listener(self) -> Listener | None:
+        if not self._listener_checked:
+            self._listener_checked = True
+            if self.client.transport_options.get("notify", True) and Listener.supported(self.alias):
+                self._listener = Listener(self.alias)
+        return self._listener
+
+    def _idle_wait(self) -> float:
+        """How long to wait for a notification before polling again."""
+        listener = self.listener()
+        if listener is None or listener.fileno() is None:
+            return self.polling_interval
+        now = time.time()
+        if now >= self._next_eta_check:
+            # eta messages become visible without any NOTIFY: wake up for the next one.
+            queues = [q for channel in self.channels for q in getattr(channel, "_active_queues", [])]
+            self._next_eta = Store(self.alias).next_visible(list(dict.fromkeys(queues))) if queues else None
+            self._next_eta_check = now + self.notify_fallback_interval
+        wait_for = self.notify_fallback_interval
+        if self._next_eta is not None:
+            wait_for = min(wait_for, max(self._next_eta - now, 0.0))
+        return wait_for
 
     def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -430,11 +488,10 @@ class Transport(virtual.Transport):
                 return
             except Empty:
                 pass
-            wait = self.polling_interval
+            pause = self._idle_wait()
             if deadline is not None:
-                wait = min(wait, max(deadline - time.monotonic(), 0.0))
-            if self._wakeup.wait(wait):
-                self._wakeup.clear()
+                pause = min(pause, max(deadline - time.monotonic(), 0.0))
+            if wait(self.waker(), self._listener, pause):
                 raise socket.timeout()
             if deadline is not None and time.monotonic() >= deadline:
                 raise socket.timeout()
@@ -443,6 +500,11 @@ class Transport(virtual.Transport):
         super().close_connection(connection)
         if self._lease_keeper is not None:
             self._lease_keeper.stop()
+        if self._listener is not None:
+            self._listener.close()
+        if self._waker is not None:
+            self._waker.close()
+            self._waker = None
 
     @property
     def default_connection_params(self) -> dict[str, Any]:
