@@ -419,6 +419,7 @@ class Transport(virtual.Transport):
         self._listener_checked = False
         self._next_eta_check = 0.0
         self._next_eta: float | None = None
+        self.use_notify = bool(client.transport_options.get("notify", True))
         self.notify_fallback_interval = float(
             client.transport_options.get("notify_fallback_interval", NOTIFY_FALLBACK_INTERVAL)
         )
@@ -459,7 +460,7 @@ class Transport(virtual.Transport):
     def listener(self) -> Listener | None:
         if not self._listener_checked:
             self._listener_checked = True
-            if self.client.transport_options.get("notify", True) and Listener.supported(self.alias):
+            if self.use_notify and Listener.supported(self.alias):
                 self._listener = Listener(self.alias)
         return self._listener
 
