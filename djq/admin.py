@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import admin
@@ -65,7 +65,7 @@ def format_runtime(seconds: float | None) -> str | None:
         return None
     if seconds < 60:
         return f"{seconds:.3f} s" if seconds < 1 else f"{seconds:.2f} s"
-    minutes, rest = divmod(int(round(seconds)), 60)
+    minutes, rest = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m {rest:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -187,7 +187,7 @@ class QueueMessageAdmin(ReadOnlyAdmin):
 
     @admin.display(description="visible at", ordering="visible_at")
     def visible_at_display(self, obj: QueueMessage) -> datetime:
-        return datetime.fromtimestamp(obj.visible_at, tz=timezone.utc)
+        return datetime.fromtimestamp(obj.visible_at, tz=UTC)
 
     @admin.display(description="status")
     def status(self, obj: QueueMessage) -> str:

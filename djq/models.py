@@ -85,7 +85,7 @@ class QueueBinding(models.Model):
 class RejectedMessage(models.Model):
     """A message a worker could not run (malformed, unknown task, refused content type)."""
 
-    queue = models.CharField(max_length=200, blank=True, default="")
+    queue = models.CharField(max_length=200, blank=True, default="", db_index=True)
     task_name = models.CharField(max_length=255, blank=True, default="", db_index=True)
     task_id = models.CharField(max_length=255, blank=True, default="")
     reason = models.TextField()

@@ -64,7 +64,7 @@ def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_
         outcome = execute(task, context)
         record(backend, info, outcome, ignore_result, started_at)
     except Exception as exc:  # the backend failed: the task's outcome cannot be stored
-        logger.exception("task %s[%s]: could not store its state: %s", info.task_name, info.task_id, exc)
+        logger.exception("task %s[%s]: could not store its state", info.task_name, info.task_id)
         outcome = Outcome(states.FAILURE, exc, tb.format_exc(), 0.0)
     finally:
         dbhygiene.clean_connections()
@@ -73,7 +73,8 @@ def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_
 
 def record(backend: Any, info: TaskInfo, outcome: Outcome, ignore_result: bool, started_at: Any) -> None:
     if outcome.state == states.SUCCESS:
-        logger.debug("task %s[%s] succeeded in %.4fs", info.task_name, info.task_id, outcome.runtime)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("task %s[%s] succeeded in %.4fs", info.task_name, info.task_id, outcome.runtime)
         if ignore_result:
             return
         try:

@@ -1,0 +1,9 @@
+"""WSGI entry point of the example project (for a real server instead of runserver)."""
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
+application = get_wsgi_application()
