@@ -19,11 +19,13 @@ Features
   caller's transaction.
 
 - Wake-ups: on PostgreSQL (psycopg 3) a publish sends NOTIFY and idle consumers LISTEN,
-  so an idle worker picks a task up in milliseconds; SQLite polls with a cheap read.
+  so an idle worker picks a task up in milliseconds. On SQLite an idle consumer checks
+  ``PRAGMA data_version`` every few milliseconds and claims only when it changed.
 
 Transport options (``DJQ_BROKER_TRANSPORT_OPTIONS``): ``polling_interval`` (seconds
-between polls of an empty queue without NOTIFY, default 0.005), ``notify`` (use
-LISTEN/NOTIFY on PostgreSQL, default True), ``visibility_timeout`` (default 60),
+between idle checks without NOTIFY, default 0.005), ``notify`` (use
+LISTEN/NOTIFY on PostgreSQL, default True), ``claim_interval`` (longest an idle
+consumer goes without claiming, default 1 s), ``visibility_timeout`` (default 60),
 ``claim_batch`` (most messages claimed at once, default 100).
 """
 from __future__ import annotations
@@ -44,10 +46,10 @@ from .wakeup import NOTIFY_CHANNEL, Listener, Waker, wait
 
 logger = logging.getLogger(__name__)
 
-#: Idle poll on SQLite (a cheap read); on PostgreSQL NOTIFY wakes consumers and polling
-#: only catches eta messages and missed notifications.
+#: Idle check on SQLite (``PRAGMA data_version``, nearly free); on PostgreSQL NOTIFY wakes
+#: consumers, and a claim is planned for the next eta and every IDLE_CLAIM_INTERVAL.
 DEFAULT_POLLING_INTERVAL = 0.005
-NOTIFY_FALLBACK_INTERVAL = 1.0
+IDLE_CLAIM_INTERVAL = 1.0
 DEFAULT_VISIBILITY_TIMEOUT = 60.0
 DEFAULT_CLAIM_BATCH = 100
 
@@ -95,11 +97,11 @@ class Store:
             cursor.execute(insert, [queue, priority, visible_at, payload])
 
     def next_visible(self, queues: list[str]) -> float | None:
-        """When the next waiting (eta) message becomes visible, if any."""
+        """When the next hidden message (eta, or an expiring lease) becomes visible, if any."""
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT MIN(visible_at) FROM {self.messages} WHERE queue IN ({', '.join(['%s'] * len(queues))}) "
-                "AND deliveries = 0 AND visible_at > %s",
+                "AND visible_at > %s",
                 [*queues, time.time()],
             )
             row = cursor.fetchone()
@@ -205,6 +207,24 @@ class Store:
                 return True
             cursor.execute(f"SELECT 1 FROM {self.messages} WHERE queue = %s LIMIT 1", [queue])
             return cursor.fetchone() is not None
+
+
+class SqliteWatch:
+    """``PRAGMA data_version`` changes when another connection commits: a near-free
+    "anything new?" that lets an idle SQLite consumer poll often and claim rarely."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.version: int | None = None
+
+    def changed(self) -> bool:
+        wrapper = connections[self.alias]
+        wrapper.ensure_connection()
+        version = wrapper.connection.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.version:
+            self.version = version
+            return True
+        return False
 
 
 class LeaseKeeper(threading.Thread):
@@ -345,6 +365,7 @@ class Channel(virtual.Channel):
         self.connection.lease_keeper().release((delivery_tag,))
         if requeue:
             self.store.set_visible((delivery_tag,), time.time())
+            self.connection.claim_soon()
         else:
             self.store.delete((delivery_tag,))
         self.qos._quick_ack(delivery_tag)
@@ -353,6 +374,7 @@ class Channel(virtual.Channel):
         if tags:
             self.connection.lease_keeper().release(tags)
             self.store.set_visible(tags, time.time())
+            self.connection.claim_soon()
 
     def close(self) -> None:
         if not self.closed:
@@ -417,11 +439,11 @@ class Transport(virtual.Transport):
         self._waker: Waker | None = None
         self._listener: Listener | None = None
         self._listener_checked = False
-        self._next_eta_check = 0.0
-        self._next_eta: float | None = None
+        self._next_claim_at = 0.0
+        self._sqlite_watch = SqliteWatch(self.alias) if connections[self.alias].vendor == "sqlite" else None
         self.use_notify = bool(client.transport_options.get("notify", True))
-        self.notify_fallback_interval = float(
-            client.transport_options.get("notify_fallback_interval", NOTIFY_FALLBACK_INTERVAL)
+        self.claim_interval = float(
+            client.transport_options.get("claim_interval", IDLE_CLAIM_INTERVAL)
         )
         self._lease_keeper: LeaseKeeper | None = None
         self._lease_lock = threading.Lock()
@@ -464,31 +486,51 @@ class Transport(virtual.Transport):
                 self._listener = Listener(self.alias)
         return self._listener
 
-    def _idle_wait(self) -> float:
-        """How long to wait for a notification before polling again."""
-        listener = self.listener()
-        if listener is None or listener.fileno() is None:
-            return self.polling_interval
+    def claim_soon(self) -> None:
+        """Our own connection made messages visible; no notification or data_version says so."""
+        self._next_claim_at = 0.0
+
+    def _active_queues(self) -> list[str]:
+        queues = [q for channel in self.channels for q in getattr(channel, "_active_queues", [])]
+        return list(dict.fromkeys(queues))
+
+    def _after_empty_claim(self) -> None:
+        """Plan the next claim that no notification will prompt: the next eta, or a fallback."""
         now = time.time()
-        if now >= self._next_eta_check:
-            # eta messages become visible without any NOTIFY: wake up for the next one.
-            queues = [q for channel in self.channels for q in getattr(channel, "_active_queues", [])]
-            self._next_eta = Store(self.alias).next_visible(list(dict.fromkeys(queues))) if queues else None
-            self._next_eta_check = now + self.notify_fallback_interval
-        wait_for = self.notify_fallback_interval
-        if self._next_eta is not None:
-            wait_for = min(wait_for, max(self._next_eta - now, 0.0))
-        return wait_for
+        queues = self._active_queues()
+        next_visible = Store(self.alias).next_visible(queues) if queues else None
+        self._next_claim_at = now + self.claim_interval
+        if next_visible is not None:
+            self._next_claim_at = min(self._next_claim_at, next_visible)
+
+    def _idle_wait(self) -> float:
+        """How long to block before looking again."""
+        listener = self.listener()
+        if listener is not None and listener.fileno() is not None:
+            return max(self._next_claim_at - time.time(), 0.0)
+        return self.polling_interval
+
+    def _worth_claiming(self) -> bool:
+        listener = self._listener
+        if listener is not None and listener.conn is not None:
+            return True  # woken by NOTIFY, or the planned claim is due
+        if time.time() >= self._next_claim_at:
+            return True
+        if self._sqlite_watch is not None:
+            return self._sqlite_watch.changed()
+        return True
 
     def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         cycle: Any = self.cycle
+        claim = True  # the caller may have freed capacity: always look once
         while True:
-            try:
-                cycle.get(self._deliver, timeout=timeout)
-                return
-            except Empty:
-                pass
+            if claim:
+                try:
+                    cycle.get(self._deliver, timeout=timeout)
+                    return
+                except Empty:
+                    self._after_empty_claim()
             pause = self._idle_wait()
             if deadline is not None:
                 pause = min(pause, max(deadline - time.monotonic(), 0.0))
@@ -496,6 +538,7 @@ class Transport(virtual.Transport):
                 raise socket.timeout()
             if deadline is not None and time.monotonic() >= deadline:
                 raise socket.timeout()
+            claim = self._worth_claiming()
 
     def close_connection(self, connection: Any) -> None:
         super().close_connection(connection)
