@@ -33,10 +33,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TASK_ACKS_LATE", False, "Default for acks_late: ack after the task ran instead of before."),
     Setting("TASK_TRACK_STARTED", True, "Record the STARTED state when a worker begins a task."),
     Setting("TASK_ALWAYS_EAGER", False, "Run tasks in-process on delay() (for tests); no broker involved."),
-    Setting("WORKER_POOL", "threads", "Pool used when djq_worker gets no -P."),
+    Setting("WORKER_POOL", "prefork", "Pool used when djq_worker gets no -P (prefork, threads, solo, gevent, eventlet)."),
     Setting("WORKER_CONCURRENCY", None, "Tasks run at once per worker (None = number of CPUs)."),
     Setting("WORKER_PREFETCH_MULTIPLIER", 4, "Messages reserved per pool slot."),
     Setting("WORKER_QUEUES", None, "Queues served when djq_worker gets no -Q (None = DEFAULT_QUEUE)."),
+    Setting("WORKER_AUTOSCALE_KEEPALIVE", 10.0, "Seconds an autoscaled pool idles before it shrinks."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -62,6 +63,7 @@ class DjqSettings:
     WORKER_CONCURRENCY: int | None
     WORKER_PREFETCH_MULTIPLIER: int
     WORKER_QUEUES: list[str] | None
+    WORKER_AUTOSCALE_KEEPALIVE: float
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -54,7 +54,7 @@ class Task(Generic[P, R]):
 
     OPTIONS = frozenset({
         "name", "bind", "queue", "priority", "ignore_result", "acks_late", "time_limit",
-        "soft_time_limit", "max_retries", "default_retry_delay", "rate_limit",
+        "soft_time_limit", "max_retries", "default_retry_delay", "rate_limit", "reject_on_worker_lost",
     })
 
     def __init__(self, func: Callable[..., R], **options: Any) -> None:
@@ -88,6 +88,7 @@ class Task(Generic[P, R]):
         if self.max_retries is not None and (isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0):
             raise TaskOptionError(f"max_retries must be a non-negative integer or None, got {self.max_retries!r}")
         self.default_retry_delay = _check_limit("default_retry_delay", options.get("default_retry_delay", 180))
+        self.reject_on_worker_lost = bool(options.get("reject_on_worker_lost", False))
         self.rate_limit: str | None = options.get("rate_limit")
         self.rate_per_second = parse_rate(self.rate_limit)
         self.__doc__ = func.__doc__
@@ -238,14 +239,14 @@ def task(
     *, name: str | None = ..., bind: Literal[False] = ..., queue: str | None = ..., priority: int | None = ...,
     ignore_result: bool = ..., acks_late: bool | None = ..., time_limit: float | None = ...,
     soft_time_limit: float | None = ..., max_retries: int | None = ..., default_retry_delay: float = ...,
-    rate_limit: str | None = ...,
+    rate_limit: str | None = ..., reject_on_worker_lost: bool = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 @overload
 def task(
     *, name: str | None = ..., bind: Literal[True], queue: str | None = ..., priority: int | None = ...,
     ignore_result: bool = ..., acks_late: bool | None = ..., time_limit: float | None = ...,
     soft_time_limit: float | None = ..., max_retries: int | None = ..., default_retry_delay: float = ...,
-    rate_limit: str | None = ...,
+    rate_limit: str | None = ..., reject_on_worker_lost: bool = ...,
 ) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
 def task(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Make ``func`` a djq task: ``@task`` or ``@task(queue="emails", acks_late=True, ...)``."""

@@ -7,9 +7,14 @@ from ..exceptions import ConfigurationError
 from .base import BasePool
 
 POOLS = {
-    "solo": "djq.concurrency.solo.SoloPool",
+    "prefork": "djq.concurrency.prefork.PreforkPool",
     "threads": "djq.concurrency.threads.ThreadPool",
+    "solo": "djq.concurrency.solo.SoloPool",
+    "gevent": "djq.concurrency.green.GeventPool",
+    "eventlet": "djq.concurrency.green.EventletPool",
 }
+#: pools that need their library's monkey patching before anything else is imported
+GREEN_POOLS = frozenset({"gevent", "eventlet"})
 
 
 def get_pool_class(name: str) -> type[BasePool]:
@@ -21,4 +26,4 @@ def get_pool_class(name: str) -> type[BasePool]:
     return cls
 
 
-__all__ = ["BasePool", "POOLS", "get_pool_class"]
+__all__ = ["BasePool", "GREEN_POOLS", "POOLS", "get_pool_class"]

@@ -27,11 +27,11 @@ from .. import states
 from ..backends import get_backend
 from ..backends.base import TaskInfo, exception_to_meta
 from ..conf import djq_settings
-from ..exceptions import MessageError, NotRegistered, TaskRevokedError
+from ..exceptions import MessageError, NotRegistered, TaskRevokedError, WorkerLostError
 from ..messaging.producer import broker_connection, describe_broker, task_queue
 from ..messaging.protocol import decode_task
 from ..registry import registry
-from .request import Request, run_request
+from .request import Request, TaskCall, run_call
 from .trace import Outcome
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,13 @@ class TokenBucket:
 
 class Consumer:
     def __init__(self, *, pool: Any, queues: list[str], hostname: str, prefetch_count: int,
-                 broker_url: str | None = None) -> None:
+                 broker_url: str | None = None, soft_time_limit: float | None = None,
+                 time_limit: float | None = None) -> None:
         self.pool = pool
+        self.soft_time_limit = soft_time_limit
+        self.time_limit = time_limit
+        self.active: dict[int, Request] = {}
+        self._warned_limits: set[str] = set()
         self.queue_names = queues
         self.hostname = hostname
         self.prefetch_count = prefetch_count
@@ -78,7 +83,7 @@ class Consumer:
         self.reserved: deque[Request] = deque()
         self.scheduled: list[tuple[float, int, Request]] = []
         self._seq = itertools.count()
-        self._done: SimpleQueue[tuple[Request, Outcome]] = SimpleQueue()
+        self._done: SimpleQueue[tuple[int, Outcome]] = SimpleQueue()
         self.buckets: dict[str, TokenBucket] = {}
         self.stopping = False
         self.stats = {"received": 0, "succeeded": 0, "failed": 0, "rejected": 0, "expired": 0}
@@ -220,8 +225,23 @@ class Consumer:
             if not request.acks_late:
                 self._ack(request)
             free -= 1
-            self.pool.apply_async(run_request, request, self._on_done)
+            self._submit(request)
         self.reserved.extendleft(reversed(held))
+
+    def _submit(self, request: Request) -> None:
+        soft, hard = request.time_limits(self.soft_time_limit, self.time_limit)
+        self._warn_unenforced(request.name, soft, hard)
+        seq = next(self._seq)
+        self.active[seq] = request
+        self.pool.apply_async(run_call, request.call(seq, soft, hard), self._on_done,
+                              soft_time_limit=soft, time_limit=hard)
+
+    def _warn_unenforced(self, name: str, soft: float | None, hard: float | None) -> None:
+        missing = self.pool.unsupported(soft=bool(soft), hard=bool(hard))
+        if missing and name not in self._warned_limits:
+            self._warned_limits.add(name)
+            logger.warning("task %s has %s, which the %s pool cannot enforce (see docs/pools.md)",
+                           name, " and ".join(missing), self.pool.name)
 
     def _expire(self, request: Request) -> None:
         self.stats["expired"] += 1
@@ -232,23 +252,48 @@ class Consumer:
         finally:
             self._ack(request)
 
-    def _on_done(self, request: Request, outcome: Outcome) -> None:
+    def _on_done(self, call: TaskCall, outcome: Outcome) -> None:
         """Called from the pool when a task finished."""
-        self._done.put((request, outcome))
+        self._done.put((call.seq, outcome))
         self.wake()
 
     def _process_done(self) -> None:
         while True:
             try:
-                request, outcome = self._done.get_nowait()
+                seq, outcome = self._done.get_nowait()
             except Empty:
                 return
-            self._finish(request, outcome)
+            self._finish(seq, outcome)
 
-    def _finish(self, request: Request, outcome: Outcome) -> None:
+    def _finish(self, seq: int, outcome: Outcome) -> None:
+        request = self.active.pop(seq)
         self.stats["succeeded" if outcome.state == states.SUCCESS else "failed"] += 1
+        if not outcome.recorded:
+            if self._requeue_lost(request, outcome):
+                return
+            self._record_failure(request, outcome)
         if request.acks_late:
             self._ack(request)
+
+    def _requeue_lost(self, request: Request, outcome: Outcome) -> bool:
+        """acks_late + reject_on_worker_lost: a task whose process died runs again."""
+        if not (isinstance(outcome.value, WorkerLostError) and request.acks_late and request.reject_on_worker_lost):
+            return False
+        logger.warning("task %s[%s]: its process died; requeued (reject_on_worker_lost)", request.name, request.id)
+        if request.connection_generation == self.generation:
+            try:
+                request.message.reject(requeue=True)
+            except Exception as exc:
+                logger.warning("could not requeue %s[%s]: %s", request.name, request.id, exc)
+        return True
+
+    def _record_failure(self, request: Request, outcome: Outcome) -> None:
+        logger.error("task %s[%s] failed: %s", request.name, request.id, outcome.traceback)
+        try:
+            get_backend().store(request.info(), states.FAILURE, result=exception_to_meta(outcome.value),
+                                traceback=outcome.traceback)
+        except Exception:
+            logger.exception("could not record the failure of %s[%s]", request.name, request.id)
 
     def _ack(self, request: Request) -> None:
         if request.connection_generation != self.generation:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import TaskInfo
 from ..context import RequestContext
+from ..concurrency.base import Limiter
 from ..messaging.protocol import TaskMessage
 from .trace import Outcome, trace
 
@@ -80,10 +81,36 @@ class Request:
             headers=msg.headers,
         )
 
-    def run(self) -> Outcome:
-        """Executed by the pool."""
-        return trace(self.task, self.context(), self.info(), self.ignore_result)
+    @property
+    def reject_on_worker_lost(self) -> bool:
+        return self.task.reject_on_worker_lost
+
+    def time_limits(self, default_soft: float | None, default_hard: float | None) -> tuple[float | None, float | None]:
+        """(soft, hard): the message's own limits, else the worker's defaults."""
+        hard, soft = self.msg.timelimit
+        return (soft if soft is not None else default_soft, hard if hard is not None else default_hard)
+
+    def call(self, seq: int, soft: float | None, hard: float | None) -> TaskCall:
+        return TaskCall(seq, self.name, self.context(), self.info(), self.ignore_result, soft, hard)
 
 
-def run_request(request: Request) -> Outcome:
-    return request.run()
+@dataclass
+class TaskCall:
+    """What crosses into a pool: small and picklable, so prefork children can run it."""
+
+    seq: int
+    task_name: str
+    context: RequestContext
+    info: TaskInfo
+    ignore_result: bool
+    soft_time_limit: float | None
+    time_limit: float | None
+
+
+def run_call(call: TaskCall, limiter: Limiter | None = None) -> Outcome:
+    """Run a task call in this thread/process; the outcome carries no value (it is stored)."""
+    from ..registry import registry
+
+    outcome = trace(registry.get(call.task_name), call.context, call.info, call.ignore_result,
+                    limiter=limiter, soft_time_limit=call.soft_time_limit, time_limit=call.time_limit)
+    return Outcome(outcome.state, None, None, outcome.runtime)

@@ -1,16 +1,20 @@
 """The worker's bootsteps, in boot order. This tuple is the whole worker."""
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ..concurrency import get_pool_class
 from ..concurrency.base import BasePool
 from . import dbhygiene
 from .blueprint import Step
+from .autoscale import Autoscaler
 from .consumer import Consumer
 
 if TYPE_CHECKING:
     from .worker import Worker
+
+logger = logging.getLogger(__name__)
 
 
 class Database(Step):
@@ -30,7 +34,17 @@ class Pool(Step):
     pool: BasePool
 
     def create(self, worker: Worker) -> None:
-        self.pool = get_pool_class(worker.options.pool)(worker.options.concurrency)
+        options = worker.options
+        cls = get_pool_class(options.pool)
+        missing = cls.unsupported(
+            soft=bool(options.soft_time_limit), hard=bool(options.time_limit), autoscale=bool(options.autoscale),
+            recycling=bool(options.max_tasks_per_child or options.max_memory_per_child),
+        )
+        for feature in missing:
+            logger.warning("the %s pool does not support %s: that option is ignored (see docs/pools.md)",
+                           cls.name, feature)
+        self.pool = cls(options.concurrency, max_tasks_per_child=options.max_tasks_per_child,
+                        max_memory_per_child=options.max_memory_per_child)
 
     def start(self) -> None:
         self.pool.start()
@@ -57,7 +71,9 @@ class TaskConsumer(Step):
             pool=self.blueprint.get(Pool).pool,
             queues=options.queues,
             hostname=options.hostname,
-            prefetch_count=options.concurrency * options.prefetch_multiplier,
+            prefetch_count=options.max_concurrency * options.prefetch_multiplier,
+            soft_time_limit=options.soft_time_limit,
+            time_limit=options.time_limit,
         )
 
     def start(self) -> None:
@@ -71,4 +87,25 @@ class TaskConsumer(Step):
         self.stop()
 
 
-STEPS: tuple[type[Step], ...] = (Database, Pool, TaskConsumer)
+class Autoscale(Step):
+    """--autoscale=MAX,MIN: grow the pool while messages wait, shrink it when idle."""
+
+    requires = (Pool, TaskConsumer)
+    autoscaler: Autoscaler
+
+    def include_if(self, worker: Worker) -> bool:
+        return bool(worker.options.autoscale) and self.blueprint.get(Pool).pool.supports_autoscale
+
+    def create(self, worker: Worker) -> None:
+        maximum, minimum = worker.options.autoscale or (1, 1)
+        self.autoscaler = Autoscaler(self.blueprint.get(Pool).pool, self.blueprint.get(TaskConsumer).consumer,
+                                     maximum, minimum)
+
+    def start(self) -> None:
+        self.autoscaler.start()
+
+    def stop(self) -> None:
+        self.autoscaler.stop()
+
+
+STEPS: tuple[type[Step], ...] = (Database, Pool, TaskConsumer, Autoscale)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import traceback as tb
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from ..backends import get_backend
 from ..backends.base import TaskInfo, exception_to_meta
 from ..conf import djq_settings
 from ..context import RequestContext, current_request
-from ..exceptions import EncodeError
+from ..concurrency.base import Limiter, no_limits
+from ..exceptions import EncodeError, TimeLimitExceeded
 from . import dbhygiene
 
 if TYPE_CHECKING:
@@ -30,19 +32,45 @@ class Outcome:
     value: Any
     traceback: str | None
     runtime: float
+    #: False when the task could not record its own end (its process died, or it was
+    #: stopped at its hard time limit): the worker records ``value`` for it.
+    recorded: bool = True
 
 
-def execute(task: Task[Any, Any], context: RequestContext) -> Outcome:
+#: In a prefork child, SystemExit means the pool is stopping this process (hard time limit,
+#: shutdown): the parent records the outcome, so the child must not record one too.
+PROCESS_EXIT_ENDS_TASK = False
+
+
+class HardTimeLimit(BaseException):
+    """Raised in-process by a pool at the hard limit; a BaseException so tasks don't catch it."""
+
+
+def execute(task: Task[Any, Any], context: RequestContext, limiter: Limiter = no_limits,
+            soft_time_limit: float | None = None, time_limit: float | None = None) -> Outcome:
     """Run the task body in this thread with ``context`` as its request; never raises."""
     token = current_request.set(context)
     started = time.perf_counter()
     try:
-        value = task.run(*context.args, **context.kwargs)
+        with limiter(soft_time_limit, time_limit):
+            value = task.run(*context.args, **context.kwargs)
+    except SystemExit:
+        if PROCESS_EXIT_ENDS_TASK:
+            raise
+        return Outcome(states.FAILURE, *_current_error(), time.perf_counter() - started)
+    except HardTimeLimit:
+        error = TimeLimitExceeded(f"task {task.name} ran past its hard time limit ({time_limit}s)")
+        return Outcome(states.FAILURE, error, tb.format_exc(), time.perf_counter() - started)
     except BaseException as exc:  # the task-execution boundary: every failure is recorded
         return Outcome(states.FAILURE, exc, tb.format_exc(), time.perf_counter() - started)
     finally:
         current_request.reset(token)
     return Outcome(states.SUCCESS, value, None, time.perf_counter() - started)
+
+
+def _current_error() -> tuple[BaseException, str]:
+    exc = sys.exc_info()[1]
+    return (exc if exc is not None else RuntimeError("unknown error")), tb.format_exc()
 
 
 def run_eager(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], task_id: str) -> EagerResult[Any]:
@@ -53,7 +81,9 @@ def run_eager(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], tas
     return EagerResult(task_id, outcome.state, outcome.value, outcome.traceback, task_name=task.name)
 
 
-def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_result: bool) -> Outcome:
+def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_result: bool, *,
+          limiter: Limiter | None = None, soft_time_limit: float | None = None,
+          time_limit: float | None = None) -> Outcome:
     """Run a task on a worker: DB hygiene, STARTED, the body, then the final state."""
     dbhygiene.clean_connections()
     backend = get_backend()
@@ -61,7 +91,7 @@ def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_
     try:
         if djq_settings.TASK_TRACK_STARTED and not ignore_result:
             backend.store(info, states.STARTED, date_started=started_at)
-        outcome = execute(task, context)
+        outcome = execute(task, context, limiter or no_limits, soft_time_limit, time_limit)
         record(backend, info, outcome, ignore_result, started_at)
     except Exception as exc:  # the backend failed: the task's outcome cannot be stored
         logger.exception("task %s[%s]: could not store its state", info.task_name, info.task_id)

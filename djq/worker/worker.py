@@ -45,6 +45,12 @@ class WorkerOptions:
     hostname: str = ""
     prefetch_multiplier: int = 4
     conn_max_age: float = 60.0
+    soft_time_limit: float | None = None
+    time_limit: float | None = None
+    max_tasks_per_child: int | None = None
+    max_memory_per_child: int | None = None
+    #: (max, min) processes/threads, or None
+    autoscale: tuple[int, int] | None = None
 
     @classmethod
     def from_settings(cls, **given: Any) -> WorkerOptions:
@@ -54,8 +60,17 @@ class WorkerOptions:
         queues = options.pop("queues", None) or djq_settings.WORKER_QUEUES or [djq_settings.DEFAULT_QUEUE]
         hostname = expand_hostname(options.pop("hostname", None) or default_hostname())
         prefetch = options.pop("prefetch_multiplier", None) or djq_settings.WORKER_PREFETCH_MULTIPLIER
+        options.setdefault("soft_time_limit", djq_settings.TASK_SOFT_TIME_LIMIT)
+        options.setdefault("time_limit", djq_settings.TASK_TIME_LIMIT)
+        autoscale = options.get("autoscale")
+        if autoscale:
+            concurrency = autoscale[1]  # start small; the autoscaler grows under backlog
         return cls(pool=pool, concurrency=int(concurrency), queues=list(queues), hostname=hostname,
                    prefetch_multiplier=int(prefetch), **options)
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.autoscale[0] if self.autoscale else self.concurrency
 
 
 class Worker:
@@ -72,13 +87,18 @@ class Worker:
             f"djq {__version__} worker {self.options.hostname} (pid {os.getpid()})",
             f"  broker:      {consumer.safe_url}",
             f"  results:     {get_backend().describe()}",
-            f"  pool:        {pool.name} (concurrency {pool.concurrency})",
+            f"  pool:        {pool.name} (concurrency {self._concurrency_text(pool)})",
             f"  queues:      {', '.join(self.options.queues)}",
             f"  prefetch:    {consumer.prefetch_count}",
             f"  tasks ({len(tasks)}):",
             *(f"    . {name}" for name in tasks),
         ]
         return "\n".join(lines)
+
+    def _concurrency_text(self, pool: Any) -> str:
+        if self.options.autoscale:
+            return f"autoscale {self.options.autoscale[1]}-{self.options.autoscale[0]}"
+        return str(pool.concurrency)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signals += 1

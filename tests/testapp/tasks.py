@@ -56,3 +56,50 @@ def noop() -> None:
 @task(rate_limit="1/m")
 def once_a_minute() -> str:
     return "ok"
+
+
+@task
+def pid() -> int:
+    return os.getpid()
+
+
+@task
+def interval(seconds: float) -> list[float]:
+    """Sleeps; returns when it ran, so tests can see which tasks overlapped."""
+    start = time.time()
+    time.sleep(seconds)
+    return [start, time.time()]
+
+
+@task(soft_time_limit=0.5)
+def soft_limited() -> str:
+    from djq.exceptions import SoftTimeLimitExceeded
+
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+    except SoftTimeLimitExceeded:
+        return "cleaned up"
+    return "never interrupted"
+
+
+@task(time_limit=1)
+def hard_limited(seconds: float) -> str:
+    time.sleep(seconds)
+    return "finished"
+
+
+@task(acks_late=True, reject_on_worker_lost=True)
+def die_once(marker: str) -> int:
+    """Kills its own process the first time (as an OOM kill would), then succeeds."""
+    path = os.path.join(os.environ.get("DJQ_TEST_TMP", "/tmp"), f"died-{marker}")
+    if not os.path.exists(path):
+        open(path, "w").close()
+        os.kill(os.getpid(), 9)
+    return os.getpid()
+
+
+@task
+def die() -> None:
+    os.kill(os.getpid(), 9)

@@ -18,29 +18,59 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("-P", "--pool", choices=sorted(POOLS), help="execution pool (default DJQ_WORKER_POOL)")
-        parser.add_argument("-c", "--concurrency", type=int, help="tasks at once (default: CPU count)")
+        parser.add_argument("-c", "--concurrency", type=positive_int, help="tasks at once (default: CPU count)")
         parser.add_argument("-Q", "--queues", help="comma-separated queues to consume (default DJQ_DEFAULT_QUEUE)")
         parser.add_argument("-n", "--hostname", help="worker name; %%h = host name, %%n = short host name")
         parser.add_argument("-l", "--loglevel", default="INFO", type=str.upper, choices=LEVELS)
-        parser.add_argument("--prefetch-multiplier", type=int, help="messages reserved per pool slot")
+        parser.add_argument("--prefetch-multiplier", type=positive_int, help="messages reserved per pool slot")
+        parser.add_argument("--time-limit", type=positive_float, help="default hard time limit (seconds)")
+        parser.add_argument("--soft-time-limit", type=positive_float, help="default soft time limit (seconds)")
+        parser.add_argument("--max-tasks-per-child", type=positive_int, help="replace a child after N tasks")
+        parser.add_argument("--max-memory-per-child", type=positive_int, help="replace a child above N KiB RSS")
+        parser.add_argument("--autoscale", type=autoscale, metavar="MAX,MIN", help="grow/shrink the pool")
+        parser.add_argument("-O", dest="optimization", choices=("default", "fair"), default="default",
+                            help="scheduling; djq always sends work only to free slots, so both are fair")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         configure_logging(opts["loglevel"])
-        if opts["concurrency"] is not None and opts["concurrency"] < 1:
-            raise CommandError("--concurrency must be at least 1")
-        if opts["prefetch_multiplier"] is not None and opts["prefetch_multiplier"] < 1:
-            raise CommandError("--prefetch-multiplier must be at least 1")
+        soft, hard = opts["soft_time_limit"], opts["time_limit"]
+        if soft and hard and soft >= hard:
+            raise CommandError("--soft-time-limit must be below --time-limit")
         queues = [q.strip() for q in opts["queues"].split(",") if q.strip()] if opts["queues"] else None
         try:
             options = WorkerOptions.from_settings(
                 pool=opts["pool"], concurrency=opts["concurrency"], queues=queues,
                 hostname=opts["hostname"], prefetch_multiplier=opts["prefetch_multiplier"],
+                soft_time_limit=soft, time_limit=hard, autoscale=opts["autoscale"],
+                max_tasks_per_child=opts["max_tasks_per_child"], max_memory_per_child=opts["max_memory_per_child"],
             )
             code = Worker(options).run(self.stdout)
         except DjqError as exc:
             raise CommandError(str(exc)) from exc
         if code:
             raise SystemExit(code)
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+def positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def autoscale(value: str) -> tuple[int, int]:
+    maximum, _, minimum = value.partition(",")
+    bounds = positive_int(maximum), positive_int(minimum or "1")
+    if bounds[1] > bounds[0]:
+        raise ValueError(value)
+    return bounds
 
 
 def configure_logging(level: str) -> None:

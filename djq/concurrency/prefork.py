@@ -1,0 +1,141 @@
+"""``prefork``: child processes from billiard; the default pool.
+
+Real parallelism on every core. Both time limits: the soft limit raises
+SoftTimeLimitExceeded in the child (SIGUSR1), the hard limit kills the child and a new
+one replaces it; the task ends FAILURE with TimeLimitExceeded. Children are recycled
+after ``--max-tasks-per-child`` tasks or ``--max-memory-per-child`` KiB. A child that
+dies mid-task (OOM, kill -9) never takes the worker down: the task ends FAILURE with
+WorkerLostError, or is requeued when it is acks_late with reject_on_worker_lost.
+Database connections inherited across fork are dropped in the child, never closed
+(closing would break the parent's).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+from billiard.exceptions import TimeLimitExceeded as BilliardTimeLimit
+from billiard.exceptions import WorkerLostError as BilliardWorkerLost
+from billiard.pool import Pool
+
+from .. import states
+from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+from ..worker import trace
+from ..worker.trace import Outcome
+from .base import BasePool, Callback, Job
+
+logger = logging.getLogger(__name__)
+_inherited: list[Any] = []
+_soft_handler_installed = False
+
+
+def child_init() -> None:
+    """In a new child: forget the parent's database connections without closing them."""
+    from django.db import connections
+
+    trace.PROCESS_EXIT_ENDS_TASK = True
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            _inherited.append(conn.connection)  # keep it referenced: its close would reach the server
+            conn.connection = None
+
+
+def _on_soft_limit(signum: int, frame: Any) -> None:
+    raise SoftTimeLimitExceeded("soft time limit exceeded")
+
+
+def run_in_child(job: Job, arg: Any) -> Any:
+    global _soft_handler_installed
+    if not _soft_handler_installed:  # billiard installs its own handler after child_init
+        signal.signal(signal.SIGUSR1, _on_soft_limit)
+        _soft_handler_installed = True
+    return job(arg)
+
+
+def _lost_outcome(error: Any, time_limit: float | None) -> Outcome:
+    exc = error
+    for _ in range(3):  # billiard wraps it: ExceptionInfo.exception -> ExceptionWithTraceback.exc
+        inner = getattr(exc, "exception", None) or getattr(exc, "exc", None)
+        if not isinstance(inner, BaseException):
+            break
+        exc = inner
+    if isinstance(exc, BilliardTimeLimit):
+        exc = TimeLimitExceeded(f"ran past its hard time limit ({time_limit}s); its process was killed")
+    elif isinstance(exc, BilliardWorkerLost):
+        exc = WorkerLostError(str(exc))
+    return Outcome(states.FAILURE, exc, f"{type(exc).__name__}: {exc}", 0.0, recorded=False)
+
+
+class PreforkPool(BasePool):
+    name = "prefork"
+    supports_soft_time_limit = True
+    supports_hard_time_limit = True
+    supports_autoscale = True
+    supports_recycling = True
+    platforms = "Unix"
+
+    _pool: Pool
+
+    def start(self) -> None:
+        self._pool = Pool(
+            processes=self.concurrency,
+            initializer=child_init,
+            maxtasksperchild=self.max_tasks_per_child,
+            max_memory_per_child=self.max_memory_per_child,
+            enable_timeouts=True,
+            lost_worker_timeout=10.0,
+            allow_restart=True,
+        )
+
+    def apply_async(self, job: Job, arg: Any, callback: Callback, *,
+                    soft_time_limit: float | None = None, time_limit: float | None = None) -> None:
+        def done(outcome: Any) -> None:
+            self._finished()
+            callback(arg, outcome)
+
+        def failed(error: Any) -> None:
+            self._finished()
+            callback(arg, _lost_outcome(error, time_limit))
+
+        self._started()
+        self._pool.apply_async(run_in_child, (job, arg), callback=done, error_callback=failed,
+                               soft_timeout=soft_time_limit, timeout=time_limit)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        finished = self._wait_idle(timeout)
+        if finished:
+            self._pool.close()
+            self._pool.join()
+        else:
+            self._pool.terminate()
+        return finished
+
+    def terminate(self) -> None:
+        self._pool.terminate()
+
+    def grow(self, n: int = 1) -> None:
+        with self._lock:
+            self.concurrency += n
+        self._pool.grow(n)
+
+    def shrink(self, n: int = 1) -> None:
+        with self._lock:
+            n = min(n, self.concurrency - 1)
+            self.concurrency -= n
+        if n:
+            try:
+                self._pool.shrink(n)
+            except ValueError:  # every child is busy: try again later
+                with self._lock:
+                    self.concurrency += n
+                logger.info("prefork pool: cannot shrink now, every child is busy")
+
+    def restart(self) -> None:
+        self._pool.restart()
+
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in list(self._pool._pool) if proc.pid]
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "pids": self.pids()}
