@@ -202,7 +202,7 @@ def test_bindings_are_shared_across_connections(broker: str) -> None:
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 def test_postgres_idle_consumer_is_woken_by_notify(broker: str) -> None:
     received = []
-    with _connection(broker, notify_fallback_interval=60) as conn:
+    with _connection(broker, claim_interval=60) as conn:
         channel = conn.channel()
         with Consumer(channel, [Queue("woken")], on_message=lambda m: (received.append(m.payload), m.ack()),
                       accept=["json"]):
@@ -219,7 +219,7 @@ def test_postgres_idle_consumer_is_woken_by_notify(broker: str) -> None:
 
 def test_eta_message_wakes_an_idle_postgres_consumer(broker: str) -> None:
     eta = (datetime.now(timezone.utc) + timedelta(seconds=0.5)).isoformat()
-    with _connection(broker, notify_fallback_interval=0.2) as conn:
+    with _connection(broker, claim_interval=0.2) as conn:
         _publish(conn, {"n": "eta"}, queue="later", headers={"eta": eta})
         got, _ = _drain(conn, queue="later", limit=1, timeout=5)
     assert [m.payload["n"] for m in got] == ["eta"]
