@@ -72,6 +72,8 @@ else:
 
 DJQ_BROKER_URL = os.environ.get("DJQ_TEST_BROKER_URL", "djq://")
 DJQ_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.01, "visibility_timeout": float(os.environ.get("DJQ_TEST_VISIBILITY_TIMEOUT", "30"))}
+if os.environ.get("DJQ_TEST_WORKER_POOL"):
+    DJQ_WORKER_POOL = os.environ["DJQ_TEST_WORKER_POOL"]
 DJQ_WORKER_AUTOSCALE_KEEPALIVE = float(os.environ.get("DJQ_TEST_AUTOSCALE_KEEPALIVE", "10"))
 DJQ_RESULT_BACKEND = os.environ.get("DJQ_TEST_RESULT_BACKEND", "database")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import sys
 import time
 from typing import Any
 
@@ -23,10 +24,19 @@ NOTIFY_CHANNEL = "djq_messages"
 RETRY_LISTEN_AFTER = 5.0
 
 
+def _unpatched_os() -> Any:
+    """eventlet's green os.read/os.write wait on EAGAIN; a self-pipe needs the real ones."""
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is not None and patcher.is_monkey_patched("os"):
+        return patcher.original("os")
+    return os
+
+
 class Waker:
     """A self-pipe: ``wake()`` from any thread makes ``wait()`` return."""
 
     def __init__(self) -> None:
+        self._os = _unpatched_os()
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
@@ -36,13 +46,13 @@ class Waker:
 
     def wake(self) -> None:
         try:
-            os.write(self._write, b"x")
+            self._os.write(self._write, b"x")
         except BlockingIOError:  # the pipe is full: a wake-up is already pending
             pass
 
     def clear(self) -> None:
         try:
-            while os.read(self._read, 4096):
+            while self._os.read(self._read, 4096):
                 pass
         except BlockingIOError:
             pass

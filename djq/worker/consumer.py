@@ -348,10 +348,8 @@ class Consumer:
         if self.pool.active():
             logger.info("warm shutdown: waiting for %d running task(s)", self.pool.active())
         while self.pool.active():
-            try:
-                self._finish(*self._done.get(timeout=0.1))
-            except Empty:
-                continue
+            self._process_done()
+            time.sleep(0.01)  # not a blocking queue get: green pools must get to run
         self._process_done()
         try:
             self._flush_acks()

@@ -125,3 +125,24 @@ def test_solo_hard_limit_leaves_the_worker_usable(broker: str, start_worker) -> 
         tasks.hard_limited.delay(3).get(timeout=30)
     assert tasks.add.delay(5, 5).get(timeout=30) == 10
     assert TaskResult.objects.using(broker).filter(state=states.FAILURE).count() == 1
+
+
+@pytest.mark.parametrize("pool", ["gevent", "eventlet"])
+def test_green_pool_overlaps_hundreds_of_sleeping_tasks(pool: str, broker: str, start_worker) -> None:
+    """Monkey patching is in place: 200 tasks sleeping 0.5 s run side by side, not in turn."""
+    _require(pool)
+    start_worker("-P", pool, "-c", "500")
+    results = [tasks.interval.delay(0.5) for _ in range(200)]
+    intervals = [r.get(timeout=120) for r in results]
+    assert _overlapping(intervals) >= 100
+    span = max(end for _, end in intervals) - min(start for start, _ in intervals)
+    assert span < 50, f"200 x 0.5 s took {span:.1f}s: the tasks did not overlap"
+
+
+def test_green_pool_from_settings_warns_and_still_patches(broker: str, start_worker) -> None:
+    _require("gevent")
+    worker = start_worker("-c", "10", env={"DJQ_TEST_WORKER_POOL": "gevent"})
+    assert "DJQ_WORKER_POOL selects gevent" in worker.output
+    intervals = [r.get(timeout=60) for r in [tasks.interval.delay(0.5) for _ in range(10)]]
+    assert _overlapping(intervals) >= 5
+

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from djq.concurrency import POOLS
+from djq.concurrency import GREEN_POOLS, POOLS, green
+from djq.conf import djq_settings
 from djq.exceptions import DjqError
 from djq.worker.worker import Worker, WorkerOptions
 
@@ -33,6 +34,15 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         configure_logging(opts["loglevel"])
+        pool = opts["pool"] or djq_settings.WORKER_POOL
+        if pool in GREEN_POOLS:
+            if opts.get("beat"):
+                raise CommandError(f"-B cannot run inside a {pool} worker: run djq_beat as its own process")
+            if not opts["pool"]:
+                logging.getLogger("djq").warning(
+                    "DJQ_WORKER_POOL selects %s: the worker restarts itself to monkey-patch before Django "
+                    "loads; say -P %s to make that explicit", pool, pool)
+            green.ensure_patched(pool)
         soft, hard = opts["soft_time_limit"], opts["time_limit"]
         if soft and hard and soft >= hard:
             raise CommandError("--soft-time-limit must be below --time-limit")
