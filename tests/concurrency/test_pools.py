@@ -14,7 +14,7 @@ from djq import states
 from djq.concurrency import get_pool_class
 from djq.exceptions import TimeLimitExceeded, WorkerLostError
 from djq.models import TaskResult
-from tests.conftest import wait_for
+from tests.conftest import _skip_or_fail, wait_for
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("db_alias", ["default"], indirect=True)]
@@ -24,7 +24,10 @@ POOLS = ["prefork", "threads", "solo", "gevent", "eventlet"]
 
 def _require(pool: str) -> None:
     if pool in ("gevent", "eventlet"):
-        pytest.importorskip(pool)
+        try:
+            __import__(pool)
+        except ImportError:
+            _skip_or_fail(f"the {pool} pool needs {pool} installed (pip install djq[{pool}])")
 
 
 def _overlapping(intervals: list[list[float]]) -> int:
