@@ -7,12 +7,16 @@ after ``--max-tasks-per-child`` tasks or ``--max-memory-per-child`` KiB. A child
 dies mid-task (OOM, kill -9) never takes the worker down: the task ends FAILURE with
 WorkerLostError, or is requeued when it is acks_late with reject_on_worker_lost.
 Database connections inherited across fork are dropped in the child, never closed
-(closing would break the parent's).
+(closing would break the parent's). On Linux a child dies with its worker, so a worker
+killed with -9 leaves no child running its tasks.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
+import sys
 from typing import Any
 
 from billiard.exceptions import TimeLimitExceeded as BilliardTimeLimit
@@ -26,14 +30,27 @@ from ..worker.trace import Outcome
 from .base import BasePool, Callback, Job
 
 logger = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
 _inherited: list[Any] = []
 _soft_handler_installed = False
 
 
-def child_init() -> None:
-    """In a new child: forget the parent's database connections without closing them."""
+def _die_with_parent(parent: int) -> None:
+    """A worker killed with -9 must not leave children running its tasks (Linux)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            logger.warning("prefork: cannot tie children's lives to the worker's (prctl unavailable)")
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def child_init(parent: int) -> None:
+    """In a new child: die with the worker; forget its database connections without closing them."""
     from django.db import connections
 
+    _die_with_parent(parent)
     trace.PROCESS_EXIT_ENDS_TASK = True
     for conn in connections.all(initialized_only=True):
         if conn.connection is not None:
@@ -81,6 +98,7 @@ class PreforkPool(BasePool):
         self._pool = Pool(
             processes=self.concurrency,
             initializer=child_init,
+            initargs=(os.getpid(),),
             maxtasksperchild=self.max_tasks_per_child,
             max_memory_per_child=self.max_memory_per_child,
             enable_timeouts=True,

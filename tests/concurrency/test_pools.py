@@ -6,6 +6,7 @@ the same table), so the table and the tests cannot drift apart.
 """
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -149,3 +150,22 @@ def test_green_pool_from_settings_warns_and_still_patches(broker: str, start_wor
     intervals = [r.get(timeout=60) for r in [tasks.interval.delay(0.5) for _ in range(10)]]
     assert _overlapping(intervals) >= 5
 
+
+
+def test_prefork_children_die_with_a_killed_worker(broker: str, start_worker) -> None:
+    worker = start_worker("-P", "prefork", "-c", "2")
+    tasks.add.delay(1, 1).get(timeout=60)
+    children = [int(p) for p in open(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children").read().split()]
+    assert children
+    worker.signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in children),
+             timeout=10, what="the children to die with their worker")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

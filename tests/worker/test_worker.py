@@ -153,3 +153,13 @@ def test_rate_limited_task_waits_without_blocking_others(broker: str, start_work
     assert add.delay(5, 6).get(timeout=30) == 11
     assert [r.state for r in limited[1:]] == [states.PENDING, states.PENDING]
 
+
+
+def test_prefork_children_use_their_own_database_connections(broker: str, start_worker) -> None:
+    """Children must not reuse (or close) the parent's connections, on either database."""
+    start_worker("-P", "prefork", "-c", "2")
+    first = [add.delay(i, 1) for i in range(30)]
+    assert [r.get(timeout=60) for r in first] == [i + 1 for i in range(30)]
+    # The parent kept claiming through all of that, so its own connection is intact too.
+    second = [add.delay(i, 2) for i in range(30)]
+    assert [r.get(timeout=60) for r in second] == [i + 2 for i in range(30)]
