@@ -1,0 +1,1 @@
+"""djq's benchmark (``make bench``): figures and ratios, never assertions on time."""

@@ -1,0 +1,145 @@
+"""A worker subprocess (djq or Celery) the benchmark starts, watches and always stops.
+
+The worker runs in its own session, so a Ctrl-C on the terminal reaches the benchmark,
+which then stops the worker itself (SIGTERM, then SIGKILL of its process group).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerProcess:
+    """Start ``argv``; note the wall-clock time its output first matches ``is_ready``."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path,
+                 is_ready: Callable[[str], bool], pidfile: Path | None = None) -> None:
+        self.argv = argv
+        self.env = env
+        self.log_path = log_path
+        self.is_ready = is_ready
+        self.pidfile = pidfile
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.spawned_at = 0.0
+        self.ready_at: float | None = None
+        self._ready = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.spawned_at = time.time()
+        self.proc = subprocess.Popen(
+            self.argv, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        if self.pidfile is not None:
+            self.pidfile.write_text(str(self.proc.pid))
+        self._reader = threading.Thread(target=self._read, name="bench-worker-log", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        stream = self.proc.stdout if self.proc is not None else None
+        if stream is None:
+            return
+        with open(self.log_path, "wb") as log:
+            for raw in stream:
+                if self.ready_at is None and self.is_ready(raw.decode("utf-8", "replace")):
+                    self.ready_at = time.time()
+                    self._ready.set()
+                log.write(raw)
+                log.flush()
+        self._ready.set()  # the process ended: stop anyone waiting
+
+    def wait_ready(self, timeout: float) -> float | None:
+        """The time the worker said it was ready, or None (exited, or too slow)."""
+        self._ready.wait(timeout)
+        return self.ready_at
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def memory_kb(self) -> dict[str, int]:
+        """VmHWM (peak RSS) and VmRSS of the worker, from /proc."""
+        found: dict[str, int] = {}
+        if self.proc is None:
+            return found
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as status:
+                for line in status:
+                    key, _, value = line.partition(":")
+                    if key in ("VmHWM", "VmRSS"):
+                        found[key] = int(value.split()[0])
+        except OSError:
+            pass
+        return found
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the worker has used so far (all its threads)."""
+        if self.proc is None:
+            return 0.0
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """Warm shutdown with SIGTERM; SIGKILL the whole process group after ``timeout``."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                kill_group(self.proc.pid)
+                self.proc.wait(timeout=10)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if self.pidfile is not None:
+            self.pidfile.unlink(missing_ok=True)
+        return self.proc.returncode
+
+
+def kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def reap_pidfile(pidfile: Path, marker: str) -> None:
+    """Last resort after an interrupted run: kill a worker left behind by a scenario."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        cmdline = ""
+    if marker in cmdline:  # still our worker, not a recycled pid
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                time.sleep(0.1)
+                if not Path(f"/proc/{pid}").exists():
+                    break
+            else:
+                kill_group(pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    pidfile.unlink(missing_ok=True)

@@ -1,0 +1,125 @@
+"""Printing the benchmark's figures: a table per scenario, one line per figure, ratios."""
+from __future__ import annotations
+
+from typing import Any
+
+TITLES = {
+    "sqlite": "djq, embedded broker on SQLite (WAL)",
+    "postgres": "djq, embedded broker on PostgreSQL",
+    "celery_redis": "Celery on Redis (comparison)",
+}
+
+
+def _get(figures: dict[str, Any], path: str) -> Any:
+    value: Any = figures
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} tasks/s"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def rows(f: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(figure, value, detail) for one scenario; figures it lacks are left out."""
+    n = f.get("tasks", 0)
+    out = [
+        (f"enqueue {n:,} x delay(), no worker", _rate(_get(f, "enqueue.tasks_per_s")), _s(_get(f, "enqueue.seconds"))),
+        ("drain, from worker ready", _rate(_get(f, "drain.tasks_per_s")), _s(_get(f, "drain.seconds_from_ready"))),
+        ("drain, first to last result", _rate(_get(f, "drain.tasks_per_s_first_to_last")),
+         _s(_get(f, "drain.seconds_first_to_last"))),
+        ("drain, incl. worker start-up", _rate(_get(f, "drain.tasks_per_s_total")),
+         f"{_s(_get(f, 'drain.seconds_total'))} (start-up {_s(_get(f, 'drain.startup_s'))})"),
+        ("worker CPU per task while draining", "-" if _get(f, "drain.worker_cpu_ms_per_task") is None
+         else f"{_get(f, 'drain.worker_cpu_ms_per_task'):.2f} ms",
+         "" if _get(f, "drain.worker_cpu_share") is None
+         else f"{100 * _get(f, 'drain.worker_cpu_share'):.0f} % of one core"),
+    ]
+    runs = f.get("runs") or []
+    if len(runs) > 1:
+        rates = " / ".join(_rate(_get(r, "drain.tasks_per_s")).replace(" tasks/s", "") for r in runs)
+        enq = " / ".join(_rate(_get(r, "enqueue.tasks_per_s")).replace(" tasks/s", "") for r in runs)
+        out.insert(1, ("  (each run: enqueue)", "", f"{enq} tasks/s"))
+        out.insert(3, ("  (each run: drain from ready)", "", f"{rates} tasks/s; median shown"))
+    if _get(f, "latency") is not None:
+        samples = _get(f, "latency.to_date_done.samples")
+        out += [
+            (f"idle latency delay()->date_done, {samples} x", f"p50 {_ms(_get(f, 'latency.to_date_done.p50_ms'))}",
+             f"p99 {_ms(_get(f, 'latency.to_date_done.p99_ms'))}, max {_ms(_get(f, 'latency.to_date_done.max_ms'))}"),
+            ("idle latency delay()->seen (1 ms poll)", f"p50 {_ms(_get(f, 'latency.to_seen.p50_ms'))}",
+             f"p99 {_ms(_get(f, 'latency.to_seen.p99_ms'))}"),
+        ]
+    if _get(f, "sleep_drain") is not None:
+        k = _get(f, "sleep_drain.tasks")
+        out += [
+            (f"enqueue {k:,} x delay() in one atomic()", _rate(_get(f, "enqueue_atomic.tasks_per_s")),
+             _s(_get(f, "enqueue_atomic.seconds"))),
+            (f"drain {k:,} x 10 ms tasks, from commit", _rate(_get(f, "sleep_drain.tasks_per_s")),
+             (f"ideal {_rate(_get(f, 'sleep_drain.ideal_tasks_per_s'))}, "
+              f"{100 * (_get(f, 'sleep_drain.efficiency') or 0):.0f} % of it")),
+        ]
+    hwm = _get(f, "memory_kb.VmHWM")
+    out.append(("worker peak RSS (VmHWM)", "-" if hwm is None else f"{hwm / 1024:.1f} MiB", ""))
+    return out
+
+
+def print_scenario(key: str, figures: dict[str, Any]) -> None:
+    table = rows(figures)
+    width = max(len(r[0]) for r in table)
+    vwidth = max(len(r[1]) for r in table)
+    runs = len(figures.get("runs") or []) or 1
+    print(f"\n== {TITLES.get(key, key)}: {figures.get('tasks', 0):,} tasks, "
+          f"-P threads -c {figures.get('concurrency')}, median of {runs} run(s) ==")
+    for label, value, detail in table:
+        print(f"  {label:<{width}}  {value:>{vwidth}}  {detail}".rstrip())
+    print(flush=True)
+
+
+FIGURES = (
+    "enqueue.tasks_per_s", "drain.tasks_per_s", "drain.tasks_per_s_first_to_last", "drain.tasks_per_s_total",
+    "drain.startup_s", "drain.worker_cpu_ms_per_task", "latency.to_date_done.p50_ms", "latency.to_date_done.p99_ms", "latency.to_seen.p50_ms",
+    "latency.to_seen.p99_ms", "enqueue_atomic.tasks_per_s", "sleep_drain.tasks_per_s", "sleep_drain.efficiency",
+    "memory_kb.VmHWM",
+)
+
+
+def print_figure_lines(scenarios: dict[str, dict[str, Any]]) -> None:
+    """One grep-able ``scenario.figure = value`` line per figure."""
+    for key, figures in scenarios.items():
+        for path in FIGURES:
+            value = _get(figures, path)
+            if value is not None:
+                print(f"{key}.{path} = {value:.4g}" if isinstance(value, float) else f"{key}.{path} = {value}")
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "-" if not a or not b else f"{a / b:.2f}x"
+
+
+def print_comparisons(scenarios: dict[str, dict[str, Any]]) -> None:
+    pairs = [("postgres", "sqlite", "PostgreSQL / SQLite")]
+    pairs += [(db, "celery_redis", f"djq {db} / Celery Redis") for db in ("sqlite", "postgres")]
+    printed = False
+    for a, b, label in pairs:
+        if a not in scenarios or b not in scenarios:
+            continue
+        if not printed:
+            print("\nratios")
+            printed = True
+        fa, fb = scenarios[a], scenarios[b]
+        print(f"  {label}: enqueue {_ratio(_get(fa, 'enqueue.tasks_per_s'), _get(fb, 'enqueue.tasks_per_s'))}, "
+              f"drain {_ratio(_get(fa, 'drain.tasks_per_s'), _get(fb, 'drain.tasks_per_s'))}, "
+              f"drain incl. start-up {_ratio(_get(fa, 'drain.tasks_per_s_total'), _get(fb, 'drain.tasks_per_s_total'))}, "
+              f"peak RSS {_ratio(_get(fa, 'memory_kb.VmHWM'), _get(fb, 'memory_kb.VmHWM'))}")
+    print()
