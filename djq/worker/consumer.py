@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import socket
+import threading
 import time
 from collections import deque
 from queue import Empty, SimpleQueue
@@ -84,6 +85,7 @@ class Consumer:
         self.scheduled: list[tuple[float, int, Request]] = []
         self._seq = itertools.count()
         self._done: SimpleQueue[tuple[int, Outcome]] = SimpleQueue()
+        self._done_event = threading.Event()
         self.buckets: dict[str, TokenBucket] = {}
         self.stopping = False
         self.stats = {"received": 0, "succeeded": 0, "failed": 0, "rejected": 0, "expired": 0}
@@ -255,6 +257,7 @@ class Consumer:
     def _on_done(self, call: TaskCall, outcome: Outcome) -> None:
         """Called from the pool when a task finished."""
         self._done.put((call.seq, outcome))
+        self._done_event.set()
         self.wake()
 
     def _process_done(self) -> None:
@@ -309,7 +312,9 @@ class Consumer:
             flush()
 
     def _timeout(self) -> float:
-        timeout = 1.0
+        # While tasks run, come back often enough to ack them; the embedded broker is woken
+        # at once anyway, other brokers only by their own traffic.
+        timeout = 0.1 if self.pool.active() else 1.0
         if self.scheduled:
             timeout = min(timeout, max(self.scheduled[0][0] - time.monotonic(), 0.0))
         if self.reserved and self.buckets:
@@ -332,6 +337,11 @@ class Consumer:
                 self._flush_acks()
                 if self.stopping:
                     break
+                if self.reserved and self.pool.free_slots() <= 0:
+                    # Messages wait for a slot: what matters now is a task finishing.
+                    self._done_event.wait(self._timeout())
+                    self._done_event.clear()
+                    continue
                 self.connection.drain_events(timeout=self._timeout())
             except socket.timeout:
                 pass
