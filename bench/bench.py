@@ -11,7 +11,7 @@ and removes them, and any worker left behind, on error or Ctrl-C.
 
 Options: --sqlite/--postgres (default: both, PostgreSQL skipped with a note if no server
 answers), --postgres-url or DJQ_BENCH_POSTGRES_URL (an admin URL; default
-postgres://djq:djq@127.0.0.1:54329/djq), --celery, --redis-url or DJQ_BENCH_REDIS_URL,
+postgres://djq:djq@127.0.0.1:5439/djq), --celery, --redis-url or DJQ_BENCH_REDIS_URL,
 --tasks, --repeat, --latency-samples, --sleep-tasks, --concurrency, --polling-interval, --json PATH.
 """
 from __future__ import annotations

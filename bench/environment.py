@@ -15,7 +15,7 @@ from importlib import metadata
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-DEFAULT_POSTGRES_URL = "postgres://djq:djq@127.0.0.1:54329/djq"
+DEFAULT_POSTGRES_URL = "postgres://djq:djq@127.0.0.1:5439/djq"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 

@@ -24,7 +24,7 @@ pg_bindir() {
 }
 
 start_postgres() {
-    local port="${DJQ_PG_PORT:-54329}"
+    local port="${DJQ_PG_PORT:-5439}"
     local bindir
     bindir=$(pg_bindir)
     if [ -z "$bindir" ] || [ ! -x "$bindir/pg_ctl" ]; then
@@ -52,7 +52,7 @@ start_postgres() {
 }
 
 start_redis() {
-    local port="${DJQ_REDIS_PORT:-63790}"
+    local port="${DJQ_REDIS_PORT:-6399}"
     command -v redis-server >/dev/null 2>&1 || apt_install redis-server
     if ! redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
         redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --save "" --appendonly no \
@@ -67,12 +67,12 @@ start_redis() {
 }
 
 stop_redis() {
-    local port="${DJQ_REDIS_PORT:-63790}"
+    local port="${DJQ_REDIS_PORT:-6399}"
     redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
 }
 
 rabbit_env() {
-    local port="${DJQ_AMQP_PORT:-35672}"
+    local port="${DJQ_AMQP_PORT:-5679}"
     export RABBITMQ_AMQP_PORT="$port" RABBITMQ_CONFIG_FILE="$STATE_DIR/rabbitmq-$port/rabbitmq"
     export RABBITMQ_NODENAME="djq$port@localhost" RABBITMQ_DIST_PORT=$((port + 20000))
     export RABBITMQ_MNESIA_BASE="$STATE_DIR/rabbitmq-$port/mnesia" RABBITMQ_LOG_BASE="$STATE_DIR/rabbitmq-$port/log"
@@ -106,7 +106,7 @@ stop_rabbitmq() {
 }
 
 stop_postgres() {
-    local port="${DJQ_PG_PORT:-54329}"
+    local port="${DJQ_PG_PORT:-5439}"
     local bindir; bindir=$(pg_bindir)
     [ -d "$STATE_DIR/pg-$port" ] && su postgres -c "$bindir/pg_ctl -D '$STATE_DIR/pg-$port' -m fast stop" >&2 || true
 }
