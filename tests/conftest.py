@@ -16,7 +16,15 @@ from django.test import override_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_ALL = os.environ.get("DJQ_TEST_REQUIRE_ALL") == "1"
-DB_LEGS = ["default", "postgres"]
+#: leg -> (database alias for results, env var with the broker URL; None = embedded djq://)
+LEGS = {
+    "default": ("default", None),
+    "postgres": ("postgres", None),
+    "redis": ("default", "DJQ_TEST_REDIS_URL"),
+    "amqp": ("default", "DJQ_TEST_AMQP_URL"),
+}
+#: the embedded broker's legs, for tests of the djq:// transport itself
+EMBEDDED = ["default", "postgres"]
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -25,12 +33,31 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(params=DB_LEGS, ids=["sqlite", "postgres"])
-def db_alias(request: pytest.FixtureRequest) -> str:
-    """Each test using this runs once per database the embedded broker supports."""
-    alias = request.param
-    if alias not in connections.settings:
+class Alias(str):
+    """A database alias that also knows the broker its test leg uses."""
+
+    broker_url: str
+    leg: str
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url.startswith("djq://")
+
+
+@pytest.fixture(params=list(LEGS), ids=["sqlite", "postgres", "redis", "amqp"])
+def db_alias(request: pytest.FixtureRequest) -> Alias:
+    """Each test using this runs once per broker: djq:// on SQLite and on PostgreSQL,
+    Redis and RabbitMQ (results in the database). Parametrize it indirectly with
+    EMBEDDED for tests of the embedded transport alone."""
+    leg = request.param
+    alias_name, url_env = LEGS[leg]
+    if alias_name not in connections.settings:
         _skip_or_fail("PostgreSQL leg needs DJQ_TEST_POSTGRES_URL")
+    if url_env and not os.environ.get(url_env):
+        _skip_or_fail(f"{leg} leg needs {url_env}")
+    alias = Alias(alias_name)
+    alias.leg = leg
+    alias.broker_url = os.environ[url_env] if url_env else f"djq://{alias_name}"
     return alias
 
 
@@ -43,10 +70,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def broker(db_alias: str) -> Iterator[str]:
-    """Broker and results on ``db_alias``."""
-    with override_settings(DJQ_BROKER_URL=f"djq://{db_alias}", DJQ_RESULT_BACKEND=f"database://{db_alias}"):
-        yield db_alias
+def broker(db_alias: Alias) -> Iterator[Alias]:
+    """The leg's broker, results on ``db_alias``; external brokers start and end empty."""
+    from djq.messaging.producer import reset_publishers
+
+    with override_settings(DJQ_BROKER_URL=db_alias.broker_url, DJQ_RESULT_BACKEND=f"database://{db_alias}"):
+        reset_publishers()
+        if not db_alias.embedded:
+            purge_broker(db_alias.broker_url)
+        try:
+            yield db_alias
+        finally:
+            if not db_alias.embedded:
+                purge_broker(db_alias.broker_url)
+
+
+def purge_broker(url: str) -> None:
+    """Empty the queues tests use on an external broker (what a dead worker left, too)."""
+    from kombu import Connection
+
+    if url.startswith("redis"):
+        import redis
+
+        redis.Redis.from_url(url).flushdb()
+        return
+    with Connection(url) as conn:
+        for queue in ("default", "special", "q"):
+            channel = conn.channel()
+            try:
+                channel.queue_purge(queue)
+            except Exception:  # not declared yet: nothing to purge (and AMQP closed the channel)
+                pass
 
 
 def database_url(alias: str) -> str:
@@ -61,7 +115,8 @@ def database_url(alias: str) -> str:
 class WorkerProcess:
     """A real ``manage.py djq_worker`` subprocess on the test database."""
 
-    def __init__(self, alias: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, alias: str, args: list[str], log: Path, env: dict[str, str] | None = None,
+                 command: str = "djq_worker") -> None:
         self.log_path = log
         full_env = {
             **os.environ,
@@ -70,9 +125,12 @@ class WorkerProcess:
             "PYTHONPATH": str(ROOT),
             **(env or {}),
         }
+        broker_url = getattr(alias, "broker_url", "")
+        if broker_url and not broker_url.startswith("djq://"):
+            full_env["DJQ_TEST_BROKER_URL"] = broker_url
         self._log = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "django", "djq_worker", "-l", "INFO", *args],
+            [sys.executable, "-m", "django", command, "-l", "INFO", *args],
             cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

@@ -86,6 +86,7 @@ class Consumer:
         self._seq = itertools.count()
         self._done: SimpleQueue[tuple[int, Outcome]] = SimpleQueue()
         self._done_event = threading.Event()
+        self._next_restore = 0.0
         self.buckets: dict[str, TokenBucket] = {}
         self.stopping = False
         self.stats = {"received": 0, "succeeded": 0, "failed": 0, "rejected": 0, "expired": 0}
@@ -306,6 +307,24 @@ class Consumer:
         except Exception as exc:
             logger.warning("could not ack %s[%s]: %s", request.name, request.id, exc)
 
+    def _maybe_restore(self) -> None:
+        """Return messages whose consumer died (Redis keeps them in an unacked set).
+
+        kombu's Redis transport leaves the periodic restore to an event-loop timer; this
+        loop is that timer. Other transports restore by themselves (no-op here).
+        """
+        now = time.monotonic()
+        if now < self._next_restore or self.channel is None:
+            return
+        timeout = float(getattr(self.channel, "visibility_timeout", 0) or 0)
+        self._next_restore = now + max(1.0, min(10.0, timeout / 2 if timeout else 10.0))
+        restore = getattr(getattr(self.channel, "qos", None), "restore_visible", None)
+        if restore is not None and getattr(self.channel, "unacked_key", None):
+            try:
+                restore(num=getattr(self.channel, "unacked_restore_limit", None), interval=1)
+            except Exception as exc:
+                logger.warning("could not restore unacked messages: %s", exc)
+
     def _flush_acks(self) -> None:
         flush = getattr(self.channel, "flush_acks", None)
         if flush is not None:
@@ -335,6 +354,7 @@ class Consumer:
                 self._promote_scheduled()
                 self._dispatch()
                 self._flush_acks()
+                self._maybe_restore()
                 if self.stopping:
                     break
                 if self.reserved and self.pool.free_slots() <= 0:

@@ -11,8 +11,10 @@ from kombu import Connection, Consumer, Producer, Queue
 
 from djq.messaging.transport import register
 from djq.models import QueueMessage
+from tests.conftest import EMBEDDED
 
 register()
+pytestmark = pytest.mark.parametrize("db_alias", EMBEDDED, indirect=True)
 
 
 def _connection(alias: str, **options) -> Connection:
@@ -198,28 +200,3 @@ def test_bindings_are_shared_across_connections(broker: str) -> None:
         queues = sorted(QueueMessage.objects.using(broker).values_list("queue", flat=True))
         assert queues == ["fan-a", "fan-b"]
 
-
-@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
-def test_postgres_idle_consumer_is_woken_by_notify(broker: str) -> None:
-    received = []
-    with _connection(broker, claim_interval=60) as conn:
-        channel = conn.channel()
-        with Consumer(channel, [Queue("woken")], on_message=lambda m: (received.append(m.payload), m.ack()),
-                      accept=["json"]):
-            assert conn.transport.listener() is not None
-            timer = threading.Timer(0.3, lambda: (_publish(_connection(broker), {"n": 1}, queue="woken"),
-                                                  connections.close_all()))
-            timer.start()
-            try:
-                conn.drain_events(timeout=20)  # without NOTIFY this would sleep for 60 s
-            finally:
-                timer.join()
-    assert received == [{"n": 1}]
-
-
-def test_eta_message_wakes_an_idle_postgres_consumer(broker: str) -> None:
-    eta = (datetime.now(timezone.utc) + timedelta(seconds=0.5)).isoformat()
-    with _connection(broker, claim_interval=0.2) as conn:
-        _publish(conn, {"n": "eta"}, queue="later", headers={"eta": eta})
-        got, _ = _drain(conn, queue="later", limit=1, timeout=5)
-    assert [m.payload["n"] for m in got] == ["eta"]

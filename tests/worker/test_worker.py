@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 from django.db import transaction
-from kombu import Connection, Producer
+from kombu import Producer
 
 from djq import AsyncResult, states
 from djq.models import QueueMessage, RejectedMessage, TaskResult
@@ -25,7 +25,8 @@ def test_200_tasks_all_succeed_with_correct_results(broker: str, start_worker) -
     start_worker("-P", "threads", "-c", "4")
     assert [r.get(timeout=60) for r in results] == [i * 3 for i in range(200)]
     assert TaskResult.objects.using(broker).filter(state=states.SUCCESS).count() == 200
-    assert QueueMessage.objects.using(broker).count() == 0
+    if broker.embedded:
+        assert QueueMessage.objects.using(broker).count() == 0
 
 
 def test_solo_pool_runs_tasks(broker: str, start_worker) -> None:
@@ -54,7 +55,8 @@ def test_transactional_enqueue(broker: str, start_worker) -> None:
         committed = add.delay(2, 2)
     assert committed.get(timeout=30) == 4
     assert AsyncResult(rolled_back.id).state == states.PENDING
-    assert QueueMessage.objects.using(broker).count() == 0
+    if broker.embedded:  # the row was part of the rolled-back transaction
+        assert QueueMessage.objects.using(broker).count() == 0
 
 
 def test_sigterm_while_tasks_run_loses_none(broker: str, start_worker) -> None:
@@ -84,14 +86,15 @@ def test_second_signal_is_a_cold_shutdown(broker: str, start_worker) -> None:
     assert "cold shutdown" in worker.output
 
 
-def _publish_raw(broker: str, body, headers, content_type="application/json", serializer=None) -> None:
-    with Connection(f"djq://{broker}") as conn, conn.channel() as channel:
+def _publish_raw(broker, body, headers, content_type="application/json", serializer=None) -> None:
+    from djq.messaging.producer import broker_connection, task_queue
+
+    with broker_connection(broker.broker_url) as conn, conn.channel() as channel:
         producer = Producer(channel)
-        if serializer:
-            producer.publish(body, routing_key="default", exchange="", headers=headers, serializer=serializer)
-        else:
-            producer.publish(body, routing_key="default", exchange="", headers=headers,
-                             content_type=content_type, content_encoding="utf-8")
+        options = {"serializer": serializer} if serializer else {"content_type": content_type,
+                                                                  "content_encoding": "utf-8"}
+        producer.publish(body, routing_key="default", exchange="", headers=headers,
+                         declare=[task_queue("default")], **options)
 
 
 def test_bad_messages_are_recorded_and_the_worker_goes_on(broker: str, start_worker) -> None:
@@ -111,7 +114,8 @@ def test_bad_messages_are_recorded_and_the_worker_goes_on(broker: str, start_wor
     assert "not in DJQ_ACCEPT_CONTENT" in reasons
     unknown = AsyncResult(unknown_id)
     assert unknown.state == states.FAILURE
-    assert QueueMessage.objects.using(broker).count() == 0, "rejected messages are not requeued"
+    if broker.embedded:
+        assert QueueMessage.objects.using(broker).count() == 0, "rejected messages are not requeued"
     assert worker.output.count("rejected message") == 4
     assert worker.proc.poll() is None
 
