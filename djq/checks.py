@@ -2,7 +2,7 @@
 
 djq.E001 broker URL      djq.E002 result backend    djq.E003 pickle not allowed
 djq.E004 default queue   djq.E005 worker numbers    djq.E006 time limits
-djq.E007 worker pool     djq.W001 SQLite without WAL
+djq.E007 worker pool     djq.E008 task routes       djq.W001 SQLite without WAL
 """
 from __future__ import annotations
 
@@ -23,7 +23,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors += _check_backend()
     errors += _check_serialization()
     errors += _check_numbers()
+    errors += _check_routes()
     return errors
+
+
+def _check_routes() -> list[checks.CheckMessage]:
+    from .exceptions import ConfigurationError
+    from .messaging.routing import check_routes
+
+    try:
+        check_routes()
+    except ConfigurationError as exc:
+        return [checks.Error(str(exc), id="djq.E008")]
+    return []
 
 
 def _check_broker() -> list[checks.CheckMessage]:

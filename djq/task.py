@@ -140,6 +140,7 @@ class Task(Generic[P, R]):
         """Enqueue with options; validates them and returns an AsyncResult at once."""
         from .messaging import producer
         from .messaging.protocol import encode_task
+        from .messaging.routing import route_for
 
         if djq_settings.TASK_ALWAYS_EAGER:
             return self.apply(args, kwargs, task_id=task_id)
@@ -150,7 +151,10 @@ class Task(Generic[P, R]):
         if not isinstance(task_id, str):
             raise TaskOptionError(f"task_id must be a string, got {task_id!r}")
         parent = current_request.get()
-        queue_name = queue or self.queue or djq_settings.DEFAULT_QUEUE
+        route = route_for(self.name)
+        queue_name = queue or route.get("queue") or self.queue or djq_settings.DEFAULT_QUEUE
+        if priority is None:
+            priority = route.get("priority", self.priority)
         message = encode_task(
             self.name,
             task_id,
@@ -167,7 +171,7 @@ class Task(Generic[P, R]):
             root_id=(parent.root_id or parent.id) if parent and not parent.is_eager else None,
             parent_id=parent.id if parent and not parent.is_eager else None,
             ignore_result=self.ignore_result if ignore_result is None else bool(ignore_result),
-            priority=_check_priority(priority) if priority is not None else self.priority,
+            priority=_check_priority(priority),
         )
         producer.send(message)
         return AsyncResult(task_id, task_name=self.name)

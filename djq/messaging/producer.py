@@ -18,6 +18,7 @@ from kombu.pools import ProducerPool
 from ..conf import djq_settings
 from ..exceptions import PublishError
 from .protocol import OutgoingMessage
+from .routing import broker_priority, queue_arguments
 from .transport import register as register_transport
 
 #: Publishing retries on a non-transactional broker: 3 tries over about a second.
@@ -33,9 +34,10 @@ def embedded_alias(url: str) -> str:
     return host or "default"
 
 
-def task_queue(name: str) -> Queue:
+def task_queue(name: str, url: str | None = None) -> Queue:
     """The kombu queue djq uses for ``name``: a direct exchange of the same name."""
-    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+    arguments = queue_arguments(url or djq_settings.BROKER_URL)
+    return Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments or None)
 
 
 def describe_broker(url: str) -> str:
@@ -68,7 +70,7 @@ class _Publisher:
     def publish(self, message: OutgoingMessage) -> None:
         declare = []
         if message.queue not in self.declared:
-            declare = [task_queue(message.queue)]
+            declare = [task_queue(message.queue, self.url)]
         try:
             with self.pool.acquire(block=True, timeout=30) as producer:
                 producer.publish(
@@ -78,7 +80,7 @@ class _Publisher:
                     headers=message.headers,
                     content_type=message.content_type,
                     content_encoding=message.content_encoding,
-                    priority=message.priority,
+                    priority=broker_priority(self.url, message.priority),
                     declare=declare,
                     retry=not self.embedded,
                     retry_policy=RETRY_POLICY,

@@ -97,7 +97,7 @@ class Consumer:
         self.connection.ensure_connection(max_retries=None, interval_start=0.5, interval_step=1,
                                           interval_max=5, callback=self._on_connection_retry)
         self.channel = self.connection.channel()
-        queues = [task_queue(name) for name in self.queue_names]
+        queues = [task_queue(name, self.broker_url) for name in self.queue_names]
         self.kombu_consumer = KombuConsumer(
             self.channel, queues=queues, on_message=self.on_message, accept=list(self.accept),
             prefetch_count=self.prefetch_count,

@@ -167,3 +167,23 @@ def test_prefork_children_use_their_own_database_connections(broker: str, start_
     # The parent kept claiming through all of that, so its own connection is intact too.
     second = [add.delay(i, 2) for i in range(30)]
     assert [r.get(timeout=60) for r in second] == [i + 2 for i in range(30)]
+
+
+def test_higher_priority_runs_first(broker, start_worker) -> None:
+    low = [add.apply_async((i, 0), priority=1) for i in range(4)]
+    high = [add.apply_async((i, 100), priority=8) for i in range(4)]
+    start_worker("-P", "solo", "--prefetch-multiplier", "1")
+    for result in low + high:
+        result.get(timeout=60)
+    started = dict(TaskResult.objects.using(broker).values_list("task_id", "date_started"))
+    assert max(started[r.id] for r in high) < min(started[r.id] for r in low)
+
+
+def test_routes_send_a_task_to_the_queue_a_worker_serves(broker, start_worker) -> None:
+    from django.test import override_settings
+
+    with override_settings(DJQ_TASK_ROUTES={"tests.testapp.tasks.add": "special"}):
+        routed = add.delay(20, 1)
+    start_worker("-Q", "special", "-P", "threads", "-c", "1")
+    assert routed.get(timeout=60) == 21
+    assert TaskResult.objects.using(broker).get(task_id=routed.id).queue == "special"
