@@ -25,6 +25,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BROKER_POOL_LIMIT", 10, "Connections kept per process for publishing."),
     Setting("RESULT_BACKEND", "database", "Where results go: 'database' (default alias), 'database://ALIAS', or a dotted path."),
     Setting("DEFAULT_QUEUE", "default", "Queue used when a task and its call name none."),
+    Setting("TASK_ROUTES", {}, "Task name or glob -> queue name, or {'queue': ..., 'priority': ...}."),
     Setting("TASK_SERIALIZER", "json", "Serializer for task messages."),
     Setting("ACCEPT_CONTENT", ("json",), "Content types a worker accepts; anything else is rejected."),
     Setting("ALLOW_PICKLE", False, "Must be True before 'pickle' may appear in ACCEPT_CONTENT or TASK_SERIALIZER."),
@@ -51,6 +52,7 @@ class DjqSettings:
     BROKER_POOL_LIMIT: int
     RESULT_BACKEND: str
     DEFAULT_QUEUE: str
+    TASK_ROUTES: dict[str, Any]
     TASK_SERIALIZER: str
     ACCEPT_CONTENT: tuple[str, ...]
     ALLOW_PICKLE: bool
