@@ -211,3 +211,8 @@ class QueueMessageAdmin(ReadOnlyAdmin):
             except ValueError:
                 pass
         return pre(json.dumps(message, indent=2, ensure_ascii=False))
+
+
+# Beat's admin classes (periodic tasks, schedules, the run log) live beside beat itself;
+# importing them here registers them with the admin site Django autodiscovers.
+from .beat import admin as beat_admin  # noqa: E402,F401

@@ -39,6 +39,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKER_PREFETCH_MULTIPLIER", 4, "Messages reserved per pool slot."),
     Setting("WORKER_QUEUES", None, "Queues served when djq_worker gets no -Q (None = DEFAULT_QUEUE)."),
     Setting("WORKER_AUTOSCALE_KEEPALIVE", 10.0, "Seconds an autoscaled pool idles before it shrinks."),
+    Setting("BEAT_SCHEDULE", {}, "Periodic tasks declared in code: name -> {'task': ..., 'schedule': ...}; see docs/beat.md."),
+    Setting("BEAT_MAX_TICK", 5.0, "Longest beat sleeps between looks at the schedule (seconds): admin edits apply within it."),
+    Setting("BEAT_RUN_HISTORY_DAYS", 7, "Days beat keeps its log of sent runs (None = forever)."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -66,6 +69,9 @@ class DjqSettings:
     WORKER_PREFETCH_MULTIPLIER: int
     WORKER_QUEUES: list[str] | None
     WORKER_AUTOSCALE_KEEPALIVE: float
+    BEAT_SCHEDULE: dict[str, dict[str, Any]]
+    BEAT_MAX_TICK: float
+    BEAT_RUN_HISTORY_DAYS: int | None
 
     def __getattr__(self, name: str) -> Any:
         try:

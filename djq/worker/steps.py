@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..beat.step import EmbeddedBeat
 from ..concurrency import get_pool_class
 from ..concurrency.base import BasePool
 from . import dbhygiene
@@ -108,4 +109,4 @@ class Autoscale(Step):
         self.autoscaler.stop()
 
 
-STEPS: tuple[type[Step], ...] = (Database, Pool, TaskConsumer, Autoscale)
+STEPS: tuple[type[Step], ...] = (Database, Pool, TaskConsumer, Autoscale, EmbeddedBeat)

@@ -51,6 +51,7 @@ class WorkerOptions:
     max_memory_per_child: int | None = None
     #: (max, min) processes/threads, or None
     autoscale: tuple[int, int] | None = None
+    beat: bool = False  # -B: also run a beat (djq.beat.step) in this worker
 
     @classmethod
     def from_settings(cls, **given: Any) -> WorkerOptions:

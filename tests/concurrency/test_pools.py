@@ -151,6 +151,12 @@ def test_green_pool_from_settings_warns_and_still_patches(broker: str, start_wor
     assert _overlapping(intervals) >= 5
 
 
+def test_beat_inside_a_green_worker_is_refused(broker: str, start_worker) -> None:
+    _require("gevent")
+    worker = start_worker("-P", "gevent", "-B", ready=False)
+    assert worker.wait(timeout=30) != 0
+    assert "-B cannot run inside a gevent worker" in worker.output
+
 
 def test_prefork_children_die_with_a_killed_worker(broker: str, start_worker) -> None:
     worker = start_worker("-P", "prefork", "-c", "2")

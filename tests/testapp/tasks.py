@@ -103,3 +103,14 @@ def die_once(marker: str) -> int:
 @task
 def die() -> None:
     os.kill(os.getpid(), 9)
+
+
+from djq.beat import crontab, periodic  # noqa: E402 - beat's tests append here
+
+
+@periodic(crontab("0 4 * * mon", timezone="Europe/Paris"), name="testapp weekly cleanup",
+          description="declared with @periodic", kwargs={"older_than_days": 30})
+@task
+def weekly_cleanup(older_than_days: int) -> int:
+    """A task with a schedule declared in code, for the beat tests."""
+    return older_than_days

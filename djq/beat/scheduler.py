@@ -1,0 +1,213 @@
+"""One beat tick: read the enabled periodic tasks, claim each due run in the database, send it.
+
+The claim is a compare-and-set on the task's row: ``UPDATE ... SET last_run_at = <this
+run>, total_run_count = total_run_count + 1 WHERE id = ... AND last_run_at = <what this
+beat read> AND enabled AND date_changed = <what this beat read>``. One beat's update
+matches; every other beat's matches nothing (PostgreSQL makes them wait for the row lock
+and then re-checks the WHERE; SQLite lets one writer in at a time). The run is also
+logged as a PeriodicRun whose (task, scheduled time) is unique, a second guard.
+
+Sending, by broker:
+- ``djq://`` on the database beat uses: the claim, the run log row and the message row
+  commit in one transaction. A beat killed mid-tick did all of it or none of it, and
+  another beat sends the run. Exactly once.
+- Any other broker (or another database): the message is published after the claim
+  commits. If publishing fails, the claim is undone and the run is tried again on the
+  next tick. If the beat dies between the commit and the publish, that run is lost:
+  at most once, never twice (a duplicate is worse than a miss for most periodic work,
+  such as sending a report or charging a card).
+
+Every tick reads the table afresh, so admin edits apply on the next tick. Beat's own
+writes are ``UPDATE``s that leave ``date_changed`` alone, so they never count as edits.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, router, transaction
+from django.db.models import F
+
+from ..conf import djq_settings
+from ..exceptions import DjqError
+from ..messaging import producer
+from ..registry import registry
+from . import timing
+from .schedules import Clocked, Schedule, ScheduleError
+
+if TYPE_CHECKING:
+    from ..models import PeriodicRun, PeriodicTask
+
+logger = logging.getLogger(__name__)
+PRUNE_EVERY = 3600.0
+
+
+class Scheduler:
+    """Sends due periodic runs from database ``using`` (default: where PeriodicTask is written)."""
+
+    def __init__(self, *, using: str | None = None, beat_name: str = "") -> None:
+        from ..models import PeriodicTask
+
+        self.using = using or router.db_for_write(PeriodicTask)
+        self.beat_name = beat_name
+        self._reported: dict[int, str] = {}
+        self._pruned_at: float | None = None
+
+    @property
+    def one_transaction(self) -> bool:
+        """True when the claim and the message can commit together (djq:// on our database)."""
+        url = djq_settings.BROKER_URL
+        return producer.is_embedded(url) and producer.embedded_alias(url) == self.using
+
+    def tick(self, now: datetime | None = None) -> datetime | None:
+        """Send every due run; returns when the next one is due (None: nothing is scheduled)."""
+        from ..models import SCHEDULE_FIELDS, PeriodicTask
+
+        now = now or timing.now()
+        upcoming: datetime | None = None
+        rows = PeriodicTask.objects.using(self.using).filter(enabled=True).select_related(*SCHEDULE_FIELDS)
+        for row in rows.order_by("pk"):
+            following = self._handle(row, now)
+            if following is not None and (upcoming is None or following < upcoming):
+                upcoming = following
+        self._prune()
+        return upcoming
+
+    def _handle(self, row: PeriodicTask, now: datetime) -> datetime | None:
+        """Send ``row``'s due run, if any; returns its next run time."""
+        try:
+            schedule = row.schedule
+            timeline: dict[str, Any] = {
+                "last_run_at": timing.from_db(row.last_run_at), "changed_at": row.changed_at(),
+                "start_time": timing.from_db(row.start_time), "run_count": row.total_run_count,
+            }
+            scheduled = timing.run_to_send(schedule, now=now, **timeline)
+        except ScheduleError as exc:
+            self._report(row, f"periodic task {row.name!r} is skipped: {exc}")
+            return None
+        expires = timing.from_db(row.expires)
+        if scheduled is not None and expires is not None and now >= expires:
+            self._expire(row)
+            return None
+        if scheduled is not None:
+            self._send(row, schedule, scheduled)
+            if row.one_off or isinstance(schedule, Clocked):
+                return None
+            # Whoever won the claim moved last_run_at to ``scheduled``; carry on from there.
+            timeline.update(last_run_at=scheduled, run_count=row.total_run_count + 1, changed_at=None)
+        return timing.next_run(schedule, now=now, **timeline)
+
+    def _send(self, row: PeriodicTask, schedule: Schedule, scheduled: datetime) -> bool:
+        """Claim and send one run; False when another beat had it (or it could not be sent)."""
+        from ..models import PeriodicRun
+
+        try:
+            task = registry.get(row.task)
+        except DjqError as exc:
+            self._report(row, f"periodic task {row.name!r} is skipped: {exc}")
+            return False
+        disable = row.one_off or isinstance(schedule, Clocked)
+        try:
+            with transaction.atomic(using=self.using):
+                if not self._claim(row, scheduled, disable):
+                    logger.debug("beat: %r for %s was claimed by another beat", row.name, scheduled.isoformat())
+                    return False
+                run = PeriodicRun.objects.using(self.using).create(
+                    periodic_task_id=row.pk, scheduled_at=timing.to_db(scheduled), sent_at=timing.to_db(timing.now()),
+                    task_id=str(uuid.uuid4()), beat=self.beat_name[:255],
+                )
+                if self.one_transaction:
+                    publish(task, row, run)
+        except IntegrityError:
+            self._report(row, f"periodic task {row.name!r}: the run for {scheduled.isoformat()} was already sent; "
+                              "was last_run_at moved back by hand?")
+            return False
+        except DjqError as exc:
+            self._report(row, f"periodic task {row.name!r}: could not send the run for {scheduled.isoformat()}: {exc}")
+            return False
+        if not self.one_transaction:
+            try:
+                publish(task, row, run)
+            except DjqError as exc:
+                self._unclaim(row, run)
+                self._report(row, f"periodic task {row.name!r}: could not send the run for "
+                                  f"{scheduled.isoformat()} ({exc}); trying again next tick")
+                return False
+        self._reported.pop(row.pk, None)
+        logger.info("beat: sent %r (%s) for %s as task %s%s", row.name, row.task, scheduled.isoformat(),
+                    run.task_id, "; disabled it (runs once)" if disable else "")
+        return True
+
+    def _claim(self, row: PeriodicTask, scheduled: datetime, disable: bool) -> bool:
+        from ..models import PeriodicTask
+
+        seen = PeriodicTask.objects.using(self.using).filter(pk=row.pk, enabled=True, date_changed=row.date_changed)
+        if row.last_run_at is None:
+            seen = seen.filter(last_run_at__isnull=True)
+        else:
+            seen = seen.filter(last_run_at=row.last_run_at)
+        return seen.update(last_run_at=timing.to_db(scheduled), total_run_count=F("total_run_count") + 1,
+                           enabled=not disable) == 1
+
+    def _unclaim(self, row: PeriodicTask, run: PeriodicRun) -> None:
+        from ..models import PeriodicRun, PeriodicTask
+
+        with transaction.atomic(using=self.using):
+            PeriodicRun.objects.using(self.using).filter(pk=run.pk).delete()
+            PeriodicTask.objects.using(self.using).filter(pk=row.pk, last_run_at=run.scheduled_at).update(
+                last_run_at=row.last_run_at, total_run_count=F("total_run_count") - 1, enabled=row.enabled)
+
+    def _expire(self, row: PeriodicTask) -> None:
+        from ..models import PeriodicTask
+
+        if PeriodicTask.objects.using(self.using).filter(pk=row.pk, enabled=True).update(enabled=False):
+            logger.warning("beat: periodic task %r expired at %s: disabled", row.name, row.expires)
+
+    def _report(self, row: PeriodicTask, message: str) -> None:
+        """Log a problem with one task once, not on every tick."""
+        if self._reported.get(row.pk) != message:
+            self._reported[row.pk] = message
+            logger.error("beat: %s", message)
+
+    def _prune(self) -> None:
+        from ..models import PeriodicRun
+
+        days = djq_settings.BEAT_RUN_HISTORY_DAYS
+        if days is None or (self._pruned_at is not None and time.monotonic() - self._pruned_at < PRUNE_EVERY):
+            return
+        self._pruned_at = time.monotonic()
+        cutoff = timing.to_db(timing.now() - timedelta(days=days))
+        PeriodicRun.objects.using(self.using).filter(sent_at__lt=cutoff).delete()
+
+
+def publish(task: Any, row: PeriodicTask, run: PeriodicRun) -> None:
+    """Send ``row``'s task through the normal producer, with the run's task id."""
+    expires: float | datetime | None = timing.from_db(row.expires) or row.expire_seconds
+    task.apply_async(row.args, row.kwargs, queue=row.queue or None, priority=row.priority, expires=expires,
+                     task_id=run.task_id)
+
+
+def run_now(row: PeriodicTask, *, using: str | None = None, sent_by: str = "") -> str:
+    """Send ``row``'s task once now, outside its schedule (the admin's Run now); returns the task id."""
+    from ..models import PeriodicRun
+
+    using = using or router.db_for_write(type(row))
+    task = registry.get(row.task)
+    scheduler = Scheduler(using=using)
+    sent = timing.now()
+    with transaction.atomic(using=using):
+        run = PeriodicRun.objects.using(using).create(
+            periodic_task_id=row.pk, scheduled_at=timing.to_db(sent), sent_at=timing.to_db(sent),
+            task_id=str(uuid.uuid4()), beat=sent_by[:255], manual=True)
+        if scheduler.one_transaction:
+            publish(task, row, run)
+    if not scheduler.one_transaction:
+        try:
+            publish(task, row, run)
+        except DjqError:
+            PeriodicRun.objects.using(using).filter(pk=run.pk).delete()
+            raise
+    return run.task_id

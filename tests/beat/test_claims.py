@@ -1,0 +1,132 @@
+"""How a run is claimed and sent, on SQLite and PostgreSQL, and on a broker outside the database."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.test import override_settings
+from kombu import Connection
+
+from djq.beat import scheduler as scheduler_module
+from djq.beat import timing
+from djq.beat.scheduler import Scheduler
+from djq.exceptions import PublishError
+from djq.messaging.producer import reset_publishers
+from djq.models import PeriodicTask
+from tests.beat.conftest import make_task, message_ids, runs
+from tests.conftest import EMBEDDED
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+DUE = T0 + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("db_alias", EMBEDDED, indirect=True)
+def test_claim_and_message_commit_together(broker: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_task(broker, at=T0)
+    real_publish = scheduler_module.publish
+
+    def publish_then_fail(*args: Any) -> None:
+        real_publish(*args)  # the message row is written...
+        raise PublishError("the beat fails before its transaction commits")
+
+    monkeypatch.setattr(scheduler_module, "publish", publish_then_fail)
+    beat = Scheduler(using=broker)
+    beat.tick(DUE)
+    assert runs(broker) == [] and message_ids(broker) == [], "...and rolled back with the claim"
+    job = PeriodicTask.objects.using(broker).get()
+    assert (timing.from_db(job.last_run_at), job.total_run_count) == (T0, 0)
+
+    monkeypatch.setattr(scheduler_module, "publish", real_publish)
+    beat.tick(DUE + timedelta(milliseconds=5))
+    assert [timing.from_db(run.scheduled_at) for run in runs(broker)] == [DUE], "the next tick sends it"
+    assert message_ids(broker) == [runs(broker)[0].task_id]
+
+
+@pytest.mark.parametrize("db_alias", EMBEDDED, indirect=True)
+def test_two_beats_racing_for_one_run_send_it_once(broker: str, monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Beat A claims the run and stalls before committing; beat B reads the old row meanwhile."""
+    make_task(broker, at=T0)
+    claimed, release = threading.Event(), threading.Event()
+    real_publish = scheduler_module.publish
+
+    def stalling_publish(*args: Any) -> None:
+        real_publish(*args)
+        claimed.set()
+        release.wait(10)
+
+    monkeypatch.setattr(scheduler_module, "publish", stalling_publish)
+    errors: list[BaseException] = []
+
+    def tick(name: str) -> None:
+        try:
+            Scheduler(using=broker, beat_name=name).tick(DUE)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    caplog.set_level(logging.DEBUG, logger="djq.beat")
+    first = threading.Thread(target=tick, args=("A",))
+    first.start()
+    assert claimed.wait(10)
+    second = threading.Thread(target=tick, args=("B",))
+    second.start()
+    time.sleep(0.3)  # B has read the row and now waits for A's lock
+    release.set()
+    first.join(15)
+    second.join(15)
+    assert errors == []
+    assert [(run.beat, timing.from_db(run.scheduled_at)) for run in runs(broker)] == [("A", DUE)]
+    assert message_ids(broker) == [runs(broker)[0].task_id]
+    assert PeriodicTask.objects.using(broker).get().total_run_count == 1
+    assert "'job' for 2026-06-01T12:00:01+00:00 was claimed by another beat" in caplog.text, "B did race"
+
+
+@pytest.fixture
+def memory_broker() -> Any:
+    with override_settings(DJQ_BROKER_URL="memory://"):
+        reset_publishers()
+        with Connection("memory://") as connection:
+            queue = connection.SimpleQueue("default")
+            yield queue
+            queue.close()
+    reset_publishers()
+
+
+def _drain(queue: Any) -> list[str]:
+    ids = []
+    while True:
+        try:
+            message = queue.get(timeout=0.2)
+        except queue.Empty:
+            return ids
+        ids.append(message.headers["id"])
+        message.ack()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_other_brokers_get_the_message_after_the_claim_commits(memory_broker: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    make_task(at=T0)
+    beat = Scheduler()
+    assert not beat.one_transaction
+
+    def broker_down(*args: Any) -> None:
+        raise PublishError("broker unreachable")
+
+    monkeypatch.setattr(scheduler_module, "publish", broker_down)
+    beat.tick(DUE)
+    job = PeriodicTask.objects.get()
+    assert runs() == [] and (timing.from_db(job.last_run_at), job.total_run_count) == (T0, 0), \
+        "a failed publish undoes the claim"
+
+    monkeypatch.undo()
+    beat.tick(DUE + timedelta(milliseconds=5))
+    assert _drain(memory_broker) == [runs()[0].task_id]
+    assert PeriodicTask.objects.get().total_run_count == 1
