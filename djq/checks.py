@@ -2,7 +2,8 @@
 
 djq.E001 broker URL      djq.E002 result backend    djq.E003 pickle not allowed
 djq.E004 default queue   djq.E005 worker numbers    djq.E006 time limits
-djq.E007 worker pool     djq.E008 task routes       djq.W001 SQLite without WAL
+djq.E007 worker pool     djq.E008 task routes       djq.E009 beat schedule
+djq.W001 SQLite without WAL
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors += _check_serialization()
     errors += _check_numbers()
     errors += _check_routes()
+    errors += _check_beat()
     return errors
 
 
@@ -36,6 +38,33 @@ def _check_routes() -> list[checks.CheckMessage]:
     except ConfigurationError as exc:
         return [checks.Error(str(exc), id="djq.E008")]
     return []
+
+
+def _check_beat() -> list[checks.CheckMessage]:
+    """DJQ_BEAT_SCHEDULE and @periodic entries parse, and name registered tasks."""
+    from .beat.declare import declarations
+    from .beat.service import check_max_tick
+    from .exceptions import ConfigurationError
+    from .registry import registry
+
+    errors: list[checks.CheckMessage] = []
+    try:
+        check_max_tick(djq_settings.BEAT_MAX_TICK)
+    except ConfigurationError as exc:
+        errors.append(checks.Error(f"DJQ_BEAT_MAX_TICK: {exc}", id="djq.E009"))
+    days = djq_settings.BEAT_RUN_HISTORY_DAYS
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
+        errors.append(checks.Error(f"DJQ_BEAT_RUN_HISTORY_DAYS must be a whole number of days >= 1 or None, got {days!r}",
+                                   id="djq.E009"))
+    try:
+        found = declarations()
+    except ConfigurationError as exc:  # ScheduleError is one too
+        return errors + [checks.Error(str(exc), id="djq.E009")]
+    for declared in found:
+        if declared.task not in registry:
+            errors.append(checks.Error(f"{declared.origin}: task {declared.task!r} is not registered",
+                                       hint="check the name, and that its app has a tasks module", id="djq.E009"))
+    return errors
 
 
 def _check_broker() -> list[checks.CheckMessage]:

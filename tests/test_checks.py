@@ -33,6 +33,12 @@ def test_test_settings_are_clean() -> None:
         ({"DJQ_TASK_TIME_LIMIT": -5}, "djq.E006"),
         ({"DJQ_TASK_TIME_LIMIT": 10, "DJQ_TASK_SOFT_TIME_LIMIT": 20}, "djq.E006"),
         ({"DJQ_WORKER_POOL": "fibers"}, "djq.E007"),
+        ({"DJQ_BEAT_MAX_TICK": 0}, "djq.E009"),
+        ({"DJQ_BEAT_RUN_HISTORY_DAYS": "7"}, "djq.E009"),
+        ({"DJQ_BEAT_SCHEDULE": []}, "djq.E009"),
+        ({"DJQ_BEAT_SCHEDULE": {"x": {"task": "tests.testapp.tasks.add", "schedule": "61 * * * *"}}}, "djq.E009"),
+        ({"DJQ_BEAT_SCHEDULE": {"x": {"task": "no.such.task", "schedule": 60}}}, "djq.E009"),
+        ({"DJQ_BEAT_SCHEDULE": {"x": {"task": "tests.testapp.tasks.add", "schedule": 60, "colour": "red"}}}, "djq.E009"),
     ],
 )
 def test_misconfiguration_is_reported(overrides, expected) -> None:
@@ -53,3 +59,7 @@ def test_sqlite_without_wal_is_warned_about() -> None:
     finally:
         connections.settings["default"]["OPTIONS"] = original
     assert "djq.W001" in ids
+
+
+def test_a_valid_beat_schedule_is_clean() -> None:
+    assert _ids(DJQ_BEAT_SCHEDULE={"x": {"task": "tests.testapp.tasks.add", "schedule": "*/5 * * * *", "args": [1, 2]}}) == set()
