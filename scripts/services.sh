@@ -3,6 +3,8 @@
 #   scripts/services.sh postgres   -> prints DJQ_TEST_POSTGRES_URL=...
 #   scripts/services.sh redis      -> prints DJQ_TEST_REDIS_URL=...
 #   scripts/services.sh rabbitmq   -> prints DJQ_TEST_AMQP_URL=...
+# A server this call started (rather than found running) is also announced as
+# DJQ_STARTED_<NAME>=1, so a caller can stop only what it started.
 # Installs the server with apt-get when it is missing (needs root, as in CI).
 set -euo pipefail
 
@@ -38,6 +40,7 @@ start_postgres() {
             su postgres -c "$bindir/initdb -D '$data' -A trust -U postgres" >/dev/null
         fi
         chown -R postgres "$data"
+        echo "DJQ_STARTED_POSTGRES=1"
         su postgres -c "$bindir/pg_ctl -D '$data' -l '$data/server.log' -w -t 60 \
             -o \"-h 127.0.0.1 -p $port -k '$data' -c fsync=off -c synchronous_commit=off -c max_connections=200\" start" >&2
     fi
@@ -55,6 +58,7 @@ start_redis() {
     local port="${DJQ_REDIS_PORT:-6399}"
     command -v redis-server >/dev/null 2>&1 || apt_install redis-server
     if ! redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
+        echo "DJQ_STARTED_REDIS=1"
         redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --save "" --appendonly no \
             --dir "$STATE_DIR" --logfile "$STATE_DIR/redis-$port.log" --pidfile "$STATE_DIR/redis-$port.pid" >&2
         for _ in $(seq 1 100); do
@@ -89,6 +93,7 @@ start_rabbitmq() {
     printf 'listeners.tcp.1 = 127.0.0.1:%s\nloopback_users = none\n' "$RABBITMQ_AMQP_PORT" > "$RABBITMQ_CONFIG_FILE.conf"
     if id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq "$STATE_DIR/rabbitmq-$RABBITMQ_AMQP_PORT"; chmod 755 "$STATE_DIR"; fi
     if ! rabbitmqctl -q -n "$RABBITMQ_NODENAME" status >/dev/null 2>&1; then
+        echo "DJQ_STARTED_RABBITMQ=1"
         rabbitmq-server -detached >&2 || true
         # RabbitMQ takes several seconds to boot: wait until it answers on its port.
         for _ in $(seq 1 120); do
