@@ -5,14 +5,20 @@ enqueue rate, drain rate of a real ``djq_worker -P threads -c 4``, idle round-tr
 latency, 10 ms tasks kept busy on the pool, and the worker's peak RSS. With ``--celery``
 and a reachable Redis, Celery 5 drains the same no-op tasks for comparison.
 
+Two families run when asked for (see bench/families.py): --pools (each pool on the
+workload it suits: 10 ms sleeps, ~50 ms CPU loops) and --brokers (the scenario above on
+djq:// on SQLite and PostgreSQL, redis:// and amqp://, with -P threads and -P prefork).
+
 It prints figures and ratios; it never asserts times. Each scenario runs in a child
 process of its own (Django settings are per process); this process owns the databases
 and removes them, and any worker left behind, on error or Ctrl-C.
 
-Options: --sqlite/--postgres (default: both, PostgreSQL skipped with a note if no server
-answers), --postgres-url or DJQ_BENCH_POSTGRES_URL (an admin URL; default
-postgres://djq:djq@127.0.0.1:5439/djq), --celery, --redis-url or DJQ_BENCH_REDIS_URL,
---tasks, --repeat, --latency-samples, --sleep-tasks, --concurrency, --polling-interval, --json PATH.
+Options: --sqlite/--postgres (default, when no other family is named: both, PostgreSQL
+skipped with a note if no server answers), --postgres-url or DJQ_BENCH_POSTGRES_URL (an
+admin URL; default postgres://djq:djq@127.0.0.1:5439/djq), --celery, --redis-url or
+DJQ_BENCH_REDIS_URL, --amqp-url or DJQ_BENCH_AMQP_URL, --pools, --brokers,
+--broker-results, --pool-sleep-tasks, --pool-cpu-tasks, --tasks, --repeat,
+--latency-samples, --sleep-tasks, --concurrency, --polling-interval, --json PATH.
 """
 from __future__ import annotations
 
@@ -21,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if __name__ == "__main__":  # run as a script: import ``bench`` the package, not this file
     sys.path[0] = str(ROOT)
 
+from bench.child import djq_env, fresh_database, run_child
 from bench.environment import (
+    DEFAULT_AMQP_URL,
     DEFAULT_POSTGRES_URL,
     DEFAULT_REDIS_URL,
     PostgresAdmin,
@@ -44,8 +51,14 @@ from bench.environment import (
     redis_reachable,
     safe_url,
 )
-from bench.proc import reap_pidfile
-from bench.report import print_comparisons, print_figure_lines, print_scenario
+from bench.families import run_brokers, run_pools
+from bench.report import (
+    print_brokers,
+    print_comparisons,
+    print_figure_lines,
+    print_pools,
+    print_scenario,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,9 +66,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sqlite", action="store_true", help="run the SQLite scenario")
     parser.add_argument("--postgres", action="store_true", help="run the PostgreSQL scenario")
     parser.add_argument("--celery", action="store_true", help="also run Celery on Redis, for comparison")
+    parser.add_argument("--pools", action="store_true", help="each pool on I/O-bound and CPU-bound tasks")
+    parser.add_argument("--brokers", action="store_true", help="djq://, redis:// and amqp:// side by side")
     parser.add_argument("--postgres-url", default=os.environ.get("DJQ_BENCH_POSTGRES_URL"),
                         help=f"admin URL; a database djq_bench_<pid> is made through it (default {DEFAULT_POSTGRES_URL})")
-    parser.add_argument("--redis-url", default=os.environ.get("DJQ_BENCH_REDIS_URL", DEFAULT_REDIS_URL))
+    parser.add_argument("--redis-url", default=os.environ.get("DJQ_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+                        help="for --celery and --brokers; --brokers empties the queue 'bench' and 'unacked' there")
+    parser.add_argument("--amqp-url", default=os.environ.get("DJQ_BENCH_AMQP_URL", DEFAULT_AMQP_URL),
+                        help="for --brokers; the queue 'bench' there is purged before each drain")
+    parser.add_argument("--broker-results", type=lambda v: [x for x in v.split(",") if x], default=["sqlite"],
+                        help="databases holding results for redis:// and amqp:// (sqlite,postgres; default sqlite)")
+    parser.add_argument("--pool-sleep-tasks", type=int, default=1000, help="--pools: 10 ms tasks per pool")
+    parser.add_argument("--pool-cpu-tasks", type=int, default=200, help="--pools: ~50 ms CPU tasks per pool")
     parser.add_argument("--tasks", type=int, default=5000, help="no-op tasks to enqueue and drain")
     parser.add_argument("--repeat", type=int, default=3, help="enqueue+drain runs per scenario; the median is shown")
     parser.add_argument("--latency-samples", type=int, default=200)
@@ -66,54 +88,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="also write every figure to PATH")
     parser.add_argument("--keep-logs", action="store_true", help="keep worker logs (path printed)")
     args = parser.parse_args(argv)
-    if not (args.sqlite or args.postgres):
+    if not (args.sqlite or args.postgres or args.pools or args.brokers):
         args.sqlite = args.postgres = True
+    if not set(args.broker_results) <= {"sqlite", "postgres"}:
+        parser.error("--broker-results takes sqlite, postgres or both")
     return args
 
 
-def run_child(module: str, env: dict[str, str], workdir: Path, args: argparse.Namespace,
-              extra: list[str]) -> dict[str, Any]:
-    """Run ``python -m module`` to completion; its figures come back through a JSON file."""
-    out, log, pidfile = workdir / "figures.json", workdir / "worker.log", workdir / "worker.pid"
-    argv = [sys.executable, "-m", module, "--out", str(out), "--log", str(log), "--pidfile", str(pidfile),
-            "--tasks", str(args.tasks), "--concurrency", str(args.concurrency), "--timeout", str(args.timeout),
-            *extra]
-    child = subprocess.Popen(argv, cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)})
-    try:
-        code = child.wait()
-    except BaseException:
-        # Ctrl-C reached the child too: give it time to stop its worker itself.
-        try:
-            child.wait(timeout=30)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            child.kill()
-            child.wait()
-        raise
-    finally:
-        reap_pidfile(pidfile, "djq_worker" if "djq" in module else "celery")
-    if code != 0 or not out.exists():
-        tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no worker log)"
-        raise RuntimeError(f"{module} failed with exit code {code}; worker log tail:\n{tail}")
-    return json.loads(out.read_text())
-
-
 def djq_scenario(name: str, db_url: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "DJQ_BENCH_DB": db_url}
-    if args.polling_interval is not None:
-        env["DJQ_BENCH_POLLING_INTERVAL"] = str(args.polling_interval)
     extra = ["--latency-samples", str(args.latency_samples), "--sleep-tasks", str(args.sleep_tasks),
              "--repeat", str(args.repeat)]
     print(f"-- running {name} ...", flush=True)
-    return run_child("bench.djq_scenario", env, workdir, args, extra)
+    return run_child("bench.djq_scenario", djq_env(db_url, args), workdir, args, extra)
 
 
 def run_sqlite(args: argparse.Namespace, workdir: Path) -> dict[str, Any] | str:
-    path = workdir / "bench.sqlite3"
-    try:
-        return djq_scenario("djq on SQLite", f"sqlite:///{path}", args, workdir)
-    finally:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    with fresh_database("sqlite", workdir, "") as db_url:
+        return djq_scenario("djq on SQLite", db_url, args, workdir)
 
 
 def run_postgres(args: argparse.Namespace, workdir: Path) -> dict[str, Any] | str:
@@ -121,13 +112,9 @@ def run_postgres(args: argparse.Namespace, workdir: Path) -> dict[str, Any] | st
     why_not = admin.reachable()
     if why_not:
         return f"PostgreSQL scenario skipped: {why_not} (give --postgres-url or DJQ_BENCH_POSTGRES_URL)"
-    name = f"djq_bench_{os.getpid()}"
     server = admin.server_settings()
-    db_url = admin.create(name)
-    try:
+    with fresh_database("postgres", workdir, admin.url) as db_url:
         figures = djq_scenario(f"djq on PostgreSQL ({safe_url(db_url)})", db_url, args, workdir)
-    finally:
-        admin.drop(name)
     figures["server"] = server
     return figures
 
@@ -147,6 +134,48 @@ def run_celery(args: argparse.Namespace, workdir: Path) -> dict[str, Any] | str:
     return run_child("bench.celery_scenario", env, workdir, args, [])
 
 
+def run_scenarios(args: argparse.Namespace, logs: Path, notes: list[str], failed: list[str]) -> dict[str, Any]:
+    """The single scenarios asked for (--sqlite, --postgres, --celery), each printed as it ends."""
+    scenarios: dict[str, Any] = {}
+    plan: list[tuple[str, Runner]] = [("sqlite", run_sqlite)] if args.sqlite else []
+    plan += [("postgres", run_postgres)] if args.postgres else []
+    plan += [("celery_redis", run_celery)] if args.celery else []
+    for key, runner in plan:
+        workdir = logs / key
+        workdir.mkdir()
+        result: dict[str, Any] | str
+        try:
+            result = runner(args, workdir)
+        except RuntimeError as exc:
+            failed.append(key)
+            result = f"{key} failed: {exc}"
+        if isinstance(result, str):
+            notes.append(result)
+            print(f"-- {result}", flush=True)
+            continue
+        scenarios[key] = result
+        print_scenario(key, result)
+    return scenarios
+
+
+def run_families(args: argparse.Namespace, logs: Path, notes: list[str], failed: list[str]) -> dict[str, Any]:
+    """--pools and --brokers: every entry's figures, or the note that says why it has none."""
+    families: dict[str, Any] = {}
+    for name, asked, runner, show in (("pools", args.pools, run_pools, print_pools),
+                                      ("brokers", args.brokers, run_brokers, print_brokers)):
+        if not asked:
+            continue
+        results = runner(args, logs)
+        families[name] = results
+        show(results)
+        for key, value in results.items():
+            if isinstance(value, str):
+                notes.append(value)
+                if " failed: " in value:
+                    failed.append(f"{name}.{key}")
+    return families
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # A SIGTERM to the bench is treated like Ctrl-C, so the same clean-up runs.
@@ -155,35 +184,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"djq benchmark: {info['cpus']} x {info['cpu_model']}, {info['ram_gib']} GiB RAM, "
           f"Python {info['python']}, Django {info['versions']['Django']}, kombu {info['versions']['kombu']}, "
           f"djq {info['versions']['djq']} at {info['djq_commit'] or '?'}")
-    print(f"{args.tasks:,} no-op tasks per drain; worker: djq_worker -P threads -c {args.concurrency}", flush=True)
+    if args.sqlite or args.postgres or args.celery:
+        print(f"{args.tasks:,} no-op tasks per drain; worker: djq_worker -P threads -c {args.concurrency}", flush=True)
     load_before = load_average()
     if load_before is not None and load_before > 0.5 * (info["cpus"] or 1):
         print(f"warning: load average {load_before:.2f} before the start: other work will lower every figure")
     print(flush=True)
-    scenarios: dict[str, Any] = {}
     notes: list[str] = []
     failed: list[str] = []
-    plan: list[tuple[str, Runner]] = [("sqlite", run_sqlite)] if args.sqlite else []
-    plan += [("postgres", run_postgres)] if args.postgres else []
-    plan += [("celery_redis", run_celery)] if args.celery else []
     logs = Path(tempfile.mkdtemp(prefix="djq-bench-"))
     started = time.time()
     try:
-        for key, runner in plan:
-            workdir = logs / key
-            workdir.mkdir()
-            result: dict[str, Any] | str
-            try:
-                result = runner(args, workdir)
-            except RuntimeError as exc:
-                failed.append(key)
-                result = f"{key} failed: {exc}"
-            if isinstance(result, str):
-                notes.append(result)
-                print(f"-- {result}", flush=True)
-                continue
-            scenarios[key] = result
-            print_scenario(key, result)
+        scenarios = run_scenarios(args, logs, notes, failed)
+        families = run_families(args, logs, notes, failed)
     except KeyboardInterrupt:
         print("\ninterrupted: workers stopped, databases dropped", file=sys.stderr)
         return 130
@@ -192,16 +205,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"worker logs kept in {logs}")
         else:
             shutil.rmtree(logs, ignore_errors=True)
-    load_after = load_average()
-    info["load_average"] = {"before": load_before, "after": load_after}
+    info["load_average"] = {"before": load_before, "after": load_average()}
     print_figure_lines(scenarios)
     print_comparisons(scenarios)
     for note in notes:
         print(f"note: {note}")
     if args.json:
         options = {**vars(args), "postgres_url": safe_url(args.postgres_url or DEFAULT_POSTGRES_URL),
-                   "redis_url": safe_url(args.redis_url)}
-        payload = {"machine": info, "args": options, "started": started, "scenarios": scenarios, "notes": notes}
+                   "redis_url": safe_url(args.redis_url), "amqp_url": safe_url(args.amqp_url)}
+        payload = {"machine": info, "args": options, "started": started, "scenarios": scenarios,
+                   **families, "notes": notes}
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
         print(f"figures written to {args.json}")
     return 1 if failed else 0

@@ -1,13 +1,15 @@
 """One djq scenario, run in its own process (``python -m bench.djq_scenario``).
 
-Django is set up on the database in ``DJQ_BENCH_DB`` (made empty by bench.py), then:
-1. enqueue: N no-op ``.delay()`` calls, no worker running;
-2. drain: a real ``djq_worker -P threads`` subprocess runs them; a COUNT of SUCCESS
+Django is set up on the database in ``DJQ_BENCH_DB`` (made empty by bench.py) and the
+broker in ``DJQ_BENCH_BROKER_URL`` (default ``djq://``), then:
+1. enqueue: N no-op ``.delay()`` calls, no worker running (an external broker's queue is
+   purged first);
+2. drain: a real ``djq_worker -P POOL`` subprocess runs them; a COUNT of SUCCESS
    results is polled every 50 ms, and the first/last ``date_done`` give exact ends.
    Steps 1-2 run ``--repeat`` times, with a fresh worker each; the median run is reported;
 3. idle latency: one no-op at a time to the idle, warm worker: delay() -> date_done;
 4. sleep drain: N 10 ms tasks committed in one transaction, to see the pool kept busy;
-5. the worker's peak RSS (VmHWM).
+5. the worker's peak RSS (VmHWM, summed over a prefork worker's processes).
 The figures go to ``--out`` as JSON. The worker is stopped whatever happens.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+from .brokers import purge
 from .proc import WorkerProcess
 from .stats import latency_summary, rate
 
@@ -62,9 +65,18 @@ def _wait_count(cursor: Any, table: str, target: int, timeout: float, worker: Wo
     return None
 
 
-def _reset(cursor: Any, tables: tuple[str, str]) -> None:
+def _reset(cursor: Any, tables: tuple[str, str], purge_broker: bool = False) -> None:
+    """Empty the message and result tables; with ``purge_broker``, an external broker's queue too.
+
+    Only purge with no worker running: Redis's unacked set is emptied as well.
+    """
+    from djq.conf import djq_settings
+
     for table in tables:
         cursor.execute(f"DELETE FROM {table}")
+    url = djq_settings.BROKER_URL
+    if purge_broker and not url.startswith("djq:"):
+        purge(url)
 
 
 def enqueue(task: Any, count: int) -> float:
@@ -76,7 +88,7 @@ def enqueue(task: Any, count: int) -> float:
 
 def start_worker(args: argparse.Namespace) -> WorkerProcess:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    argv = [sys.executable, "-m", "django", "djq_worker", "-P", "threads", "-c", str(args.concurrency),
+    argv = [sys.executable, "-m", "django", "djq_worker", "-P", args.pool, "-c", str(args.concurrency),
             "-l", "WARNING", "-n", f"bench-{os.getpid()}@%h"]
     worker = WorkerProcess(argv, env, Path(args.log), lambda line: line.startswith("djq ") and " worker " in line,
                            pidfile=Path(args.pidfile) if args.pidfile else None)
@@ -113,20 +125,21 @@ def measure_latency(task: Any, cursor: Any, table: str, samples: int, worker: Wo
 
 
 def drain_once(args: argparse.Namespace, task: Any, cursor: Any, tables: tuple[str, str]) -> tuple[dict[str, Any], WorkerProcess]:
-    """Enqueue ``args.tasks`` with no worker, then start one and time it draining them.
+    """Enqueue ``args.tasks`` of ``task`` with no worker, then start one and time it draining them.
 
     Returns the figures and the worker, still running (the caller stops it).
     """
+    n = args.tasks
     results_table = tables[1]
-    _reset(cursor, tables)
-    seconds = enqueue(task, args.tasks)
+    _reset(cursor, tables, purge_broker=True)
+    seconds = enqueue(task, n)
     worker = start_worker(args)
     try:
         ready_at = worker.wait_ready(timeout=60)
         cpu_at_ready = worker.cpu_seconds()
-        seen_at = _wait_count(cursor, results_table, args.tasks, args.timeout, worker)
+        seen_at = _wait_count(cursor, results_table, n, args.timeout, worker)
         if seen_at is None:
-            raise RuntimeError(f"{args.tasks} tasks not done after {args.timeout} s")
+            raise RuntimeError(f"{n} tasks not done after {args.timeout} s")
         cpu = worker.cpu_seconds() - cpu_at_ready
         first, last = _done_span(cursor, results_table, task.name)
     except BaseException:
@@ -134,7 +147,7 @@ def drain_once(args: argparse.Namespace, task: Any, cursor: Any, tables: tuple[s
         raise
     from_ready = (last - ready_at) if ready_at else None
     return {
-        "enqueue": {"seconds": seconds, "tasks_per_s": rate(args.tasks, seconds)},
+        "enqueue": {"seconds": seconds, "tasks_per_s": rate(n, seconds)},
         "drain": {
             "startup_s": (ready_at - worker.spawned_at) if ready_at else None,
             "seconds_from_ready": from_ready,
@@ -142,10 +155,10 @@ def drain_once(args: argparse.Namespace, task: Any, cursor: Any, tables: tuple[s
             "seconds_total": last - worker.spawned_at,
             "poll_seen_after_last_s": seen_at - last,
             # No banner seen (its format changed?): fall back to first -> last result.
-            "tasks_per_s": rate(args.tasks, from_ready) if from_ready else rate(args.tasks - 1, last - first),
-            "tasks_per_s_first_to_last": rate(args.tasks - 1, last - first),
-            "tasks_per_s_total": rate(args.tasks, last - worker.spawned_at),
-            "worker_cpu_ms_per_task": 1000.0 * cpu / args.tasks,
+            "tasks_per_s": rate(n, from_ready) if from_ready else rate(n - 1, last - first),
+            "tasks_per_s_first_to_last": rate(n - 1, last - first),
+            "tasks_per_s_total": rate(n, last - worker.spawned_at),
+            "worker_cpu_ms_per_task": 1000.0 * cpu / n,
             "worker_cpu_share": cpu / (seen_at - ready_at) if ready_at else None,
         },
     }, worker
@@ -187,10 +200,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     call_command("migrate", verbosity=0)
 
     from bench.benchapp.tasks import noop, sleep10
+    from djq.conf import djq_settings
     from djq.models import QueueMessage, TaskResult
 
     tables = (QueueMessage._meta.db_table, TaskResult._meta.db_table)
-    figures: dict[str, Any] = {"vendor": connection.vendor, "tasks": args.tasks, "concurrency": args.concurrency}
+    figures: dict[str, Any] = {"vendor": connection.vendor, "tasks": args.tasks, "concurrency": args.concurrency,
+                               "pool": args.pool, "broker": djq_settings.BROKER_URL.split("://", 1)[0]}
     cursor = connection.cursor()
     noop.delay()  # warm up: connection, producer pool, queue declaration
 
@@ -229,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--sleep-tasks", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--pool", default="threads")
     parser.add_argument("--repeat", type=int, default=3, help="enqueue+drain runs; the median is reported")
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args(argv)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_POSTGRES_URL = "postgres://djq:djq@127.0.0.1:5439/djq"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 def machine() -> dict[str, Any]:

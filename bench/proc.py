@@ -71,30 +71,34 @@ class WorkerProcess:
             return ""
 
     def memory_kb(self) -> dict[str, int]:
-        """VmHWM (peak RSS) and VmRSS of the worker, from /proc."""
+        """Memory of the worker and its child processes (prefork), from /proc, in KiB.
+
+        VmHWM and VmRSS are summed over the processes, so pages a forked child still
+        shares with its parent count once per process; Pss splits shared pages fairly.
+        """
         found: dict[str, int] = {}
         if self.proc is None:
             return found
-        try:
-            with open(f"/proc/{self.proc.pid}/status") as status:
-                for line in status:
-                    key, _, value = line.partition(":")
-                    if key in ("VmHWM", "VmRSS"):
-                        found[key] = int(value.split()[0])
-        except OSError:
-            pass
+        pids = process_tree(self.proc.pid)
+        for pid in pids:
+            for key, value in _proc_kb(pid).items():
+                found[key] = found.get(key, 0) + value
+        found["processes"] = len(pids)
         return found
 
     def cpu_seconds(self) -> float:
-        """User + system CPU the worker has used so far (all its threads)."""
+        """User + system CPU the worker and its live child processes have used so far."""
         if self.proc is None:
             return 0.0
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = 0
+        for pid in process_tree(self.proc.pid):
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """Warm shutdown with SIGTERM; SIGKILL the whole process group after ``timeout``."""
@@ -112,6 +116,37 @@ class WorkerProcess:
         if self.pidfile is not None:
             self.pidfile.unlink(missing_ok=True)
         return self.proc.returncode
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants that are alive (``/proc/PID/task/TID/children``)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if current in found or not Path(f"/proc/{current}").exists():
+            continue
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo += [int(child) for child in children.read_text().split()]
+            except (OSError, ValueError):
+                pass
+    return found
+
+
+def _proc_kb(pid: int) -> dict[str, int]:
+    """VmHWM and VmRSS from /proc/PID/status, Pss from smaps_rollup (KiB)."""
+    found: dict[str, int] = {}
+    for name, keys in (("status", ("VmHWM", "VmRSS")), ("smaps_rollup", ("Pss",))):
+        try:
+            with open(f"/proc/{pid}/{name}") as lines:
+                for line in lines:
+                    key, _, value = line.partition(":")
+                    if key in keys:
+                        found[key] = int(value.split()[0])
+        except (OSError, ValueError):
+            pass
+    return found
 
 
 def kill_group(pid: int) -> None:

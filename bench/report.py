@@ -123,3 +123,64 @@ def print_comparisons(scenarios: dict[str, dict[str, Any]]) -> None:
               f"drain incl. start-up {_ratio(_get(fa, 'drain.tasks_per_s_total'), _get(fb, 'drain.tasks_per_s_total'))}, "
               f"peak RSS {_ratio(_get(fa, 'memory_kb.VmHWM'), _get(fb, 'memory_kb.VmHWM'))}")
     print()
+
+
+def _mib(kb: float | None) -> str:
+    return "-" if not kb else f"{kb / 1024:.1f} MiB"
+
+
+def _table(header: tuple[str, ...], body: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    for row in [header, *body]:
+        cells = [row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:]))]
+        print("  " + "  ".join(cells).rstrip())
+
+
+def print_pools(results: dict[str, Any]) -> None:
+    """One row per (workload, pool): drain rate from worker ready, against the ideal."""
+    print("\n== pools: djq:// on SQLite, tasks enqueued first, timed from worker ready to last result ==")
+    body = []
+    for f in (v for v in results.values() if isinstance(v, dict)):
+        rates = " / ".join(f"{r:,.0f}" for r in f.get("drain_rates") or [] if r)
+        body.append((
+            f"{f['tasks']:,} {f['workload']} ({f['task_ms']:.1f} ms)", f"-P {f['pool']} -c {f['concurrency']}",
+            _rate(_get(f, "drain.tasks_per_s")), f"{rates}" if len(f.get("runs") or []) > 1 else "",
+            _rate(f.get("ideal_tasks_per_s")), f"{100 * (f.get('efficiency') or 0):.0f} %",
+            _s(_get(f, "drain.startup_s")), f"{_get(f, 'drain.worker_cpu_ms_per_task') or 0:.2f} ms",
+            _mib(f.get("peak_rss_kb")), str(_get(f, "memory_kb.processes") or "-"), _mib(_get(f, "memory_kb.Pss")),
+        ))
+    if body:
+        _table(("workload", "pool", "drain", "each run", "ideal", "of ideal", "start-up", "CPU/task",
+                "peak RSS", "procs", "Pss at end"), body)
+    cpu = {f["pool"]: f for f in results.values() if isinstance(f, dict) and f["workload"] == "cpu"}
+    if "prefork" in cpu and "solo" in cpu:
+        print(f"  CPU-bound: prefork / solo = "
+              f"{_ratio(_get(cpu['prefork'], 'drain.tasks_per_s'), _get(cpu['solo'], 'drain.tasks_per_s'))}")
+    for pool, f in cpu.items():
+        probes = " / ".join(f"{r['machine_speedup']:.2f}x" for r in f["runs"] if r.get("machine_speedup"))
+        if probes:
+            print(f"  before each {pool} run, all CPUs of plain processes gave {probes} one process's rate")
+    print(flush=True)
+
+
+def print_brokers(results: dict[str, Any]) -> None:
+    """One row per (broker, pool): the default scenario's figures."""
+    tasks = next((f["tasks"] for f in results.values() if isinstance(f, dict)), 0)
+    print(f"\n== brokers: {tasks:,} no-op drain, idle latency, 10 ms tasks; results in the database ==")
+    body = []
+    for f in results.values():
+        if not isinstance(f, dict):
+            continue
+        where = "" if f.get("broker") == "djq" else "results "
+        broker = f"{f.get('broker')}:// ({where}{f.get('vendor')})"
+        body.append((
+            broker, f"-P {f['pool']} -c {f['concurrency']}", _rate(_get(f, "enqueue.tasks_per_s")),
+            _rate(_get(f, "drain.tasks_per_s")),
+            f"{_ms(_get(f, 'latency.to_date_done.p50_ms'))} / {_ms(_get(f, 'latency.to_date_done.p99_ms'))}",
+            f"{_rate(_get(f, 'sleep_drain.tasks_per_s'))} ({100 * (_get(f, 'sleep_drain.efficiency') or 0):.0f} %)",
+            f"{_get(f, 'drain.worker_cpu_ms_per_task') or 0:.2f} ms", _mib(_get(f, "memory_kb.VmHWM")),
+        ))
+    if body:
+        _table(("broker", "pool", "enqueue", "drain", "idle p50 / p99", "10 ms tasks (of ideal)", "CPU/task",
+                "peak RSS"), body)
+    print(flush=True)

@@ -2,6 +2,8 @@
 
 The database comes from ``DJQ_BENCH_DB`` (a URL, e.g. ``sqlite:////tmp/x.sqlite3`` or
 ``postgres://user:pw@host:port/name``), so the bench process and its worker share it.
+The broker is ``DJQ_BENCH_BROKER_URL`` (default ``djq://``, the embedded broker on that
+database; ``redis://`` or ``amqp://`` keep results in the database all the same).
 Everything else is djq's defaults, which is what the benchmark measures.
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ if _db["ENGINE"].endswith("sqlite3"):
     _db["OPTIONS"] = dict(SQLITE_OPTIONS)
 DATABASES = {"default": _db}
 
-DJQ_BROKER_URL = "djq://"
+DJQ_BROKER_URL = os.environ.get("DJQ_BENCH_BROKER_URL", "djq://")
 DJQ_RESULT_BACKEND = "database"
 DJQ_DEFAULT_QUEUE = "bench"
 

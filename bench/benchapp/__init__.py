@@ -1,1 +1,1 @@
-"""The tasks the benchmark sends: a no-op and a 10 ms sleep."""
+"""The tasks the benchmark sends: a no-op, a 10 ms sleep and a ~50 ms CPU loop."""

@@ -1,9 +1,24 @@
-"""Benchmark tasks. They do (almost) nothing, so the figures measure djq itself."""
+"""Benchmark tasks. They do (almost) nothing, so the figures measure djq itself.
+
+``cpu50`` is the exception: a pure-Python loop of about 50 ms that holds the GIL, to
+show what parallelism each pool gives CPU-bound work.
+"""
 from __future__ import annotations
 
 import time
 
 from djq import task
+
+#: loop length of ``cpu50``: about 50 ms of one core on the 2026 bench machine; the pool
+#: scenario times ``burn(CPU_LOOPS)`` before each run and reports what it measured.
+CPU_LOOPS = 1_000_000
+
+
+def burn(loops: int) -> int:
+    total = 0
+    for i in range(loops):
+        total += i * i % 7
+    return total
 
 
 @task(name="bench.noop")
@@ -14,3 +29,8 @@ def noop() -> None:
 @task(name="bench.sleep10")
 def sleep10() -> None:
     time.sleep(0.01)
+
+
+@task(name="bench.cpu50")
+def cpu50() -> None:
+    burn(CPU_LOOPS)
