@@ -15,4 +15,21 @@ class DjqConfig(AppConfig):
         from .messaging.transport import register
 
         register()
+        _resolve_django_tasks()
         autodiscover_modules("tasks")
+
+
+def _resolve_django_tasks() -> None:
+    """With djq in TASKS, workers find Django tasks by module path (djq.contrib.tasks)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .contrib.tasks import configured_aliases
+    from .registry import registry
+
+    if not configured_aliases():
+        return
+    try:
+        from .contrib.tasks.adapter import resolve
+    except ImproperlyConfigured:  # no task framework installed: djq.E010 says so
+        return
+    registry.add_resolver(resolve)

@@ -3,7 +3,8 @@
 djq.E001 broker URL      djq.E002 result backend    djq.E003 pickle not allowed
 djq.E004 default queue   djq.E005 worker numbers    djq.E006 time limits
 djq.E007 worker pool     djq.E008 task routes       djq.E009 beat schedule
-djq.W001 SQLite without WAL
+djq.E010 Django TASKS backend                       djq.W010 Django task queue no worker serves
+djq.W001 SQLite without WAL                         djq.W011 django_tasks app missing (Django 5.2)
 """
 from __future__ import annotations
 
@@ -26,6 +27,38 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors += _check_numbers()
     errors += _check_routes()
     errors += _check_beat()
+    errors += _check_django_tasks()
+    return errors
+
+
+def _check_django_tasks() -> list[checks.CheckMessage]:
+    """TASKS entries naming djq's backend: the framework is there, and the backend is sound.
+
+    Django 6 runs each backend's ``check()`` itself, and so does the backport when its app
+    is installed; otherwise djq runs them here.
+    """
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .contrib.tasks import configured_aliases
+
+    aliases = configured_aliases()
+    if not aliases:
+        return []
+    try:
+        from .contrib.tasks import compat
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="djq.E010")]
+    if compat.FRAMEWORK_APP is None or apps.is_installed(compat.FRAMEWORK_APP):
+        return []
+    errors: list[checks.CheckMessage] = [checks.Warning(
+        f"TASKS uses djq's backend through the {compat.FRAMEWORK_APP} backport, which is not in INSTALLED_APPS",
+        hint=f"add {compat.FRAMEWORK_APP!r} to INSTALLED_APPS so its checks and task logging run", id="djq.W011")]
+    for alias in aliases:
+        try:
+            errors += list(compat.task_backends()[alias].check())
+        except Exception as exc:  # the backend cannot even be built: that is the message
+            errors.append(checks.Error(f"TASKS[{alias!r}]: {exc}", id="djq.E010"))
     return errors
 
 

@@ -1,7 +1,11 @@
-"""The task registry: task name -> Task, filled by ``@task`` as modules are imported."""
+"""The task registry: task name -> Task, filled by ``@task`` as modules are imported.
+
+Resolvers find tasks the registry has not seen yet: ``djq.contrib.tasks`` adds one that
+imports a Django ``@task`` by its module path, as Django's own backends do.
+"""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .exceptions import ConfigurationError, NotRegistered
 
@@ -12,6 +16,12 @@ if TYPE_CHECKING:
 class TaskRegistry:
     def __init__(self) -> None:
         self._tasks: dict[str, Task[Any, Any]] = {}
+        self._resolvers: list[Callable[[str], Task[Any, Any] | None]] = []
+
+    def add_resolver(self, resolver: Callable[[str], Task[Any, Any] | None]) -> None:
+        """``resolver(name)`` returns a Task for an unregistered name, or None."""
+        if resolver not in self._resolvers:
+            self._resolvers.append(resolver)
 
     def register(self, task: Task[Any, Any]) -> None:
         existing = self._tasks.get(task.name)
@@ -32,7 +42,12 @@ class TaskRegistry:
         try:
             return self._tasks[name]
         except KeyError:
-            raise NotRegistered(name) from None
+            pass
+        for resolver in self._resolvers:
+            found = resolver(name)
+            if found is not None:
+                return found
+        raise NotRegistered(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._tasks

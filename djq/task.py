@@ -136,8 +136,14 @@ class Task(Generic[P, R]):
         ignore_result: bool | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
+        argsrepr: str | None = None,
+        kwargsrepr: str | None = None,
     ) -> AsyncResult[R]:
-        """Enqueue with options; validates them and returns an AsyncResult at once."""
+        """Enqueue with options; validates them and returns an AsyncResult at once.
+
+        ``argsrepr``/``kwargsrepr`` replace the shortened ``repr`` of the arguments that
+        results and the admin show (e.g. to hide a secret, as in Celery).
+        """
         from .messaging import producer
         from .messaging.protocol import encode_task
         from .messaging.routing import route_for
@@ -172,6 +178,8 @@ class Task(Generic[P, R]):
             parent_id=parent.id if parent and not parent.is_eager else None,
             ignore_result=self.ignore_result if ignore_result is None else bool(ignore_result),
             priority=_check_priority(priority),
+            argsrepr=_check_repr("argsrepr", argsrepr),
+            kwargsrepr=_check_repr("kwargsrepr", kwargsrepr),
         )
         producer.send(message)
         return AsyncResult(task_id, task_name=self.name)
@@ -206,6 +214,12 @@ def _check_kwargs(kwargs: Any) -> dict[str, Any]:
     if not isinstance(kwargs, dict):
         raise TaskOptionError(f"kwargs must be a dict, got {type(kwargs).__name__}")
     return dict(kwargs)
+
+
+def _check_repr(name: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TaskOptionError(f"{name} must be a string, got {type(value).__name__}")
+    return value
 
 
 def _aware(value: datetime) -> datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+import django
 import environ
 
 env = environ.Env()
@@ -77,4 +78,9 @@ if os.environ.get("DJQ_TEST_WORKER_POOL"):
 DJQ_WORKER_AUTOSCALE_KEEPALIVE = float(os.environ.get("DJQ_TEST_AUTOSCALE_KEEPALIVE", "10"))
 DJQ_RESULT_BACKEND = os.environ.get("DJQ_TEST_RESULT_BACKEND", "database")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Django's task framework (django.tasks on 6.x, the django-tasks backport on 5.2) on djq.
+TASKS = {"default": {"BACKEND": "djq.contrib.tasks.DjqTaskBackend", "QUEUES": ["default", "special"]}}
+if django.VERSION < (6, 0):
+    INSTALLED_APPS.append("django_tasks")
 STATIC_URL = "/static/"

@@ -42,6 +42,14 @@ class ResultMeta:
     retries: int = 0
     date_done: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    date_created: datetime | None = None
+    date_started: datetime | None = None
+    queue: str = ""
+    args_repr: str = ""
+    kwargs_repr: str = ""
+    #: ``module.QualName`` of a stored exception (FAILURE, REVOKED), even when the
+    #: reading process cannot import it.
+    exception_path: str | None = None
 
 
 def encode_value(value: Any) -> str:
@@ -63,6 +71,13 @@ def exception_to_meta(exc: BaseException) -> dict[str, Any]:
     except Exception:
         args = None
     return {"exc_type": cls.__qualname__, "exc_module": cls.__module__, "exc_message": str(exc), "exc_args": args}
+
+
+def exception_path(meta: Any) -> str | None:
+    """``module.QualName`` of an exception stored by ``exception_to_meta``."""
+    if not isinstance(meta, dict) or "exc_type" not in meta:
+        return None
+    return f"{meta.get('exc_module') or 'builtins'}.{meta['exc_type']}"
 
 
 def meta_to_exception(meta: Any) -> BaseException:

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from .. import states
 from ..models import TaskResult
-from .base import ResultBackend, ResultMeta, TaskInfo, decode_value, encode_value
+from .base import ResultBackend, ResultMeta, TaskInfo, decode_value, encode_value, exception_path
 
 _INFO_FIELDS = ("task_name", "args_repr", "kwargs_repr", "worker", "queue", "retries", "root_id", "parent_id")
 _COLUMNS = ("task_id", "state", "result", "traceback", "date_created", "date_started", "date_done", "runtime",
@@ -84,16 +84,25 @@ class DatabaseBackend(ResultBackend):
         row = (
             TaskResult.objects.using(self.alias)
             .filter(task_id=task_id)
-            .values_list("state", "result", "traceback", "task_name", "worker", "retries", "date_done")
+            .values_list("state", "result", "traceback", "task_name", "worker", "retries", "date_done",
+                         "date_created", "date_started", "queue", "args_repr", "kwargs_repr")
             .first()
         )
         if row is None:
             return None
-        state, raw, traceback, task_name, worker, retries, date_done = row
+        (state, raw, traceback, task_name, worker, retries, date_done,
+         date_created, date_started, queue, args_repr, kwargs_repr) = row
+        value = decode_value(raw)
         return ResultMeta(
             task_id=task_id,
             state=state,
-            result=self.decode_result(state, decode_value(raw)),
+            result=self.decode_result(state, value),
+            exception_path=exception_path(value) if state in (states.FAILURE, states.REVOKED) else None,
+            date_created=date_created,
+            date_started=date_started,
+            queue=queue,
+            args_repr=args_repr,
+            kwargs_repr=kwargs_repr,
             traceback=traceback,
             task_name=task_name,
             worker=worker,

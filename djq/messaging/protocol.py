@@ -103,6 +103,8 @@ def encode_task(
     ignore_result: bool = False,
     priority: int | None = None,
     embed: Mapping[str, Any] | None = None,
+    argsrepr: str | None = None,
+    kwargsrepr: str | None = None,
 ) -> OutgoingMessage:
     """Build and serialize one task message; unencodable arguments raise EncodeError naming them."""
     args = list(args)
@@ -129,8 +131,8 @@ def encode_task(
         "timelimit": [timelimit[0], timelimit[1]],
         "root_id": root_id or task_id,
         "parent_id": parent_id,
-        "argsrepr": _repr.repr(tuple(args)),
-        "kwargsrepr": _repr.repr(kwargs),
+        "argsrepr": _repr.repr(tuple(args)) if argsrepr is None else argsrepr,
+        "kwargsrepr": _repr.repr(kwargs) if kwargsrepr is None else kwargsrepr,
         "origin": origin(),
         "ignore_result": ignore_result,
     }

@@ -1,0 +1,1 @@
+"""Optional integrations of djq with other parts of the Django ecosystem."""
