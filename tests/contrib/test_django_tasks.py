@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.db import transaction
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
 from django.utils import timezone
 
 from tests.conftest import wait_for
@@ -147,6 +148,8 @@ def test_async_enqueue_and_get_result(start_worker, broker) -> None:
                 break
             await asyncio.sleep(0.05)
         again = await dtasks.async_multiply.aget_result(result.id)
+        # the framework ran enqueue in asgiref's thread: close what that thread opened
+        await sync_to_async(connections.close_all, thread_sensitive=True)()
         return result, again
 
     result, again = asyncio.run(go())

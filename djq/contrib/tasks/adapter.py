@@ -27,7 +27,7 @@ from ...conf import djq_settings
 from ...context import RequestContext, current_request
 from ...exceptions import EncodeError
 from ...registry import registry
-from ...result import AsyncResult, EagerResult
+from ...result import AsyncResult
 from ...task import Task
 from . import compat, results
 
@@ -120,7 +120,7 @@ def _json_value(name: str, value: Any) -> Any:
         raise EncodeError(f"Django task {name} returned a value that is not JSON ({exc})") from exc
 
 
-def _copy_eager_outcome(result: Any, handle: EagerResult[Any]) -> None:
+def _copy_eager_outcome(result: Any, handle: AsyncResult[Any]) -> None:
     object.__setattr__(result, "started_at", result.enqueued_at)
     object.__setattr__(result, "last_attempted_at", result.enqueued_at)
     result.worker_ids.append(f"eager@{socket.gethostname()}")
