@@ -105,6 +105,25 @@ def test_tasks_run_on_a_worker_with_results_signals_and_context(start_worker, br
     assert "error" not in worker.output.lower(), worker.output
 
 
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
+def test_every_pool_runs_django_tasks(start_worker, broker, pool: str) -> None:
+    start_worker("-P", pool, "-c", "1", "-n", f"{pool}@test")
+    slow = dtasks.slow_echo.enqueue("slow", 1.0)
+    running = wait_for(lambda: (r := dtasks.slow_echo.get_result(slow.id)).status == TaskResultStatus.RUNNING and r,
+                       what="the slow task to be RUNNING")
+    assert running.worker_ids == [f"{pool}@test"] and running.started_at is not None and running.finished_at is None
+    with pytest.raises(ValueError, match="not finished"):
+        running.return_value
+    context = dtasks.with_context.enqueue(pool)
+    coroutine = dtasks.async_multiply.enqueue(2, 21)
+    failed = dtasks.fail.enqueue(pool)
+    assert finished(slow).return_value == "slow"
+    assert finished(context).return_value["attempt"] == 1
+    assert finished(coroutine).return_value == 42
+    assert finished(failed).errors[0].exception_class_path == "builtins.ValueError"
+    assert signals_sent(coroutine.id) == [f"started RUNNING {pool}@test", f"finished SUCCESSFUL {pool}@test"]
+
+
 def test_failures_and_transactions(start_worker, broker) -> None:
     start_worker("-P", "threads", "-c", "2", "-n", "failures@test")
     failed = finished(dtasks.fail.enqueue("boom"))

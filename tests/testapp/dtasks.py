@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from django.conf import settings
 
@@ -28,6 +29,12 @@ def add(x: int, y: int) -> int:
 
 @task(queue_name="special", priority=10)
 def special_echo(value: object) -> object:
+    return value
+
+
+@task
+def slow_echo(value: object, seconds: float) -> object:
+    time.sleep(seconds)
     return value
 
 
