@@ -138,11 +138,13 @@ class Task(Generic[P, R]):
         soft_time_limit: float | None = None,
         argsrepr: str | None = None,
         kwargsrepr: str | None = None,
+        headers: dict[str, Any] | None = None,
     ) -> AsyncResult[R]:
         """Enqueue with options; validates them and returns an AsyncResult at once.
 
         ``argsrepr``/``kwargsrepr`` replace the shortened ``repr`` of the arguments that
-        results and the admin show (e.g. to hide a secret, as in Celery).
+        results and the admin show (e.g. to hide a secret, as in Celery). ``headers`` adds
+        message headers the worker sees in ``task.request.headers``.
         """
         from .messaging import producer
         from .messaging.protocol import encode_task
@@ -180,6 +182,7 @@ class Task(Generic[P, R]):
             priority=_check_priority(priority),
             argsrepr=_check_repr("argsrepr", argsrepr),
             kwargsrepr=_check_repr("kwargsrepr", kwargsrepr),
+            extra_headers=headers,
         )
         producer.send(message)
         return AsyncResult(task_id, task_name=self.name)

@@ -105,6 +105,7 @@ def encode_task(
     embed: Mapping[str, Any] | None = None,
     argsrepr: str | None = None,
     kwargsrepr: str | None = None,
+    extra_headers: Mapping[str, Any] | None = None,
 ) -> OutgoingMessage:
     """Build and serialize one task message; unencodable arguments raise EncodeError naming them."""
     args = list(args)
@@ -136,6 +137,11 @@ def encode_task(
         "origin": origin(),
         "ignore_result": ignore_result,
     }
+    if extra_headers:
+        clash = set(extra_headers) & set(headers)
+        if clash:
+            raise EncodeError(f"cannot send task {task_name!r}: headers {', '.join(sorted(clash))} are the protocol's own")
+        headers.update(extra_headers)
     return OutgoingMessage(
         task_id=task_id,
         task_name=task_name,

@@ -85,9 +85,10 @@ def test_tasks_run_on_a_worker_with_results_signals_and_context(start_worker, br
         dtasks.fail.get_result(result.id)
 
     context = dtasks.with_context.enqueue("ctx")
+    enqueued_at = context.enqueued_at.isoformat()
     assert finished(context).return_value == {
         "label": "ctx", "attempt": 1, "id": context.id, "status": "RUNNING",
-        "worker_ids": ["conformance@test"], "enqueued": True,
+        "worker_ids": ["conformance@test"], "enqueued_at": enqueued_at,
     }
 
     coroutine = dtasks.async_multiply.enqueue(6, 7)

@@ -83,3 +83,16 @@ def test_pickle_content_is_refused() -> None:
 def test_malformed_messages_raise_message_error(headers, body, error) -> None:
     with pytest.raises(MessageError, match=error):
         decode_task(headers, body, "application/json", "utf-8", JSON)
+
+
+def test_callers_may_set_the_argument_reprs_and_add_headers() -> None:
+    message = encode_task("app.login", "id-1", ("s3cret",), {}, queue="q", argsrepr="('***',)",
+                          kwargsrepr="{}", extra_headers={"tenant": "acme"})
+    decoded = _roundtrip(message)
+    assert decoded.args == ["s3cret"], "only the repr is replaced, never the arguments"
+    assert (decoded.headers["argsrepr"], decoded.headers["tenant"]) == ("('***',)", "acme")
+
+
+def test_extra_headers_cannot_replace_the_protocols_own() -> None:
+    with pytest.raises(EncodeError, match="headers id, task are the protocol's own"):
+        encode_task("app.add", "id-1", (), {}, queue="q", extra_headers={"task": "evil", "id": "x"})

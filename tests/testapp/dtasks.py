@@ -52,7 +52,7 @@ def unserializable() -> object:
 def with_context(context, label: str) -> dict:
     result = context.task_result
     return {"label": label, "attempt": context.attempt, "id": result.id, "status": str(result.status),
-            "worker_ids": result.worker_ids, "enqueued": result.enqueued_at is not None}
+            "worker_ids": result.worker_ids, "enqueued_at": result.enqueued_at and result.enqueued_at.isoformat()}
 
 
 @task

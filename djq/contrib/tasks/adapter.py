@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.apps import apps
@@ -32,6 +33,9 @@ from ...task import Task
 from . import compat, results
 
 logger = logging.getLogger(__name__)
+
+#: Message header with the time ``enqueue`` ran, for ``TaskResult.enqueued_at`` on the worker.
+ENQUEUED_AT = "django_task_enqueued_at"
 
 
 class DjangoTask(Task[Any, Any]):
@@ -58,8 +62,9 @@ class DjangoTask(Task[Any, Any]):
             raise EncodeError(f"cannot send Django task {self.name}: arguments must be JSON values ({exc})") from exc
         task_id = options.pop("task_id", None) or str(uuid.uuid4())
         argsrepr, kwargsrepr = json.dumps(args), json.dumps(kwargs)
+        enqueued_at = timezone.now()
         result = results.build(django_task, task_id, args, kwargs, backend=django_task.backend,
-                               status=compat.TaskResultStatus.READY, enqueued_at=timezone.now())
+                               status=compat.TaskResultStatus.READY, enqueued_at=enqueued_at)
         sender = type(django_task.get_backend())
         if djq_settings.TASK_ALWAYS_EAGER:  # runs right here, so it is enqueued before it starts
             compat.task_enqueued.send(sender, task_result=result)
@@ -72,8 +77,8 @@ class DjangoTask(Task[Any, Any]):
         backend.store(TaskInfo(task_id=task_id, task_name=self.name, args_repr=argsrepr, kwargs_repr=kwargsrepr),
                       states.PENDING)
         try:
-            handle = super().apply_async(args, kwargs, task_id=task_id, argsrepr=argsrepr,
-                                         kwargsrepr=kwargsrepr, **options)
+            handle = super().apply_async(args, kwargs, task_id=task_id, argsrepr=argsrepr, kwargsrepr=kwargsrepr,
+                                         headers={ENQUEUED_AT: enqueued_at.isoformat()}, **options)
         except BaseException:
             backend.forget(task_id)  # nothing was sent: leave no READY row behind
             raise
@@ -103,14 +108,20 @@ class DjangoTask(Task[Any, Any]):
         return value
 
     def _running(self, request: RequestContext, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        meta = None if request.is_eager else get_backend().get(request.id or "")
-        started = (meta.date_started if meta else None) or timezone.now()
         worker = request.hostname or f"eager@{socket.gethostname()}"
         return results.build(
             self.django_task, request.id or "", args, kwargs, backend=self.django_task.backend,
-            status=compat.TaskResultStatus.RUNNING, enqueued_at=meta.date_created if meta else None,
-            started_at=started, worker_ids=[worker] * (request.retries + 1),
+            status=compat.TaskResultStatus.RUNNING, enqueued_at=_enqueued_at(request.headers),
+            started_at=timezone.now(), worker_ids=[worker] * (request.retries + 1),
         )
+
+
+def _enqueued_at(headers: dict[str, Any]) -> datetime | None:
+    """The enqueue time the message carries (reading the result row would cost a query per task)."""
+    try:
+        return datetime.fromisoformat(headers[ENQUEUED_AT])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _json_value(name: str, value: Any) -> Any:
