@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .proc import WorkerProcess
+from .proc import WorkerProcess, scenario_main, scenario_parser
 from .stats import rate
 
 POLL = 0.05
@@ -86,20 +86,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--log", required=True)
-    parser.add_argument("--pidfile")
-    parser.add_argument("--tasks", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--timeout", type=float, default=300.0)
-    args = parser.parse_args(argv)
-    try:
-        figures = run(args)
-    except KeyboardInterrupt:  # the worker is already stopped; bench.py reports it
-        return 130
-    Path(args.out).write_text(json.dumps(figures, indent=2))
-    return 0
+    parser = scenario_parser(__doc__, tasks=5000)
+    return scenario_main(run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

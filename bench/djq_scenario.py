@@ -15,7 +15,6 @@ The figures go to ``--out`` as JSON. The worker is stopped whatever happens.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .brokers import purge
-from .proc import WorkerProcess
+from .proc import WorkerProcess, scenario_main, scenario_parser
 from .stats import latency_summary, rate
 
 POLL = 0.05
@@ -236,24 +235,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--log", required=True)
-    parser.add_argument("--pidfile")
-    parser.add_argument("--tasks", type=int, default=5000)
+    parser = scenario_parser(__doc__, tasks=5000)
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--sleep-tasks", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--pool", default="threads")
     parser.add_argument("--repeat", type=int, default=3, help="enqueue+drain runs; the median is reported")
-    parser.add_argument("--timeout", type=float, default=300.0)
-    args = parser.parse_args(argv)
-    try:
-        figures = run(args)
-    except KeyboardInterrupt:  # the worker is already stopped; bench.py reports it
-        return 130
-    Path(args.out).write_text(json.dumps(figures, indent=2))
-    return 0
+    return scenario_main(run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

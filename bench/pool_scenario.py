@@ -12,15 +12,14 @@ moment, so the pool's speed-up can be read against it. The figures go to ``--out
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from .djq_scenario import drain_once
+from .proc import scenario_main, scenario_parser
 
 #: seconds one ``sleep10`` task waits
 SLEEP_S = 0.01
@@ -106,22 +105,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--log", required=True)
-    parser.add_argument("--pidfile")
-    parser.add_argument("--tasks", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser = scenario_parser(__doc__, tasks=1000)
     parser.add_argument("--pool", default="threads")
     parser.add_argument("--workload", choices=("sleep", "cpu"), default="sleep")
-    parser.add_argument("--timeout", type=float, default=300.0)
-    args = parser.parse_args(argv)
-    try:
-        figures = run(args)
-    except KeyboardInterrupt:  # the worker is already stopped; bench.py reports it
-        return 130
-    Path(args.out).write_text(json.dumps(figures, indent=2))
-    return 0
+    return scenario_main(run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ which then stops the worker itself (SIGTERM, then SIGKILL of its process group).
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -178,3 +181,25 @@ def reap_pidfile(pidfile: Path, marker: str) -> None:
         except (ProcessLookupError, PermissionError):
             pass
     pidfile.unlink(missing_ok=True)
+
+
+def scenario_parser(doc: str, *, tasks: int) -> argparse.ArgumentParser:
+    """The options bench.child.run_child gives every scenario; a scenario adds its own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--pidfile")
+    parser.add_argument("--tasks", type=int, default=tasks)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    return parser
+
+
+def scenario_main(run: Callable[[argparse.Namespace], dict[str, Any]], args: argparse.Namespace) -> int:
+    """Run a scenario and write its figures to ``--out`` for the parent to read."""
+    try:
+        figures = run(args)
+    except KeyboardInterrupt:  # the worker is already stopped; bench.py reports it
+        return 130
+    Path(args.out).write_text(json.dumps(figures, indent=2))
+    return 0

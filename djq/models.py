@@ -363,6 +363,10 @@ class PeriodicRun(models.Model):
     task_id = models.CharField("task id", max_length=255)
     beat = models.CharField(max_length=255, blank=True, default="", help_text="The beat process that sent it.")
     manual = models.BooleanField(default=False, help_text="Sent with Run now, outside the schedule.")
+    published_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the broker took the message. Empty for a moment on Redis/RabbitMQ; "
+                  "a run left empty by a beat that died is sent by another beat.")
 
     class Meta:
         ordering = ["-scheduled_at"]

@@ -116,11 +116,12 @@ class WorkerProcess:
     """A real ``manage.py djq_worker`` subprocess on the test database."""
 
     def __init__(self, alias: str, args: list[str], log: Path, env: dict[str, str] | None = None,
-                 command: str = "djq_worker") -> None:
+                 command: str = "djq_worker", *, settings: str = "tests.settings",
+                 argv: list[str] | None = None) -> None:
         self.log_path = log
         full_env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DJANGO_SETTINGS_MODULE": settings,
             "DJQ_TEST_DEFAULT_DB": database_url(alias),
             "PYTHONPATH": str(ROOT),
             **(env or {}),
@@ -130,7 +131,7 @@ class WorkerProcess:
             full_env["DJQ_TEST_BROKER_URL"] = broker_url
         self._log = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "django", command, "-l", "INFO", *args],
+            [*(argv or [sys.executable, "-m", "django", command]), "-l", "INFO", *args],
             cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

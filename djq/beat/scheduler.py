@@ -11,11 +11,13 @@ Sending, by broker:
 - ``djq://`` on the database beat uses: the claim, the run log row and the message row
   commit in one transaction. A beat killed mid-tick did all of it or none of it, and
   another beat sends the run. Exactly once.
-- Any other broker (or another database): the message is published after the claim
-  commits. If publishing fails, the claim is undone and the run is tried again on the
-  next tick. If the beat dies between the commit and the publish, that run is lost:
-  at most once, never twice (a duplicate is worse than a miss for most periodic work,
-  such as sending a report or charging a card).
+- Any other broker (or another database): the claim commits with the run row marked
+  unpublished, the message is published, then the row is marked published. If
+  publishing fails, the claim is undone and the run is tried again on the next tick.
+  If the beat dies between the commit and the publish, the run row stays unpublished;
+  after ``ORPHAN_AFTER`` seconds any beat claims that row (compare-and-set again) and
+  publishes it with the same task id. Nothing is lost; a duplicate needs a beat to die
+  in the instant between the broker taking the message and the row being marked.
 
 Every tick reads the table afresh, so admin edits apply on the next tick. Beat's own
 writes are ``UPDATE``s that leave ``date_changed`` alone, so they never count as edits.
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 PRUNE_EVERY = 3600.0
+#: Seconds after which a run row still unpublished is taken to be a dead beat's (well
+#: past the producer's own retries, about a second).
+ORPHAN_AFTER = 60.0
 
 
 class Scheduler:
@@ -73,6 +78,8 @@ class Scheduler:
             following = self._handle(row, now)
             if following is not None and (upcoming is None or following < upcoming):
                 upcoming = following
+        if not self.one_transaction:
+            self._send_orphans()
         self._prune()
         return upcoming
 
@@ -115,9 +122,11 @@ class Scheduler:
                 if not self._claim(row, scheduled, disable):
                     logger.debug("beat: %r for %s was claimed by another beat", row.name, scheduled.isoformat())
                     return False
+                sent = timing.to_db(timing.now())
                 run = PeriodicRun.objects.using(self.using).create(
-                    periodic_task_id=row.pk, scheduled_at=timing.to_db(scheduled), sent_at=timing.to_db(timing.now()),
+                    periodic_task_id=row.pk, scheduled_at=timing.to_db(scheduled), sent_at=sent,
                     task_id=str(uuid.uuid4()), beat=self.beat_name[:255],
+                    published_at=sent if self.one_transaction else None,
                 )
                 if self.one_transaction:
                     publish(task, row, run)
@@ -136,6 +145,7 @@ class Scheduler:
                 self._report(row, f"periodic task {row.name!r}: could not send the run for "
                                   f"{scheduled.isoformat()} ({exc}); trying again next tick")
                 return False
+            mark_published(run, self.using)
         self._reported.pop(row.pk, None)
         logger.info("beat: sent %r (%s) for %s as task %s%s", row.name, row.task, scheduled.isoformat(),
                     run.task_id, "; disabled it (runs once)" if disable else "")
@@ -160,6 +170,32 @@ class Scheduler:
             PeriodicTask.objects.using(self.using).filter(pk=row.pk, last_run_at=run.scheduled_at).update(
                 last_run_at=row.last_run_at, total_run_count=F("total_run_count") - 1, enabled=row.enabled)
 
+    def _send_orphans(self) -> None:
+        """Publish runs whose beat claimed them and died before the broker had the message."""
+        from ..models import PeriodicRun
+
+        now = timing.now()
+        stale = timing.to_db(now - timedelta(seconds=ORPHAN_AFTER))
+        orphans = (PeriodicRun.objects.using(self.using).filter(published_at__isnull=True, sent_at__lt=stale)
+                   .select_related("periodic_task"))
+        for run in orphans:
+            taken = PeriodicRun.objects.using(self.using).filter(
+                pk=run.pk, published_at__isnull=True, sent_at=run.sent_at,
+            ).update(sent_at=timing.to_db(now), beat=self.beat_name[:255])
+            if not taken:
+                continue  # another beat took it
+            row = run.periodic_task
+            try:
+                publish(registry.get(row.task), row, run)
+            except DjqError as exc:
+                self._report(row, f"periodic task {row.name!r}: could not send the run for "
+                                  f"{timing.from_db(run.scheduled_at).isoformat()} left by a stopped beat ({exc}); "
+                                  "trying again later")
+                continue
+            mark_published(run, self.using)
+            logger.warning("beat: sent %r for %s as task %s: the beat that claimed it (%s) stopped before sending",
+                           row.name, timing.from_db(run.scheduled_at).isoformat(), run.task_id, run.beat or "?")
+
     def _expire(self, row: PeriodicTask) -> None:
         from ..models import PeriodicTask
 
@@ -183,6 +219,12 @@ class Scheduler:
         PeriodicRun.objects.using(self.using).filter(sent_at__lt=cutoff).delete()
 
 
+def mark_published(run: PeriodicRun, using: str) -> None:
+    from ..models import PeriodicRun
+
+    PeriodicRun.objects.using(using).filter(pk=run.pk).update(published_at=timing.to_db(timing.now()))
+
+
 def publish(task: Any, row: PeriodicTask, run: PeriodicRun) -> None:
     """Send ``row``'s task through the normal producer, with the run's task id."""
     expires: float | datetime | None = timing.from_db(row.expires) or row.expire_seconds
@@ -201,7 +243,8 @@ def run_now(row: PeriodicTask, *, using: str | None = None, sent_by: str = "") -
     with transaction.atomic(using=using):
         run = PeriodicRun.objects.using(using).create(
             periodic_task_id=row.pk, scheduled_at=timing.to_db(sent), sent_at=timing.to_db(sent),
-            task_id=str(uuid.uuid4()), beat=sent_by[:255], manual=True)
+            task_id=str(uuid.uuid4()), beat=sent_by[:255], manual=True,
+            published_at=timing.to_db(sent) if scheduler.one_transaction else None)
         if scheduler.one_transaction:
             publish(task, row, run)
     if not scheduler.one_transaction:
@@ -210,4 +253,5 @@ def run_now(row: PeriodicTask, *, using: str | None = None, sent_by: str = "") -
         except DjqError:
             PeriodicRun.objects.using(using).filter(pk=run.pk).delete()
             raise
+        mark_published(run, using)
     return run.task_id

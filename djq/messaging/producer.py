@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
 
 from django.db import transaction
 from kombu import Connection, Exchange, Queue

@@ -113,6 +113,7 @@ class Migration(migrations.Migration):
                 ('task_id', models.CharField(max_length=255, verbose_name='task id')),
                 ('beat', models.CharField(blank=True, default='', help_text='The beat process that sent it.', max_length=255)),
                 ('manual', models.BooleanField(default=False, help_text='Sent with Run now, outside the schedule.')),
+                ('published_at', models.DateTimeField(blank=True, help_text='When the broker took the message. Empty for a moment on Redis/RabbitMQ; a run left empty by a beat that died is sent by another beat.', null=True)),
                 ('periodic_task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='djq.periodictask')),
             ],
             options={

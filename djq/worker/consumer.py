@@ -32,6 +32,7 @@ from ..exceptions import MessageError, NotRegistered, TaskRevokedError, WorkerLo
 from ..messaging.producer import broker_connection, describe_broker, task_queue
 from ..messaging.protocol import decode_task
 from ..registry import registry
+from . import dbhygiene
 from .request import Request, TaskCall, run_call
 from .trace import Outcome
 
@@ -139,6 +140,9 @@ class Consumer:
         self.connection = None
         delay = 0.2
         while not self.stopping:
+            # On djq:// the broker is a database: drop this thread's broken connections
+            # so the next try opens new ones (Django reconnects only a closed connection).
+            dbhygiene.close_all()
             try:
                 self.connect()
                 logger.info("reconnected to %s", self.safe_url)

@@ -8,6 +8,7 @@ import traceback as tb
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from .. import states
@@ -86,7 +87,7 @@ def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_
           time_limit: float | None = None) -> Outcome:
     """Run a task on a worker: DB hygiene, STARTED, the body, then the final state."""
     dbhygiene.clean_connections()
-    backend = get_backend()
+    backend = PatientStore(get_backend())
     started_at = timezone.now()
     try:
         if djq_settings.TASK_TRACK_STARTED and not ignore_result:
@@ -99,6 +100,34 @@ def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_
     finally:
         dbhygiene.clean_connections()
     return outcome
+
+
+class PatientStore:
+    """A result backend that waits out a database outage instead of losing the state.
+
+    A write that fails on a lost connection (the database restarted, a failover) is
+    tried again on a new connection with backoff, for up to ``patience`` seconds.
+    """
+
+    patience = 60.0
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def store(self, info: TaskInfo, state: str, **fields: Any) -> None:
+        delay, deadline = 0.1, time.monotonic() + self.patience
+        while True:
+            try:
+                self.backend.store(info, state, **fields)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning("task %s[%s]: could not store %s (%s); trying again in %.1fs",
+                               info.task_name, info.task_id, state, exc, delay)
+                dbhygiene.close_all()  # this thread's connections: the next try opens a new one
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
 
 def record(backend: Any, info: TaskInfo, outcome: Outcome, ignore_result: bool, started_at: Any) -> None:

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -14,7 +11,7 @@ from kombu import Connection
 
 from djq.messaging.producer import task_queue
 from djq.models import IntervalSchedule, PeriodicRun, PeriodicTask, QueueMessage
-from tests.conftest import ROOT, WorkerProcess, database_url
+from tests.conftest import WorkerProcess
 
 
 class BeatProcess(WorkerProcess):
@@ -22,23 +19,7 @@ class BeatProcess(WorkerProcess):
 
     def __init__(self, alias: str, args: list[str], log: Path, env: dict[str, str] | None = None,
                  argv: list[str] | None = None) -> None:
-        self.log_path = log
-        full_env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.beat.settings",
-            "DJQ_TEST_DEFAULT_DB": database_url(alias),
-            "PYTHONPATH": str(ROOT),
-            **(env or {}),
-        }
-        broker_url = getattr(alias, "broker_url", "")
-        if broker_url and not broker_url.startswith("djq://"):
-            full_env["DJQ_TEST_BROKER_URL"] = broker_url
-        self._log = open(log, "wb")
-        command = argv or [sys.executable, "-m", "django", "djq_beat"]
-        self.proc = subprocess.Popen(
-            [*command, "-l", "INFO", *args],
-            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        super().__init__(alias, args, log, env, "djq_beat", settings="tests.beat.settings", argv=argv)
 
 
 @pytest.fixture

@@ -130,3 +130,53 @@ def test_other_brokers_get_the_message_after_the_claim_commits(memory_broker: An
     beat.tick(DUE + timedelta(milliseconds=5))
     assert _drain(memory_broker) == [runs()[0].task_id]
     assert PeriodicTask.objects.get().total_run_count == 1
+
+
+class BeatDied(BaseException):
+    """Stands for the process dying: nothing in the scheduler catches it."""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_claimed_by_a_beat_that_died_before_publishing_is_sent_by_another(
+        memory_broker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from djq.models import PeriodicRun
+
+    make_task(at=T0)
+
+    def die(*args: Any) -> None:
+        raise BeatDied()
+
+    monkeypatch.setattr(scheduler_module, "publish", die)
+    with pytest.raises(BeatDied):
+        Scheduler(beat_name="A").tick(DUE)
+    monkeypatch.undo()
+    [orphan] = runs()
+    assert orphan.published_at is None and _drain(memory_broker) == []
+
+    survivor = Scheduler(beat_name="B")
+    survivor.tick(DUE + timedelta(milliseconds=5))
+    assert _drain(memory_broker) == [], "a run just claimed may still be on its way: not yet"
+
+    PeriodicRun.objects.filter(pk=orphan.pk).update(
+        sent_at=timing.now() - timedelta(seconds=scheduler_module.ORPHAN_AFTER + 1))
+    survivor.tick(DUE + timedelta(milliseconds=10))
+    assert _drain(memory_broker) == [orphan.task_id], "sent once, with the run's own task id"
+    [run] = runs()
+    assert run.published_at is not None and run.beat == "B"
+    survivor.tick(DUE + timedelta(milliseconds=15))
+    assert _drain(memory_broker) == []
+    assert PeriodicTask.objects.get().total_run_count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_published_run_is_marked_so_no_beat_sends_it_again(memory_broker: Any) -> None:
+    from djq.models import PeriodicRun
+
+    make_task(at=T0)
+    Scheduler(beat_name="A").tick(DUE)
+    [run] = runs()
+    assert _drain(memory_broker) == [run.task_id] and run.published_at is not None
+    PeriodicRun.objects.filter(pk=run.pk).update(
+        sent_at=timing.now() - timedelta(seconds=scheduler_module.ORPHAN_AFTER + 1))
+    Scheduler(beat_name="B").tick(DUE + timedelta(milliseconds=5))
+    assert _drain(memory_broker) == []

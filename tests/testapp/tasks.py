@@ -114,3 +114,12 @@ from djq.beat import crontab, periodic  # noqa: E402 - beat's tests append here
 def weekly_cleanup(older_than_days: int) -> int:
     """A task with a schedule declared in code, for the beat tests."""
     return older_than_days
+
+
+@task(bind=True)
+def mark_run(self, path: str) -> str:
+    """Appends "<task id> <worker hostname>" to ``path``: who ran what, and how often."""
+    with open(path, "a") as fh:
+        fh.write(f"{self.request.id} {self.request.hostname}\n")
+    time.sleep(0.005)
+    return self.request.hostname
