@@ -15,4 +15,6 @@ class DjqConfig(AppConfig):
         from .messaging.transport import register
 
         register()
+        from . import builtins  # noqa: F401 - registers djq.map, djq.starmap, djq.cleanup
+
         autodiscover_modules("tasks")
