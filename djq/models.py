@@ -432,3 +432,30 @@ class ChordCounter(models.Model):
 
     def __str__(self) -> str:
         return f"chord {self.group_id}: {self.done}/{self.total}"
+
+
+class ParkedMessage(models.Model):
+    """An eta task a worker on Redis/RabbitMQ does not hold in memory: too far ahead (it would
+    outlive the broker's visibility timeout and run twice) or beyond DJQ_WORKER_ETA_MAX_HELD.
+
+    Workers send it back to its queue when it is due; the row goes in the same transaction.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    queue = models.CharField(max_length=200)
+    eta = models.DateTimeField(db_index=True)
+    task_id = models.CharField("task id", max_length=255, db_index=True)
+    task_name = models.CharField("task name", max_length=255)
+    headers = models.JSONField()
+    body = models.TextField()
+    content_type = models.CharField(max_length=100)
+    content_encoding = models.CharField(max_length=50)
+    priority = models.SmallIntegerField(null=True, blank=True)
+    date_parked = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["eta"]
+        verbose_name = "waiting eta task"
+
+    def __str__(self) -> str:
+        return f"{self.task_name}[{self.task_id}] due {self.eta}"

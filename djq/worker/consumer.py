@@ -29,11 +29,12 @@ from ..backends import get_backend
 from ..backends.base import TaskInfo, exception_to_meta
 from ..conf import djq_settings
 from ..exceptions import MessageError, NotRegistered, TaskRevokedError, WorkerLostError
-from ..messaging.producer import broker_connection, describe_broker, task_queue
+from ..messaging.producer import broker_connection, describe_broker, is_embedded, publish_now, task_queue
 from ..messaging.protocol import decode_task
 from ..registry import registry
 from ..control import signal_number
 from .request import Request, TaskCall, run_call
+from .eta import EtaParking
 from .revokes import Revokes
 from .trace import Outcome
 
@@ -94,6 +95,7 @@ class Consumer:
         self.stats = {"received": 0, "succeeded": 0, "failed": 0, "retried": 0, "rejected": 0, "expired": 0,
                       "revoked": 0}
         self.revokes = Revokes()
+        self.parking = EtaParking(is_embedded(self.broker_url))
         self.handles: dict[int, Any] = {}
 
     # -- connection ---------------------------------------------------------------
@@ -108,6 +110,7 @@ class Consumer:
             prefetch_count=self.prefetch_count,
         )
         self.kombu_consumer.consume()
+        self.parking.configure(self.channel)
         if not self.generation:
             self.revokes.refresh(force=True)
         self.generation += 1
@@ -185,6 +188,15 @@ class Consumer:
             self._revoke(request)
             return
         delay = request.eta_delay()
+        if delay > 0 and self.parking.should_park(delay, len(self.scheduled)):
+            try:
+                parked = self.parking.park(message, msg, queue)
+            except Exception as exc:  # the database is away: hold it in memory this time
+                logger.warning("could not park eta task %s[%s]: %s", request.name, request.id, exc)
+                parked = False
+            if parked:
+                self._ack(request)
+                return
         if delay > 0:
             heapq.heappush(self.scheduled, (time.monotonic() + delay, next(self._seq), request))
         else:
@@ -281,6 +293,12 @@ class Consumer:
             logger.exception("could not record the revoke of %s[%s]", request.name, request.id)
         finally:
             self._ack(request)
+
+    def _release_parked(self) -> None:
+        try:
+            self.parking.release_due(lambda message: publish_now(message, self.broker_url))
+        except Exception as exc:
+            logger.warning("could not send waiting eta tasks back to the broker: %s", exc)
 
     def _check_revokes(self) -> None:
         """New revokes from the database; running tasks asked to terminate are stopped."""
@@ -408,6 +426,7 @@ class Consumer:
             try:
                 self._process_done()
                 self._check_revokes()
+                self._release_parked()
                 self._promote_scheduled()
                 self._dispatch()
                 self._flush_acks()

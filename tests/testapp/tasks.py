@@ -162,9 +162,27 @@ def marked(marker: str) -> str:
     return marker
 
 
-@task(rate_limit="10/m")
-def ten_a_minute() -> float:
-    return time.time()
+@task(rate_limit="120/m")
+def rated(i: int) -> int:
+    return i
+
+
+@task
+def tsum_counted(values: list[int], marker: str) -> int:
+    """A chord body that counts its own runs in a file."""
+    with open(os.path.join(os.environ.get("DJQ_TEST_TMP", "/tmp"), f"body-{marker}"), "a") as fh:
+        fh.write(f"{len(values)}\n")
+    return sum(values)
+
+
+@task(bind=True)
+def retry_later(self) -> None:
+    raise self.retry(exc=ConnectionError("database is down"), countdown=3600)
+
+
+@task(ignore_result=True)
+def fail_quietly() -> None:
+    raise ValueError("ignored but failed")
 
 
 from djq.beat import crontab, periodic  # noqa: E402 - beat's tests append here
