@@ -20,7 +20,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from . import states
-from .models import QueueMessage, RejectedMessage, TaskResult
+from .models import QueueMessage, RejectedMessage, RevokedTask, TaskResult
 
 #: Badge colours per state: (background, text). A custom state (PROGRESS, ...) gets CUSTOM_STATE_COLOURS.
 STATE_COLOURS: dict[str, tuple[str, str]] = {
@@ -242,3 +242,20 @@ class QueueMessageAdmin(ReadOnlyAdmin):
 # Beat's admin classes (periodic tasks, schedules, the run log) live beside beat itself;
 # importing them here registers them with the admin site Django autodiscovers.
 from .beat import admin as beat_admin  # noqa: E402,F401
+
+
+@admin.register(RevokedTask)
+class RevokedTaskAdmin(ReadOnlyAdmin):
+    """Revokes, for looking. Not deletable: running workers keep the ids they have loaded,
+    so deleting a row would not un-revoke a task, only make the page disagree with them."""
+
+    list_display = ("task_id", "task_name", "terminate", "signal", "date_revoked")
+    list_filter = ("terminate", "date_revoked")
+    search_fields = ("task_id",)
+
+    @admin.display(description="task name")
+    def task_name(self, obj: RevokedTask) -> str:
+        return TaskResult.objects.filter(task_id=obj.task_id).values_list("task_name", flat=True).first() or ""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

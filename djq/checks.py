@@ -3,6 +3,7 @@
 djq.E001 broker URL      djq.E002 result backend    djq.E003 pickle not allowed
 djq.E004 default queue   djq.E005 worker numbers    djq.E006 time limits
 djq.E007 worker pool     djq.E008 task routes       djq.E009 beat schedule
+djq.E010 task lifecycle (result expiry, revokes, eta holding)
 djq.W001 SQLite without WAL
 """
 from __future__ import annotations
@@ -26,6 +27,24 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors += _check_numbers()
     errors += _check_routes()
     errors += _check_beat()
+    errors += _check_lifecycle()
+    return errors
+
+
+def _check_lifecycle() -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    for name, allow_none in (("RESULT_EXPIRES", True), ("REVOKES_EXPIRE", False), ("WORKER_REVOKE_REFRESH", False)):
+        value = getattr(djq_settings, name)
+        if value is None and allow_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            errors.append(checks.Error(f"DJQ_{name} must be a positive number of seconds"
+                                       f"{' or None' if allow_none else ''}, got {value!r}", id="djq.E010"))
+    held = djq_settings.WORKER_ETA_MAX_HELD
+    if isinstance(held, bool) or not isinstance(held, int) or held < 0:
+        errors.append(checks.Error(f"DJQ_WORKER_ETA_MAX_HELD must be a whole number >= 0, got {held!r}", id="djq.E010"))
+    if not isinstance(djq_settings.STORE_ERRORS_EVEN_IF_IGNORED, bool):
+        errors.append(checks.Error("DJQ_STORE_ERRORS_EVEN_IF_IGNORED must be True or False", id="djq.E010"))
     return errors
 
 

@@ -184,3 +184,27 @@ def test_the_built_in_cleanup_is_a_periodic_task_unless_turned_off() -> None:
         assert CLEANUP_NAME not in {d.name for d in declarations()}
     with override_settings(DJQ_RESULT_EXPIRES=None):
         assert CLEANUP_NAME not in {d.name for d in declarations()}
+
+
+@pytest.mark.django_db
+def test_admin_lists_revokes_and_cannot_delete_them(admin_client: Client) -> None:
+    TaskResult.objects.create(task_id="r1", task_name="app.report", state=states.REVOKED)
+    revoke("r1", terminate=True)
+    page = admin_client.get(reverse("admin:djq_revokedtask_changelist")).content.decode()
+    assert "r1" in page and "app.report" in page
+    pk = RevokedTask.objects.get().pk
+    assert admin_client.post(reverse("admin:djq_revokedtask_delete", args=[pk]), {"post": "yes"}).status_code == 403
+    assert RevokedTask.objects.count() == 1
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("DJQ_RESULT_EXPIRES", "a day"), ("DJQ_REVOKES_EXPIRE", None), ("DJQ_WORKER_REVOKE_REFRESH", 0),
+    ("DJQ_WORKER_ETA_MAX_HELD", -1), ("DJQ_STORE_ERRORS_EVEN_IF_IGNORED", "yes"),
+])
+def test_bad_lifecycle_settings_fail_the_system_check(setting, value) -> None:
+    from djq.checks import check_settings
+
+    assert not [e for e in check_settings() if e.id == "djq.E010"]
+    with override_settings(**{setting: value}):
+        errors = [e for e in check_settings() if e.id == "djq.E010"]
+    assert len(errors) == 1 and setting in errors[0].msg
