@@ -75,7 +75,7 @@ def format_runtime(seconds: float | None) -> str | None:
 def progress_bar(result: str | None) -> SafeString | str:
     """A progress bar from a stored ``{"current": n, "total": m}`` meta; "" for anything else."""
     try:
-        meta = json.loads(result) if result else None
+        meta: Any = json.loads(result) if result else None
         current, total = float(meta["current"]), float(meta["total"])
     except (ValueError, TypeError, KeyError):
         return ""

@@ -119,7 +119,7 @@ class Signature(dict):  # type: ignore[type-arg]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.delay(*args, **kwargs)
 
-    def __or__(self, other: Signature) -> chain:
+    def __or__(self, other: Signature) -> chain:  # type: ignore[override]
         return chain(self, other)
 
 
@@ -164,7 +164,7 @@ class chain(Signature):  # noqa: N801 - the name users know
     def tasks(self) -> list[Signature]:
         return _sigs(self["kwargs"]["tasks"])
 
-    def __or__(self, other: Signature) -> chain:
+    def __or__(self, other: Signature) -> chain:  # type: ignore[override]
         return chain(*self.tasks, other)
 
     def apply_async(self, args: Any = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
@@ -180,7 +180,8 @@ class chain(Signature):  # noqa: N801 - the name users know
             raise TaskOptionError("a group or chord can only be the first element of a chain")
         embed = {"chain": list(reversed(rest))} if rest else None
         first_result = first.apply_async(args, kwargs, **options, **({"embed": embed} if embed else {}))
-        result, parent = first_result, first_result
+        result: Any = first_result
+        parent: Any = first_result
         for item in rest:
             result = AsyncResult(item.options["task_id"], task_name=item.name)
             result.parent = parent
@@ -256,7 +257,7 @@ class chord(Signature):  # noqa: N801
                                     embed={"chord": body}, **options) for item in tasks]
         saved = GroupResult(group_id, results)
         saved.save()
-        result = AsyncResult(body_id, task_name=body.name)
+        result: AsyncResult[Any] = AsyncResult(body_id, task_name=body.name)
         result.parent = saved
         return result
 

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 def follow_up(task: Task[Any, Any], context: RequestContext, outcome: Outcome) -> None:
     embed = context.embed
-    related = {"parent_id": context.id, "root_id": context.root_id or context.id}
+    related: dict[str, Any] = {"parent_id": context.id, "root_id": context.root_id or context.id}
     if outcome.state == states.SUCCESS:
         for callback in embed.get("callbacks") or ():
             signature(callback).apply_async((outcome.value,), **related)
@@ -48,7 +48,8 @@ def chord_part_done(context: RequestContext, outcome: Outcome) -> None:
     alias = database_alias()
     counters = ChordCounter.objects.using(alias).filter(group_id=context.group_id)
     counters.update(done=F("done") + 1)
-    row = counters.values("total", "done", "result_ids", "body", "body_id").first()
+    row: dict[str, Any] | None = counters.values(  # type: ignore[assignment]
+        "total", "done", "result_ids", "body", "body_id").first()
     if row is None:
         logger.error("chord %s: no counter row (deleted by cleanup?); its body cannot run", context.group_id)
         return
@@ -69,7 +70,7 @@ def chord_part_done(context: RequestContext, outcome: Outcome) -> None:
         return
     values = [results[task_id][1] for task_id in row["result_ids"]]
     body = signature(row["body"])
-    options = {"task_id": row["body_id"]} if body.subtask_type is None else {}
+    options: dict[str, Any] = {"task_id": row["body_id"]} if body.subtask_type is None else {}
     body.apply_async((values,), parent_id=context.id, root_id=context.root_id or context.id, **options)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -25,7 +25,7 @@ class Revokes:
         self.ids: set[str] = set()
         #: task id -> signal name, for revokes that ask to stop a running task
         self.terminate: dict[str, str] = {}
-        self._since = None
+        self._since: datetime | None = None
         self._next = 0.0
 
     def __contains__(self, task_id: object) -> bool:
