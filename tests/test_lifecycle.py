@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -43,7 +44,7 @@ def test_retry_outside_a_running_task_is_a_clear_error() -> None:
 
 
 def test_retry_while_running_eagerly_raises_the_error() -> None:
-    result = flaky.apply(("eager", 5))
+    result = flaky.apply((f"eager-{uuid.uuid4().hex}", 5))
     assert result.state == states.FAILURE
     assert isinstance(result.result, ConnectionError)
 

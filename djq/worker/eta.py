@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 from typing import Any
 
 from django.db import connections, transaction
@@ -64,7 +63,7 @@ class EtaParking:
         return True
 
     def release_due(self, publish: Any) -> int:
-        """Send parked tasks due within a second back to their queues (at most once a second)."""
+        """Send due parked tasks back to their queues (at most once a second)."""
         from ..models import ParkedMessage
 
         now = time.monotonic()
@@ -72,7 +71,7 @@ class EtaParking:
             return 0
         self._next_release = now + 1.0
         alias = database_alias()
-        due = timezone.now() + timedelta(seconds=1)
+        due = timezone.now()
         rows = ParkedMessage.objects.using(alias).filter(eta__lte=due).order_by("eta")
         if connections[alias].features.has_select_for_update_skip_locked:
             rows = rows.select_for_update(skip_locked=True)
