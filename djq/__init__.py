@@ -10,9 +10,14 @@
 """
 from __future__ import annotations
 
-from .exceptions import DjqError
-from .result import AsyncResult, EagerResult
+from .canvas import Signature, chain, chord, chunks, group, signature
+from .control import revoke
+from .exceptions import DjqError, MaxRetriesExceededError, Retry
+from .result import AsyncResult, EagerResult, GroupResult
 from .task import Task, shared_task, task
 
 __version__ = "0.1.0"
-__all__ = ["AsyncResult", "DjqError", "EagerResult", "Task", "shared_task", "task", "__version__"]
+__all__ = [
+    "AsyncResult", "DjqError", "EagerResult", "GroupResult", "MaxRetriesExceededError", "Retry", "Signature", "Task",
+    "chain", "chord", "chunks", "group", "revoke", "shared_task", "signature", "task", "__version__",
+]

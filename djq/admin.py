@@ -20,7 +20,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from . import states
-from .models import QueueMessage, RejectedMessage, TaskResult
+from .models import QueueMessage, RejectedMessage, RevokedTask, TaskResult
 
 #: Badge colours per state: (background, text). A custom state (PROGRESS, ...) gets CUSTOM_STATE_COLOURS.
 STATE_COLOURS: dict[str, tuple[str, str]] = {
@@ -72,6 +72,24 @@ def format_runtime(seconds: float | None) -> str | None:
     return f"{hours}h {minutes:02d}m"
 
 
+def progress_bar(result: str | None) -> SafeString | str:
+    """A progress bar from a stored ``{"current": n, "total": m}`` meta; "" for anything else."""
+    try:
+        meta: Any = json.loads(result) if result else None
+        current, total = float(meta["current"]), float(meta["total"])
+    except (ValueError, TypeError, KeyError):
+        return ""
+    if total <= 0:
+        return ""
+    percent = max(0, min(100, round(100 * current / total)))
+    return format_html(
+        '<span class="djq-progress" title="{} of {}" style="display: inline-block; width: 100px; height: 10px; '
+        'background: #e0e0e0; border-radius: 5px; overflow: hidden; vertical-align: middle;">'
+        '<span style="display: block; width: {}%; height: 100%; background: #6a1b9a;"></span></span> {}%',
+        f"{current:g}", f"{total:g}", percent, percent,
+    )
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """View-only: with no change permission Django renders every field read-only and
     answers a POST to the change page with 403, so a hand-made form cannot edit a row."""
@@ -89,13 +107,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(TaskResult)
 class TaskResultAdmin(ReadOnlyAdmin):
-    list_display = ("task_id", "task_name", "state_badge", "worker", "runtime_display", "date_created", "date_done")
+    list_display = ("task_id", "task_name", "state_badge", "progress_bar", "retries", "worker", "runtime_display",
+                    "date_created", "date_done")
     # A date_hierarchy would scan every row for its distinct dates; the date filter does not.
     list_filter = ("state", "task_name", "worker", "date_done")
     search_fields = ("task_id", "task_name")
-    readonly_fields = ("state_badge", "runtime_display", "args_pretty", "kwargs_pretty", "result_pretty", "traceback_pretty")
+    readonly_fields = ("state_badge", "progress_bar", "runtime_display", "args_pretty", "kwargs_pretty", "result_pretty", "traceback_pretty")
     fieldsets = (
-        (None, {"fields": ("task_id", "task_name", "state_badge", "worker", "queue", "retries")}),
+        (None, {"fields": ("task_id", "task_name", "state_badge", "progress_bar", "worker", "queue", "retries")}),
         ("Call", {"fields": ("args_pretty", "kwargs_pretty", "root_id", "parent_id")}),
         ("Outcome", {"fields": ("result_pretty", "traceback_pretty")}),
         ("Timing", {"fields": ("date_created", "date_started", "date_done", "runtime_display")}),
@@ -104,6 +123,13 @@ class TaskResultAdmin(ReadOnlyAdmin):
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj: TaskResult) -> SafeString:
         return state_badge(obj.state)
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj: TaskResult) -> SafeString | str:
+        """A bar for a running task that reports ``{"current": n, "total": m}`` with update_state."""
+        if obj.state in states.READY_STATES:
+            return ""
+        return progress_bar(obj.result)
 
     @admin.display(description="runtime", ordering="runtime")
     def runtime_display(self, obj: TaskResult) -> str | None:
@@ -216,3 +242,20 @@ class QueueMessageAdmin(ReadOnlyAdmin):
 # Beat's admin classes (periodic tasks, schedules, the run log) live beside beat itself;
 # importing them here registers them with the admin site Django autodiscovers.
 from .beat import admin as beat_admin  # noqa: E402,F401
+
+
+@admin.register(RevokedTask)
+class RevokedTaskAdmin(ReadOnlyAdmin):
+    """Revokes, for looking. Not deletable: running workers keep the ids they have loaded,
+    so deleting a row would not un-revoke a task, only make the page disagree with them."""
+
+    list_display = ("task_id", "task_name", "terminate", "signal", "date_revoked")
+    list_filter = ("terminate", "date_revoked")
+    search_fields = ("task_id",)
+
+    @admin.display(description="task name")
+    def task_name(self, obj: RevokedTask) -> str:
+        return TaskResult.objects.filter(task_id=obj.task_id).values_list("task_name", flat=True).first() or ""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -16,6 +16,8 @@ class DjqConfig(AppConfig):
 
         register()
         _resolve_django_tasks()
+        from . import builtins  # noqa: F401 - registers djq.map, djq.starmap, djq.cleanup
+
         autodiscover_modules("tasks")
 
 

@@ -4,6 +4,7 @@ djq.E001 broker URL      djq.E002 result backend    djq.E003 pickle not allowed
 djq.E004 default queue   djq.E005 worker numbers    djq.E006 time limits
 djq.E007 worker pool     djq.E008 task routes       djq.E009 beat schedule
 djq.E010 Django TASKS backend                       djq.W010 Django task queue no worker serves
+djq.E011 task lifecycle (result expiry, revokes, eta holding)
 djq.W001 SQLite without WAL                         djq.W011 django_tasks app missing (Django 5.2)
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors += _check_routes()
     errors += _check_beat()
     errors += _check_django_tasks()
+    errors += _check_lifecycle()
     return errors
 
 
@@ -59,6 +61,23 @@ def _check_django_tasks() -> list[checks.CheckMessage]:
             errors += list(compat.task_backends()[alias].check())
         except Exception as exc:  # the backend cannot even be built: that is the message
             errors.append(checks.Error(f"TASKS[{alias!r}]: {exc}", id="djq.E010"))
+    return errors
+
+
+def _check_lifecycle() -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    for name, allow_none in (("RESULT_EXPIRES", True), ("REVOKES_EXPIRE", False), ("WORKER_REVOKE_REFRESH", False)):
+        value = getattr(djq_settings, name)
+        if value is None and allow_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            errors.append(checks.Error(f"DJQ_{name} must be a positive number of seconds"
+                                       f"{' or None' if allow_none else ''}, got {value!r}", id="djq.E011"))
+    held = djq_settings.WORKER_ETA_MAX_HELD
+    if isinstance(held, bool) or not isinstance(held, int) or held < 0:
+        errors.append(checks.Error(f"DJQ_WORKER_ETA_MAX_HELD must be a whole number >= 0, got {held!r}", id="djq.E011"))
+    if not isinstance(djq_settings.STORE_ERRORS_EVEN_IF_IGNORED, bool):
+        errors.append(checks.Error("DJQ_STORE_ERRORS_EVEN_IF_IGNORED must be True or False", id="djq.E011"))
     return errors
 
 

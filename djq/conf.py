@@ -34,6 +34,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TASK_ACKS_LATE", False, "Default for acks_late: ack after the task ran instead of before."),
     Setting("TASK_TRACK_STARTED", True, "Record the STARTED state when a worker begins a task."),
     Setting("TASK_ALWAYS_EAGER", False, "Run tasks in-process on delay() (for tests); no broker involved."),
+    Setting("STORE_ERRORS_EVEN_IF_IGNORED", True, "Record FAILURE for tasks with ignore_result (their successes are not stored)."),
+    Setting("RESULT_EXPIRES", 86400, "Seconds finished results are kept; djq_cleanup and the built-in cleanup task delete older ones (None = forever)."),
+    Setting("RESULT_CLEANUP_SCHEDULE", "0 4 * * *", "When beat runs the built-in cleanup task (a crontab string; None = never)."),
+    Setting("REVOKES_EXPIRE", 86400 * 3, "Seconds a revoke is remembered (workers load revokes younger than this)."),
+    Setting("WORKER_REVOKE_REFRESH", 1.0, "Seconds between a worker's looks at new revokes in the database."),
+    Setting("WORKER_ETA_MAX_HELD", 1000, "Most eta/countdown tasks a worker holds in memory on Redis/RabbitMQ; more wait in the database."),
     Setting("WORKER_POOL", "prefork", "Pool used when djq_worker gets no -P (prefork, threads, solo, gevent, eventlet)."),
     Setting("WORKER_CONCURRENCY", None, "Tasks run at once per worker (None = number of CPUs)."),
     Setting("WORKER_PREFETCH_MULTIPLIER", 4, "Messages reserved per pool slot."),
@@ -64,6 +70,12 @@ class DjqSettings:
     TASK_ACKS_LATE: bool
     TASK_TRACK_STARTED: bool
     TASK_ALWAYS_EAGER: bool
+    STORE_ERRORS_EVEN_IF_IGNORED: bool
+    RESULT_EXPIRES: float | None
+    RESULT_CLEANUP_SCHEDULE: str | None
+    REVOKES_EXPIRE: float
+    WORKER_REVOKE_REFRESH: float
+    WORKER_ETA_MAX_HELD: int
     WORKER_POOL: str
     WORKER_CONCURRENCY: int | None
     WORKER_PREFETCH_MULTIPLIER: int

@@ -22,6 +22,10 @@ class RequestContext:
     timelimit: tuple[float | None, float | None] = (None, None)
     is_eager: bool = False
     headers: dict[str, Any] = field(default_factory=dict)
+    #: protocol v2 embed: callbacks, errbacks, chain, chord (kept across retries)
+    embed: dict[str, Any] = field(default_factory=dict)
+    group_id: str | None = None
+    priority: int | None = None
 
 
 EMPTY = RequestContext()

@@ -68,3 +68,26 @@ class WorkerLostError(DjqError):
 
 class PublishError(DjqError):
     """The broker did not accept a message."""
+
+
+class Retry(DjqError):
+    """Raised by ``self.retry()``: the task was sent again and this run ends in RETRY.
+
+    Let it propagate out of the task body (re-raise it if you catch ``Exception``).
+    """
+
+    def __init__(self, reason: BaseException | str | None = None, when: float | None = None) -> None:
+        self.reason = reason
+        self.when = when
+        text = f"retry in {when:g}s" if when is not None else "retry"
+        if reason is not None:
+            text += f": {type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else f": {reason}"
+        super().__init__(text)
+
+
+class MaxRetriesExceededError(DjqError):
+    """A task asked to be retried more times than its ``max_retries`` allows."""
+
+
+class ChordError(DjqError):
+    """A task in a chord's header failed, so the chord's body cannot run."""

@@ -376,3 +376,90 @@ class PeriodicRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.periodic_task_id} at {self.scheduled_at}"
+
+
+# -- task lifecycle: revokes, groups, chords ---------------------------------------------
+class RevokedTask(models.Model):
+    """A revoke: workers load these (so a restarted worker still honours them) and skip the task.
+
+    ``terminate`` asks a worker running the task to stop it with ``signal`` (prefork only).
+    Rows older than DJQ_REVOKES_EXPIRE are forgotten by djq_cleanup.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    task_id = models.CharField("task id", max_length=255, unique=True)
+    terminate = models.BooleanField(default=False)
+    signal = models.CharField(max_length=20, default="SIGTERM")
+    date_revoked = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-date_revoked"]
+        verbose_name = "revoked task"
+
+    def __str__(self) -> str:
+        return f"revoke {self.task_id}{' (terminate)' if self.terminate else ''}"
+
+
+class SavedGroup(models.Model):
+    """The task ids of a group, so ``GroupResult.restore(group_id)`` works from any process."""
+
+    group_id = models.CharField("group id", max_length=255, primary_key=True)
+    result_ids = models.JSONField(default=list)
+    date_created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-date_created"]
+        verbose_name = "group result"
+
+    def __str__(self) -> str:
+        return f"group {self.group_id} ({len(self.result_ids)} tasks)"
+
+
+class ChordCounter(models.Model):
+    """A chord waiting for its header: how many header tasks finished, and the body to send.
+
+    ``fired`` is claimed with one conditional UPDATE, so exactly one worker sends the body.
+    """
+
+    group_id = models.CharField("group id", max_length=255, primary_key=True)
+    total = models.PositiveIntegerField()
+    done = models.PositiveIntegerField(default=0)
+    result_ids = models.JSONField(default=list)
+    body = models.JSONField()
+    body_id = models.CharField("body task id", max_length=255)
+    fired = models.BooleanField(default=False)
+    date_created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-date_created"]
+        verbose_name = "chord"
+
+    def __str__(self) -> str:
+        return f"chord {self.group_id}: {self.done}/{self.total}"
+
+
+class ParkedMessage(models.Model):
+    """An eta task a worker on Redis/RabbitMQ does not hold in memory: too far ahead (it would
+    outlive the broker's visibility timeout and run twice) or beyond DJQ_WORKER_ETA_MAX_HELD.
+
+    Workers send it back to its queue when it is due; the row goes in the same transaction.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    queue = models.CharField(max_length=200)
+    eta = models.DateTimeField(db_index=True)
+    task_id = models.CharField("task id", max_length=255, db_index=True)
+    task_name = models.CharField("task name", max_length=255)
+    headers = models.JSONField()
+    body = models.TextField()
+    content_type = models.CharField(max_length=100)
+    content_encoding = models.CharField(max_length=50)
+    priority = models.SmallIntegerField(null=True, blank=True)
+    date_parked = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["eta"]
+        verbose_name = "waiting eta task"
+
+    def __str__(self) -> str:
+        return f"{self.task_name}[{self.task_id}] due {self.eta}"

@@ -18,6 +18,28 @@ class AsyncResult(Generic[R]):
     def __init__(self, id: str, *, task_name: str | None = None) -> None:
         self.id = id
         self.task_name = task_name
+        self._parent: AsyncResult[Any] | GroupResult | None = None
+        self._parent_known = False
+
+    @property
+    def parent(self) -> AsyncResult[Any] | GroupResult | None:
+        """The task (or chord header group) before this one in a chain, if any."""
+        if not self._parent_known:
+            meta = self._meta()
+            parent_id = meta.parent_id if meta else None
+            self._parent = AsyncResult(parent_id) if parent_id else None
+            self._parent_known = bool(meta and meta.state in states.READY_STATES)
+        return self._parent
+
+    @parent.setter
+    def parent(self, value: AsyncResult[Any] | GroupResult | None) -> None:
+        self._parent, self._parent_known = value, True
+
+    def revoke(self, terminate: bool = False, signal: str = "SIGTERM") -> None:
+        """Stop this task: it will not start; with ``terminate`` a running one is killed (prefork)."""
+        from .control import revoke
+
+        revoke([self.id], terminate=terminate, signal=signal)
 
     def __repr__(self) -> str:
         return f"<AsyncResult {self.id} {self.task_name or ''}>".replace(" >", ">")
@@ -113,6 +135,79 @@ class AsyncResult(Generic[R]):
         from .backends import get_backend
 
         get_backend().forget(self.id)
+
+
+class GroupResult:
+    """The results of a group's tasks, in order. ``save()``d by the group, ``restore(id)`` later."""
+
+    def __init__(self, id: str, results: list[AsyncResult[Any]]) -> None:
+        self.id = id
+        self.results = list(results)
+
+    def __repr__(self) -> str:
+        return f"<GroupResult {self.id} ({len(self.results)} tasks)>"
+
+    def __iter__(self) -> Any:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult[Any]:
+        return self.results[index]
+
+    def _states(self) -> list[str]:
+        from .backends import get_backend
+
+        found = get_backend().states([r.id for r in self.results])
+        return [found.get(r.id, states.PENDING) for r in self.results]
+
+    def completed_count(self) -> int:
+        return sum(state == states.SUCCESS for state in self._states())
+
+    def ready(self) -> bool:
+        return all(state in states.READY_STATES for state in self._states())
+
+    def successful(self) -> bool:
+        return all(state == states.SUCCESS for state in self._states())
+
+    def failed(self) -> bool:
+        return any(state == states.FAILURE for state in self._states())
+
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.1) -> list[Any]:
+        """Wait for every task; their values in order (the first failure raises)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        values = []
+        for result in self.results:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            values.append(result.get(timeout=left, propagate=propagate, interval=interval))
+        return values
+
+    join = get
+
+    def save(self) -> None:
+        from .backends import get_backend
+
+        get_backend().save_group(self.id, [r.id for r in self.results])
+
+    @classmethod
+    def restore(cls, group_id: str) -> GroupResult | None:
+        from .backends import get_backend
+
+        ids = get_backend().restore_group(group_id)
+        return None if ids is None else cls(group_id, [AsyncResult(task_id) for task_id in ids])
+
+    def forget(self) -> None:
+        from .backends import get_backend
+
+        get_backend().forget_group(self.id)
+        for result in self.results:
+            result.forget()
+
+    def revoke(self, terminate: bool = False, signal: str = "SIGTERM") -> None:
+        from .control import revoke
+
+        revoke([r.id for r in self.results], terminate=terminate, signal=signal)
 
 
 class EagerResult(AsyncResult[R]):

@@ -8,13 +8,18 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
 from .conf import djq_settings
 from .context import EMPTY, RequestContext, current_request
-from .exceptions import TaskOptionError
+from .exceptions import DjqError, Retry, TaskOptionError
 from .registry import registry
 from .result import AsyncResult, EagerResult
+from .retries import check_exception_classes, check_retry_kwargs
+from .retries import retry as retry_task
+
+if TYPE_CHECKING:
+    from .canvas import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,6 +60,7 @@ class Task(Generic[P, R]):
     OPTIONS = frozenset({
         "name", "bind", "queue", "priority", "ignore_result", "acks_late", "time_limit",
         "soft_time_limit", "max_retries", "default_retry_delay", "rate_limit", "reject_on_worker_lost",
+        "autoretry_for", "dont_autoretry_for", "retry_backoff", "retry_backoff_max", "retry_jitter", "retry_kwargs",
     })
 
     def __init__(self, func: Callable[..., R], **options: Any) -> None:
@@ -91,6 +97,17 @@ class Task(Generic[P, R]):
         self.reject_on_worker_lost = bool(options.get("reject_on_worker_lost", False))
         self.rate_limit: str | None = options.get("rate_limit")
         self.rate_per_second = parse_rate(self.rate_limit)
+        self.autoretry_for = check_exception_classes("autoretry_for", options.get("autoretry_for"))
+        self.dont_autoretry_for = check_exception_classes("dont_autoretry_for", options.get("dont_autoretry_for"))
+        backoff = options.get("retry_backoff", False)
+        if backoff is True:
+            backoff = 1
+        if backoff is not False and (isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff <= 0):
+            raise TaskOptionError(f"retry_backoff must be True, False or a positive number of seconds, got {backoff!r}")
+        self.retry_backoff: float | bool = backoff
+        self.retry_backoff_max = _check_limit("retry_backoff_max", options.get("retry_backoff_max", 600))
+        self.retry_jitter = bool(options.get("retry_jitter", True))
+        self.retry_kwargs = check_retry_kwargs(options.get("retry_kwargs"))
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", self.name)
         self.__module__ = func.__module__
@@ -118,6 +135,75 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.run(*args, **kwargs)
 
+    def retry(self, exc: BaseException | None = None, *, countdown: float | None = None,
+              eta: datetime | None = None, max_retries: int | None = None,
+              args: Any = None, kwargs: Any = None) -> Retry:
+        """Run this task again later; ``raise self.retry(exc=exc, countdown=10)``.
+
+        Raises Retry (this run ends in RETRY), or ``exc`` / MaxRetriesExceededError when
+        ``max_retries`` is used up. Only inside a task running on a worker or eagerly.
+        """
+        request = current_request.get()
+        if request is None or request.task != self.name:
+            raise DjqError(f"{self.name}.retry() can only be called while the task runs (use bind=True)")
+        if request.is_eager:
+            raise exc if exc is not None else DjqError(f"{self.name} asked for a retry while running eagerly")
+        raise retry_task(self, request, exc=exc, countdown=countdown, eta=eta, max_retries=max_retries,
+                         args=args, kwargs=kwargs)
+
+    def update_state(self, task_id: str | None = None, state: str = "PROGRESS",
+                     meta: Any = None) -> None:
+        """Record a state (e.g. PROGRESS with ``{"current": 3, "total": 10}``) for this task."""
+        from .backends import get_backend
+        from .backends.base import TaskInfo
+
+        if not isinstance(state, str) or not state:
+            raise TaskOptionError(f"state must be a non-empty string, got {state!r}")
+        request = current_request.get()
+        task_id = task_id or (request.id if request else None)
+        if not task_id:
+            raise DjqError("update_state() needs a task_id outside a running task")
+        mine = request is not None and request.id == task_id
+        info = TaskInfo(task_id=task_id, task_name=self.name,
+                        worker=request.hostname if mine and request else None,
+                        queue=(request.queue or "") if mine and request else "",
+                        retries=request.retries if mine and request else 0,
+                        root_id=request.root_id if mine and request else None,
+                        parent_id=request.parent_id if mine and request else None)
+        get_backend().store(info, state, result=meta)
+
+    # -- canvas ---------------------------------------------------------------------
+    def signature(self, args: Any = None, kwargs: Any = None, **options: Any) -> Signature:
+        from .canvas import Signature
+
+        return Signature(self.name, args, kwargs, options)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A partial call that a chain or callback completes with the previous result."""
+        return self.signature(args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable call: the previous result is not passed to it."""
+        return self.signature(args, kwargs, immutable=True)
+
+    def map(self, items: Any) -> Signature:
+        """One task that calls this task on each item and returns the list of results."""
+        from .canvas import xmap
+
+        return xmap(self, items)
+
+    def starmap(self, items: Any) -> Signature:
+        """One task that calls this task with each item as its arguments."""
+        from .canvas import xstarmap
+
+        return xstarmap(self, items)
+
+    def chunks(self, items: Any, n: int) -> Any:
+        """A group of starmap tasks, each over ``n`` of ``items``."""
+        from .canvas import chunks
+
+        return chunks(self, items, n)
+
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Enqueue with these arguments; returns at once with the task id."""
         return self.apply_async(args, kwargs)
@@ -139,13 +225,23 @@ class Task(Generic[P, R]):
         argsrepr: str | None = None,
         kwargsrepr: str | None = None,
         headers: dict[str, Any] | None = None,
+        link: Any = None,
+        link_error: Any = None,
+        embed: dict[str, Any] | None = None,
+        group_id: str | None = None,
+        parent_id: str | None = None,
+        root_id: str | None = None,
     ) -> AsyncResult[R]:
         """Enqueue with options; validates them and returns an AsyncResult at once.
 
         ``argsrepr``/``kwargsrepr`` replace the shortened ``repr`` of the arguments that
         results and the admin show (e.g. to hide a secret, as in Celery). ``headers`` adds
         message headers the worker sees in ``task.request.headers``.
+        ``link``/``link_error``: signatures (or lists) to call on success (with the result)
+        or on failure (with this task's id). ``embed``, ``group_id``, ``parent_id`` and
+        ``root_id`` are set by the canvas.
         """
+        from .canvas import embed_links
         from .messaging import producer
         from .messaging.protocol import encode_task
         from .messaging.routing import route_for
@@ -159,6 +255,7 @@ class Task(Generic[P, R]):
         if not isinstance(task_id, str):
             raise TaskOptionError(f"task_id must be a string, got {task_id!r}")
         parent = current_request.get()
+        embed = embed_links(embed, link, link_error)
         route = route_for(self.name)
         queue_name = queue or route.get("queue") or self.queue or djq_settings.DEFAULT_QUEUE
         if priority is None:
@@ -176,8 +273,10 @@ class Task(Generic[P, R]):
                 _check_limit("time_limit", time_limit) or self.time_limit,
                 _check_limit("soft_time_limit", soft_time_limit) or self.soft_time_limit,
             ),
-            root_id=(parent.root_id or parent.id) if parent and not parent.is_eager else None,
-            parent_id=parent.id if parent and not parent.is_eager else None,
+            root_id=root_id or ((parent.root_id or parent.id) if parent and not parent.is_eager else None),
+            parent_id=parent_id or (parent.id if parent and not parent.is_eager else None),
+            group_id=group_id,
+            embed=embed,
             ignore_result=self.ignore_result if ignore_result is None else bool(ignore_result),
             priority=_check_priority(priority),
             argsrepr=_check_repr("argsrepr", argsrepr),
@@ -261,6 +360,8 @@ def task(
     ignore_result: bool = ..., acks_late: bool | None = ..., time_limit: float | None = ...,
     soft_time_limit: float | None = ..., max_retries: int | None = ..., default_retry_delay: float = ...,
     rate_limit: str | None = ..., reject_on_worker_lost: bool = ...,
+    autoretry_for: Any = ..., dont_autoretry_for: Any = ..., retry_backoff: bool | float = ...,
+    retry_backoff_max: float = ..., retry_jitter: bool = ..., retry_kwargs: dict[str, Any] | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 @overload
 def task(
@@ -268,6 +369,8 @@ def task(
     ignore_result: bool = ..., acks_late: bool | None = ..., time_limit: float | None = ...,
     soft_time_limit: float | None = ..., max_retries: int | None = ..., default_retry_delay: float = ...,
     rate_limit: str | None = ..., reject_on_worker_lost: bool = ...,
+    autoretry_for: Any = ..., dont_autoretry_for: Any = ..., retry_backoff: bool | float = ...,
+    retry_backoff_max: float = ..., retry_jitter: bool = ..., retry_kwargs: dict[str, Any] | None = ...,
 ) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
 def task(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Make ``func`` a djq task: ``@task`` or ``@task(queue="emails", acks_late=True, ...)``."""

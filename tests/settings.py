@@ -77,6 +77,8 @@ if os.environ.get("DJQ_TEST_WORKER_POOL"):
     DJQ_WORKER_POOL = os.environ["DJQ_TEST_WORKER_POOL"]
 DJQ_WORKER_AUTOSCALE_KEEPALIVE = float(os.environ.get("DJQ_TEST_AUTOSCALE_KEEPALIVE", "10"))
 DJQ_RESULT_BACKEND = os.environ.get("DJQ_TEST_RESULT_BACKEND", "database")
+DJQ_WORKER_ETA_MAX_HELD = int(os.environ.get("DJQ_TEST_ETA_MAX_HELD", "1000"))
+DJQ_WORKER_REVOKE_REFRESH = 0.2
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Django's task framework (django.tasks on 6.x, the django-tasks backport on 5.2) on djq.

@@ -57,6 +57,11 @@ def get_backend() -> ResultBackend:
     return backend
 
 
+def database_alias() -> str:
+    """The database alias djq's own rows (revokes, chord counters) live on: the result backend's."""
+    return str(getattr(get_backend(), "alias", "default"))
+
+
 def _reset(*, setting: str, **kwargs: object) -> None:
     global _backend
     if setting == "DJQ_RESULT_BACKEND":
@@ -65,4 +70,4 @@ def _reset(*, setting: str, **kwargs: object) -> None:
 
 setting_changed.connect(_reset)
 
-__all__ = ["ResultBackend", "ResultMeta", "get_backend", "load_backend", "BACKENDS"]
+__all__ = ["ResultBackend", "ResultMeta", "database_alias", "get_backend", "load_backend", "BACKENDS"]

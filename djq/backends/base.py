@@ -41,6 +41,7 @@ class ResultMeta:
     worker: str | None = None
     retries: int = 0
     date_done: datetime | None = None
+    parent_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     date_created: datetime | None = None
     date_started: datetime | None = None
@@ -126,7 +127,25 @@ class ResultBackend:
     def describe(self) -> str:
         return type(self).__name__
 
+    def states(self, task_ids: list[str]) -> dict[str, str]:
+        """task id -> state, for the ids that have one."""
+        found = {}
+        for task_id in task_ids:
+            meta = self.get(task_id)
+            if meta is not None:
+                found[task_id] = meta.state
+        return found
+
+    def save_group(self, group_id: str, task_ids: list[str]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot store groups")
+
+    def restore_group(self, group_id: str) -> list[str] | None:
+        raise NotImplementedError(f"{type(self).__name__} cannot store groups")
+
+    def forget_group(self, group_id: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot store groups")
+
     def decode_result(self, state: str, raw: Any) -> Any:
-        if state == states.FAILURE or state == states.REVOKED:
+        if state in (states.FAILURE, states.REVOKED, states.RETRY):
             return meta_to_exception(raw) if isinstance(raw, dict) else raw
         return raw

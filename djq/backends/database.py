@@ -12,7 +12,7 @@ from django.db import connections
 from django.utils import timezone
 
 from .. import states
-from ..models import TaskResult
+from ..models import SavedGroup, TaskResult
 from .base import ResultBackend, ResultMeta, TaskInfo, decode_value, encode_value, exception_path
 
 _INFO_FIELDS = ("task_name", "args_repr", "kwargs_repr", "worker", "queue", "retries", "root_id", "parent_id")
@@ -85,13 +85,13 @@ class DatabaseBackend(ResultBackend):
             TaskResult.objects.using(self.alias)
             .filter(task_id=task_id)
             .values_list("state", "result", "traceback", "task_name", "worker", "retries", "date_done",
-                         "date_created", "date_started", "queue", "args_repr", "kwargs_repr")
+                         "date_created", "date_started", "queue", "args_repr", "kwargs_repr", "parent_id")
             .first()
         )
         if row is None:
             return None
         (state, raw, traceback, task_name, worker, retries, date_done,
-         date_created, date_started, queue, args_repr, kwargs_repr) = row
+         date_created, date_started, queue, args_repr, kwargs_repr, parent_id) = row
         value = decode_value(raw)
         return ResultMeta(
             task_id=task_id,
@@ -108,7 +108,25 @@ class DatabaseBackend(ResultBackend):
             worker=worker,
             retries=retries,
             date_done=date_done,
+            parent_id=parent_id,
         )
+
+    def states(self, task_ids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(task_ids), 500):
+            rows = TaskResult.objects.using(self.alias).filter(task_id__in=task_ids[start:start + 500])
+            found.update(rows.values_list("task_id", "state"))
+        return found
+
+    def save_group(self, group_id: str, task_ids: list[str]) -> None:
+        SavedGroup.objects.using(self.alias).update_or_create(group_id=group_id, defaults={"result_ids": task_ids})
+
+    def restore_group(self, group_id: str) -> list[str] | None:
+        row = SavedGroup.objects.using(self.alias).filter(group_id=group_id).values_list("result_ids", flat=True).first()
+        return None if row is None else list(row)
+
+    def forget_group(self, group_id: str) -> None:
+        SavedGroup.objects.using(self.alias).filter(group_id=group_id).delete()
 
     def forget(self, task_id: str) -> None:
         TaskResult.objects.using(self.alias).filter(task_id=task_id).delete()

@@ -50,6 +50,8 @@ class Declaration:
 
 
 _by_decorator: dict[str, Declaration] = {}
+#: The built-in periodic cleanup (DJQ_RESULT_CLEANUP_SCHEDULE); a user entry of this name replaces it.
+CLEANUP_NAME = "djq result cleanup"
 
 
 def to_schedule(value: Any, where: str) -> Schedule:
@@ -163,4 +165,9 @@ def declarations() -> list[Declaration]:
         if name in found:
             raise ConfigurationError(f"periodic task {name!r} is declared twice: {found[name].origin} and {declared.origin}")
         found[name] = declared
+    cleanup = djq_settings.RESULT_CLEANUP_SCHEDULE
+    if cleanup is not None and djq_settings.RESULT_EXPIRES is not None and CLEANUP_NAME not in found:
+        found[CLEANUP_NAME] = declaration(CLEANUP_NAME, "djq.cleanup", cleanup,
+                                          {"description": "built in: deletes results older than DJQ_RESULT_EXPIRES"},
+                                          "DJQ_RESULT_CLEANUP_SCHEDULE")
     return [replace(d, schedule=to_schedule(d.schedule, d.origin)) for d in found.values()]

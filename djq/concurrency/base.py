@@ -62,10 +62,19 @@ class BasePool:
     def start(self) -> None:
         """Create threads/processes. Called once by the worker."""
 
+    #: a running job can be stopped from outside (revoke with terminate=True)
+    supports_terminate_job = False
+
     def apply_async(self, job: Job, arg: Any, callback: Callback, *,
-                    soft_time_limit: float | None = None, time_limit: float | None = None) -> None:
-        """Run ``job(arg, limiter)``; then call ``callback(arg, outcome)`` from the pool."""
+                    soft_time_limit: float | None = None, time_limit: float | None = None) -> Any:
+        """Run ``job(arg, limiter)``; then call ``callback(arg, outcome)`` from the pool.
+
+        May return a handle for ``terminate_job``."""
         raise NotImplementedError
+
+    def terminate_job(self, handle: Any, signum: int) -> bool:
+        """Stop the running job ``handle`` with ``signum``; False when this pool cannot."""
+        return False
 
     # -- accounting shared by the pools ---------------------------------------------
     def _started(self) -> None:

@@ -90,6 +90,7 @@ class PreforkPool(BasePool):
     supports_hard_time_limit = True
     supports_autoscale = True
     supports_recycling = True
+    supports_terminate_job = True
     platforms = "Unix"
 
     _pool: Pool
@@ -107,7 +108,7 @@ class PreforkPool(BasePool):
         )
 
     def apply_async(self, job: Job, arg: Any, callback: Callback, *,
-                    soft_time_limit: float | None = None, time_limit: float | None = None) -> None:
+                    soft_time_limit: float | None = None, time_limit: float | None = None) -> Any:
         def done(outcome: Any) -> None:
             self._finished()
             callback(arg, outcome)
@@ -117,8 +118,15 @@ class PreforkPool(BasePool):
             callback(arg, _lost_outcome(error, time_limit))
 
         self._started()
-        self._pool.apply_async(run_in_child, (job, arg), callback=done, error_callback=failed,
-                               soft_timeout=soft_time_limit, timeout=time_limit)
+        return self._pool.apply_async(run_in_child, (job, arg), callback=done, error_callback=failed,
+                                      soft_timeout=soft_time_limit, timeout=time_limit)
+
+    def terminate_job(self, handle: Any, signum: int) -> bool:
+        """Signal the child running ``handle``; the child dies and a new one replaces it."""
+        handle.terminate(signum)  # a job not yet in a child is terminated as it starts
+        for pid in handle.worker_pids():
+            self._pool.terminate_job(pid, signum)
+        return True
 
     def stop(self, timeout: float | None = None) -> bool:
         finished = self._wait_idle(timeout)

@@ -115,6 +115,11 @@ def _publisher(url: str) -> _Publisher:
     return publisher
 
 
+def publish_now(message: OutgoingMessage, url: str | None = None) -> None:
+    """Publish at once, outside any transaction logic (workers moving messages around)."""
+    _publisher(url or djq_settings.BROKER_URL).publish(message)
+
+
 def reset_publishers() -> None:
     """Drop pooled connections (after fork, or when DJQ_BROKER_URL changes in tests)."""
     with _lock:

@@ -29,11 +29,14 @@ from ..backends import get_backend
 from ..backends.base import TaskInfo, exception_to_meta
 from ..conf import djq_settings
 from ..exceptions import MessageError, NotRegistered, TaskRevokedError, WorkerLostError
-from ..messaging.producer import broker_connection, describe_broker, task_queue
+from ..messaging.producer import broker_connection, describe_broker, is_embedded, publish_now, task_queue
 from ..messaging.protocol import decode_task
 from ..registry import registry
+from ..control import signal_number
 from . import dbhygiene
+from .eta import EtaParking
 from .request import Request, TaskCall, run_call
+from .revokes import Revokes
 from .trace import Outcome
 
 logger = logging.getLogger(__name__)
@@ -90,7 +93,11 @@ class Consumer:
         self._next_restore = 0.0
         self.buckets: dict[str, TokenBucket] = {}
         self.stopping = False
-        self.stats = {"received": 0, "succeeded": 0, "failed": 0, "rejected": 0, "expired": 0}
+        self.stats = {"received": 0, "succeeded": 0, "failed": 0, "retried": 0, "rejected": 0, "expired": 0,
+                      "revoked": 0}
+        self.revokes = Revokes()
+        self.parking = EtaParking(is_embedded(self.broker_url))
+        self.handles: dict[int, Any] = {}
 
     # -- connection ---------------------------------------------------------------
     def connect(self) -> None:
@@ -104,6 +111,9 @@ class Consumer:
             prefetch_count=self.prefetch_count,
         )
         self.kombu_consumer.consume()
+        self.parking.configure(self.channel)
+        if not self.generation:
+            self.revokes.refresh(force=True)
         self.generation += 1
 
     def _on_connection_retry(self, exc: Exception, interval: float) -> None:
@@ -178,7 +188,19 @@ class Consumer:
             return
         self.stats["received"] += 1
         request = Request(message, msg, task, self.hostname, queue, self.generation)
+        if request.id in self.revokes:
+            self._revoke(request)
+            return
         delay = request.eta_delay()
+        if delay > 0 and self.parking.should_park(delay, len(self.scheduled)):
+            try:
+                parked = self.parking.park(message, msg, queue)
+            except Exception as exc:  # the database is away: hold it in memory this time
+                logger.warning("could not park eta task %s[%s]: %s", request.name, request.id, exc)
+                parked = False
+            if parked:
+                self._ack(request)
+                return
         if delay > 0:
             heapq.heappush(self.scheduled, (time.monotonic() + delay, next(self._seq), request))
         else:
@@ -218,6 +240,9 @@ class Consumer:
         held: list[Request] = []
         while free > 0 and self.reserved:
             request = self.reserved.popleft()
+            if request.id in self.revokes:
+                self._revoke(request)
+                continue
             if request.expired():
                 self._expire(request)
                 continue
@@ -240,8 +265,10 @@ class Consumer:
         self._warn_unenforced(request.name, soft, hard)
         seq = next(self._seq)
         self.active[seq] = request
-        self.pool.apply_async(run_call, request.call(seq, soft, hard), self._on_done,
-                              soft_time_limit=soft, time_limit=hard)
+        handle = self.pool.apply_async(run_call, request.call(seq, soft, hard), self._on_done,
+                                       soft_time_limit=soft, time_limit=hard)
+        if handle is not None:
+            self.handles[seq] = handle
 
     def _warn_unenforced(self, name: str, soft: float | None, hard: float | None) -> None:
         missing = self.pool.unsupported(soft=bool(soft), hard=bool(hard))
@@ -259,6 +286,42 @@ class Consumer:
         finally:
             self._ack(request)
 
+    def _revoke(self, request: Request, reason: str = "revoked") -> None:
+        """A revoked task that has not started: record REVOKED and drop its message."""
+        self.stats["revoked"] += 1
+        logger.info("task %s[%s] %s: not run", request.name, request.id, reason)
+        try:
+            get_backend().store(request.info(), states.REVOKED,
+                                result=exception_to_meta(TaskRevokedError(reason)), traceback=reason)
+        except Exception:
+            logger.exception("could not record the revoke of %s[%s]", request.name, request.id)
+        finally:
+            self._ack(request)
+
+    def _release_parked(self) -> None:
+        try:
+            self.parking.release_due(lambda message: publish_now(message, self.broker_url))
+        except Exception as exc:
+            logger.warning("could not send waiting eta tasks back to the broker: %s", exc)
+
+    def _check_revokes(self) -> None:
+        """New revokes from the database; running tasks asked to terminate are stopped."""
+        for task_id in self.revokes.refresh():
+            signal = self.revokes.terminate.get(task_id)
+            if signal is None:
+                continue
+            for seq, request in list(self.active.items()):
+                if request.id == task_id:
+                    self._terminate(seq, request, signal)
+
+    def _terminate(self, seq: int, request: Request, signal: str) -> None:
+        handle = self.handles.get(seq)
+        if handle is not None and self.pool.terminate_job(handle, signal_number(signal)):
+            logger.warning("task %s[%s] revoked: terminating it with %s", request.name, request.id, signal)
+            return
+        logger.warning("task %s[%s] revoked with terminate, but the %s pool cannot stop a running task: "
+                       "it runs to its end", request.name, request.id, self.pool.name)
+
     def _on_done(self, call: TaskCall, outcome: Outcome) -> None:
         """Called from the pool when a task finished."""
         self._done.put((call.seq, outcome))
@@ -275,7 +338,18 @@ class Consumer:
 
     def _finish(self, seq: int, outcome: Outcome) -> None:
         request = self.active.pop(seq)
-        self.stats["succeeded" if outcome.state == states.SUCCESS else "failed"] += 1
+        self.handles.pop(seq, None)
+        kind = {states.SUCCESS: "succeeded", states.RETRY: "retried"}.get(outcome.state, "failed")
+        self.stats[kind] += 1
+        if not outcome.recorded and request.id in self.revokes.terminate:
+            self.stats["revoked"] += 1
+            reason = f"terminated ({self.revokes.terminate[request.id]})"
+            try:
+                get_backend().store(request.info(), states.REVOKED,
+                                    result=exception_to_meta(TaskRevokedError(reason)), traceback=reason)
+            finally:
+                self._ack(request)
+            return
         if not outcome.recorded:
             if self._requeue_lost(request, outcome):
                 return
@@ -355,6 +429,8 @@ class Consumer:
         while not self.stopping:
             try:
                 self._process_done()
+                self._check_revokes()
+                self._release_parked()
                 self._promote_scheduled()
                 self._dispatch()
                 self._flush_acks()

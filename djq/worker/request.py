@@ -79,7 +79,15 @@ class Request:
             expires=msg.expires,
             timelimit=msg.timelimit,
             headers=msg.headers,
+            embed=msg.embed,
+            group_id=msg.headers.get("group"),
+            priority=self.priority,
         )
+
+    @property
+    def priority(self) -> int | None:
+        value = (getattr(self.message, "properties", None) or {}).get("priority")
+        return value if isinstance(value, int) else None
 
     @property
     def reject_on_worker_lost(self) -> bool:

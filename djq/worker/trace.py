@@ -17,7 +17,8 @@ from ..backends.base import TaskInfo, exception_to_meta
 from ..conf import djq_settings
 from ..context import RequestContext, current_request
 from ..concurrency.base import Limiter, no_limits
-from ..exceptions import EncodeError, TimeLimitExceeded
+from ..exceptions import EncodeError, Retry, TimeLimitExceeded
+from ..retries import autoretry
 from . import dbhygiene
 
 if TYPE_CHECKING:
@@ -59,14 +60,31 @@ def execute(task: Task[Any, Any], context: RequestContext, limiter: Limiter = no
         if PROCESS_EXIT_ENDS_TASK:
             raise
         return Outcome(states.FAILURE, *_current_error(), time.perf_counter() - started)
+    except Retry as retry:
+        return Outcome(states.RETRY, retry, None, time.perf_counter() - started)
     except HardTimeLimit:
         error = TimeLimitExceeded(f"task {task.name} ran past its hard time limit ({time_limit}s)")
         return Outcome(states.FAILURE, error, tb.format_exc(), time.perf_counter() - started)
     except BaseException as exc:  # the task-execution boundary: every failure is recorded
-        return Outcome(states.FAILURE, exc, tb.format_exc(), time.perf_counter() - started)
+        failure = Outcome(states.FAILURE, exc, tb.format_exc(), time.perf_counter() - started)
+        if context.is_eager or not isinstance(exc, Exception):
+            return failure
+        return _autoretry(task, context, failure)
     finally:
         current_request.reset(token)
     return Outcome(states.SUCCESS, value, None, time.perf_counter() - started)
+
+
+def _autoretry(task: Task[Any, Any], context: RequestContext, failure: Outcome) -> Outcome:
+    """autoretry_for: turn a failure into a retry, or into the error retry() raised."""
+    try:
+        retry = autoretry(task, context, failure.value)
+    except BaseException as exc:  # max retries used up: exc (or MaxRetriesExceededError) is the failure
+        return Outcome(states.FAILURE, exc, failure.traceback if exc is failure.value else tb.format_exc(),
+                       failure.runtime)
+    if retry is None:
+        return failure
+    return Outcome(states.RETRY, retry, None, failure.runtime)
 
 
 def _current_error() -> tuple[BaseException, str]:
@@ -94,6 +112,13 @@ def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_
             backend.store(info, states.STARTED, date_started=started_at)
         outcome = execute(task, context, limiter or no_limits, soft_time_limit, time_limit)
         record(backend, info, outcome, ignore_result, started_at)
+        if outcome.state in (states.SUCCESS, states.FAILURE) and any(context.embed.values()):
+            from .flow import follow_up
+
+            try:
+                follow_up(task, context, outcome)
+            except Exception:  # the task's own outcome is stored; a callback that cannot be sent is logged
+                logger.exception("task %s[%s]: could not send its callbacks", info.task_name, info.task_id)
     except Exception as exc:  # the backend failed: the task's outcome cannot be stored
         logger.exception("task %s[%s]: could not store its state", info.task_name, info.task_id)
         outcome = Outcome(states.FAILURE, exc, tb.format_exc(), 0.0)
@@ -144,7 +169,13 @@ def record(backend: Any, info: TaskInfo, outcome: Outcome, ignore_result: bool, 
             backend.store(info, states.FAILURE, result=exception_to_meta(error), traceback=str(error),
                           date_started=started_at, runtime=outcome.runtime)
         return
+    if outcome.state == states.RETRY:
+        logger.info("task %s[%s] %s", info.task_name, info.task_id, outcome.value)
+        return  # retry() recorded RETRY before it sent the task again
     error = outcome.value
+    if ignore_result and not djq_settings.STORE_ERRORS_EVEN_IF_IGNORED:
+        logger.error("task %s[%s] raised %s: %s", info.task_name, info.task_id, type(error).__name__, error)
+        return
     logger.error("task %s[%s] raised %s: %s", info.task_name, info.task_id, type(error).__name__, error)
     backend.store(info, states.FAILURE, result=exception_to_meta(error), traceback=outcome.traceback,
                   date_started=started_at, runtime=outcome.runtime)

@@ -32,5 +32,6 @@ def test_table_matches_declared_capabilities(name: str) -> None:
     assert yes[row["hard time limit"]] == cls.supports_hard_time_limit
     assert yes[row["autoscale"]] == cls.supports_autoscale
     assert yes[row["recycling"]] == cls.supports_recycling
+    assert yes[row["revoke terminate"]] == cls.supports_terminate_job
     assert row["platforms"] == cls.platforms
     assert row["parallelism"].startswith("none") == (not cls.parallel)

@@ -105,6 +105,86 @@ def die() -> None:
     os.kill(os.getpid(), 9)
 
 
+@task(bind=True, max_retries=5)
+def flaky(self, marker: str, failures: int) -> int:
+    """Fails ``failures`` times (counted in a file), retrying each time after 0.1 s."""
+    path = os.path.join(os.environ.get("DJQ_TEST_TMP", "/tmp"), f"flaky-{marker}")
+    with open(path, "a") as fh:
+        fh.write("x")
+    attempts = len(open(path).read())
+    if attempts <= failures:
+        raise self.retry(exc=ConnectionError(f"attempt {attempts} failed"), countdown=0.1)
+    return attempts
+
+
+@task(bind=True, max_retries=2)
+def always_retry(self) -> None:
+    raise self.retry(exc=KeyError("still down"), countdown=0.05)
+
+
+@task(autoretry_for=(ConnectionError,), dont_autoretry_for=(ConnectionResetError,),
+      retry_kwargs={"max_retries": 2}, retry_backoff=0.05, retry_jitter=False)
+def auto_flaky(kind: str) -> None:
+    if kind == "reset":
+        raise ConnectionResetError("not retried")
+    raise ConnectionError("retried")
+
+
+@task(bind=True)
+def progress(self, total: int, hold: float) -> int:
+    for current in range(1, total + 1):
+        self.update_state(state="PROGRESS", meta={"current": current, "total": total})
+    time.sleep(hold)
+    return total
+
+
+@task
+def tsum(values: list[int]) -> int:
+    return sum(values)
+
+
+@task
+def mul(x: int, y: int) -> int:
+    return x * y
+
+
+@task
+def record_errback(task_id: str) -> str:
+    path = os.path.join(os.environ.get("DJQ_TEST_TMP", "/tmp"), f"errback-{task_id}")
+    open(path, "w").close()
+    return task_id
+
+
+@task
+def marked(marker: str) -> str:
+    """Leaves a file behind, so a test can tell whether it ran at all."""
+    open(os.path.join(os.environ.get("DJQ_TEST_TMP", "/tmp"), f"marked-{marker}"), "a").close()
+    return marker
+
+
+@task(rate_limit="120/m")
+def rated(i: int) -> int:
+    return i
+
+
+@task
+def tsum_counted(values: list[int], marker: str) -> int:
+    """A chord body that counts its own runs in a file."""
+    with open(os.path.join(os.environ.get("DJQ_TEST_TMP", "/tmp"), f"body-{marker}"), "a") as fh:
+        fh.write(f"{len(values)}\n")
+    return sum(values)
+
+
+@task(bind=True)
+def retry_later(self) -> None:
+    raise self.retry(exc=ConnectionError("database is down"), countdown=3600)
+
+
+@task(ignore_result=True)
+def fail_quietly() -> None:
+    raise ValueError("ignored but failed")
+
+
 from djq.beat import crontab, periodic  # noqa: E402 - beat's tests append here
 
 

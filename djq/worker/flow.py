@@ -1,0 +1,105 @@
+"""What a finished task sends next: link callbacks, the rest of its chain, its chord's body.
+
+Runs in the process that ran the task, after its outcome is stored, and only for messages
+whose embed holds something (a plain task pays nothing).
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import F
+
+from .. import states
+from ..backends import database_alias, get_backend
+from ..backends.base import TaskInfo, decode_value, exception_to_meta
+from ..canvas import signature
+from ..context import RequestContext
+from ..exceptions import ChordError
+
+if TYPE_CHECKING:
+    from ..task import Task
+    from .trace import Outcome
+
+logger = logging.getLogger(__name__)
+
+
+def follow_up(task: Task[Any, Any], context: RequestContext, outcome: Outcome) -> None:
+    embed = context.embed
+    related: dict[str, Any] = {"parent_id": context.id, "root_id": context.root_id or context.id}
+    if outcome.state == states.SUCCESS:
+        for callback in embed.get("callbacks") or ():
+            signature(callback).apply_async((outcome.value,), **related)
+        rest = list(embed.get("chain") or ())
+        if rest:
+            following = signature(rest.pop())
+            following.apply_async((outcome.value,), embed={"chain": rest} if rest else None, **related)
+    else:
+        for errback in embed.get("errbacks") or ():
+            signature(errback).apply_async((context.id,), **related)
+    if embed.get("chord") and context.group_id:
+        chord_part_done(context, outcome)
+
+
+def chord_part_done(context: RequestContext, outcome: Outcome) -> None:
+    """Count this header task; the worker that sees the whole header done sends the body once."""
+    from ..models import ChordCounter
+
+    alias = database_alias()
+    counters = ChordCounter.objects.using(alias).filter(group_id=context.group_id)
+    counters.update(done=F("done") + 1)
+    row: dict[str, Any] | None = counters.values(  # type: ignore[assignment]
+        "total", "done", "result_ids", "body", "body_id").first()
+    if row is None:
+        logger.error("chord %s: no counter row (deleted by cleanup?); its body cannot run", context.group_id)
+        return
+    if outcome.state == states.FAILURE:
+        if _claim(alias, context.group_id):
+            _fail_body(row, context, outcome.value)
+        return
+    if row["done"] < row["total"]:
+        return
+    results = _header_results(alias, row["result_ids"])
+    if results is None:  # counted twice (a redelivered header task); another finisher completes it
+        return
+    failed = [(task_id, value) for task_id, (state, value) in results.items() if state != states.SUCCESS]
+    if not _claim(alias, context.group_id):
+        return
+    if failed:
+        _fail_body(row, context, failed[0][1], failed[0][0])
+        return
+    values = [results[task_id][1] for task_id in row["result_ids"]]
+    body = signature(row["body"])
+    options: dict[str, Any] = {"task_id": row["body_id"]} if body.subtask_type is None else {}
+    body.apply_async((values,), parent_id=context.id, root_id=context.root_id or context.id, **options)
+
+
+def _claim(alias: str, group_id: str | None) -> bool:
+    from ..models import ChordCounter
+
+    return ChordCounter.objects.using(alias).filter(group_id=group_id, fired=False).update(fired=True) == 1
+
+
+def _header_results(alias: str, ids: list[str]) -> dict[str, tuple[str, Any]] | None:
+    """task id -> (state, decoded value) when every header task is ready, else None."""
+    from ..models import TaskResult
+
+    rows = TaskResult.objects.using(alias).filter(task_id__in=ids).values_list("task_id", "state", "result")
+    found = {task_id: (state, raw) for task_id, state, raw in rows}
+    if len(found) < len(ids) or any(state not in states.READY_STATES for state, _ in found.values()):
+        return None
+    backend = get_backend()
+    return {task_id: (state, backend.decode_result(state, decode_value(raw))) for task_id, (state, raw) in found.items()}
+
+
+def _fail_body(row: dict[str, Any], context: RequestContext, error: Any, failed_id: str | None = None) -> None:
+    body = signature(row["body"])
+    failed_id = failed_id or context.id
+    message = f"chord {context.group_id}: header task {failed_id} failed: {type(error).__name__}: {error}"
+    logger.error("%s; its body %s will not run", message, body.name)
+    chord_error = ChordError(message)
+    info = TaskInfo(task_id=row["body_id"], task_name=body.name, parent_id=context.id,
+                    root_id=context.root_id or context.id)
+    get_backend().store(info, states.FAILURE, result=exception_to_meta(chord_error), traceback=message)
+    for errback in body.options.get("link_error") or ():
+        signature(errback).apply_async((row["body_id"],), parent_id=context.id)
