@@ -80,7 +80,8 @@ DJQ_RESULT_BACKEND = os.environ.get("DJQ_TEST_RESULT_BACKEND", "database")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Django's task framework (django.tasks on 6.x, the django-tasks backport on 5.2) on djq.
-TASKS = {"default": {"BACKEND": "djq.contrib.tasks.DjqTaskBackend", "QUEUES": ["default", "special"]}}
+# QUEUES = []: any queue (tests start workers with -Q); tests that check QUEUES set it.
+TASKS = {"default": {"BACKEND": "djq.contrib.tasks.DjqTaskBackend", "QUEUES": []}}
 if django.VERSION < (6, 0):
     INSTALLED_APPS.append("django_tasks")
 STATIC_URL = "/static/"
