@@ -82,7 +82,8 @@ DJQ_WORKER_REVOKE_REFRESH = 0.2
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Django's task framework (django.tasks on 6.x, the django-tasks backport on 5.2) on djq.
-TASKS = {"default": {"BACKEND": "djq.contrib.tasks.DjqTaskBackend", "QUEUES": ["default", "special"]}}
+# QUEUES = []: any queue (tests start workers with -Q); tests that check QUEUES set it.
+TASKS = {"default": {"BACKEND": "djq.contrib.tasks.DjqTaskBackend", "QUEUES": []}}
 if django.VERSION < (6, 0):
     INSTALLED_APPS.append("django_tasks")
 STATIC_URL = "/static/"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections, transaction
+from django.test import override_settings
 from django.utils import timezone
 
 from tests.conftest import wait_for
@@ -191,6 +192,7 @@ def test_beat_and_run_now_send_django_tasks(start_worker, broker) -> None:
 
 
 @pytest.mark.django_db
+@override_settings(TASKS={"default": {"BACKEND": "djq.contrib.tasks.DjqTaskBackend", "QUEUES": ["default", "special"]}})
 def test_validation_errors_are_raised_at_definition_or_enqueue() -> None:
     from django.db import connection
 

@@ -79,11 +79,10 @@ def test_queue_and_priority_of_a_django_task_reach_the_broker() -> None:
 @override_settings(DJQ_DEFAULT_QUEUE="main", DJQ_TASK_ROUTES={"tests.testapp.dtasks.add": {"queue": "maths", "priority": 7},
                                                               "tests.testapp.dtasks.*": "others"})
 def test_routes_apply_to_django_defaults_and_chosen_values_win() -> None:
-    with override_settings(TASKS={"default": {"BACKEND": DJQ, "QUEUES": []}}):
-        dtasks.add.enqueue(1, 1)  # default queue and priority: the route decides
-        dtasks.add.using(priority=50, queue_name="chosen").enqueue(1, 1)
-        dtasks.fail.enqueue("x")  # glob route, queue only
-        dtasks.special_echo.enqueue("x")  # the task chose its queue
+    dtasks.add.enqueue(1, 1)  # default queue and priority: the route decides
+    dtasks.add.using(priority=50, queue_name="chosen").enqueue(1, 1)
+    dtasks.fail.enqueue("x")  # glob route, queue only
+    dtasks.special_echo.enqueue("x")  # the task chose its queue
     assert [(q, p) for q, p, _ in queued()] == [("maths", 7), ("chosen", 150), ("others", 100), ("special", 110)]
 
 
