@@ -174,6 +174,10 @@ class Task(Generic[P, R]):
             priority=_check_priority(priority),
         )
         producer.send(message)
+        if djq_settings.TASK_SEND_SENT_EVENT:
+            from .messaging.events import send_task_sent
+
+            send_task_sent(message)
         return AsyncResult(task_id, task_name=self.name)
 
     def apply(

@@ -75,6 +75,7 @@ DJQ_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.01, "visibility_timeout": 
 if os.environ.get("DJQ_TEST_WORKER_POOL"):
     DJQ_WORKER_POOL = os.environ["DJQ_TEST_WORKER_POOL"]
 DJQ_WORKER_AUTOSCALE_KEEPALIVE = float(os.environ.get("DJQ_TEST_AUTOSCALE_KEEPALIVE", "10"))
+DJQ_WORKER_HEARTBEAT_INTERVAL = float(os.environ.get("DJQ_TEST_HEARTBEAT_INTERVAL", "0.5"))
 DJQ_RESULT_BACKEND = os.environ.get("DJQ_TEST_RESULT_BACKEND", "database")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "/static/"

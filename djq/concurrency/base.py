@@ -107,5 +107,9 @@ class BasePool:
     def restart(self) -> None:
         raise NotImplementedError(f"the {self.name} pool cannot restart")
 
+    def terminate_job(self, arg: Any, signum: int) -> None:
+        """Stop the running job started with ``arg`` (remote control's terminate)."""
+        raise NotImplementedError(f"the {self.name} pool cannot stop a running task")
+
     def info(self) -> dict[str, Any]:
         return {"pool": self.name, "concurrency": self.concurrency, "active": self.active()}

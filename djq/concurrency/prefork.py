@@ -94,6 +94,10 @@ class PreforkPool(BasePool):
 
     _pool: Pool
 
+    def __init__(self, concurrency: int, **options: Any) -> None:
+        super().__init__(concurrency, **options)
+        self._jobs: dict[int, Any] = {}  # id(arg) -> billiard ApplyResult, for terminate_job
+
     def start(self) -> None:
         self._pool = Pool(
             processes=self.concurrency,
@@ -109,16 +113,23 @@ class PreforkPool(BasePool):
     def apply_async(self, job: Job, arg: Any, callback: Callback, *,
                     soft_time_limit: float | None = None, time_limit: float | None = None) -> None:
         def done(outcome: Any) -> None:
+            self._jobs.pop(id(arg), None)
             self._finished()
             callback(arg, outcome)
 
         def failed(error: Any) -> None:
+            self._jobs.pop(id(arg), None)
             self._finished()
             callback(arg, _lost_outcome(error, time_limit))
 
         self._started()
-        self._pool.apply_async(run_in_child, (job, arg), callback=done, error_callback=failed,
-                               soft_timeout=soft_time_limit, timeout=time_limit)
+        self._jobs[id(arg)] = self._pool.apply_async(run_in_child, (job, arg), callback=done, error_callback=failed,
+                                                     soft_timeout=soft_time_limit, timeout=time_limit)
+
+    def terminate_job(self, arg: Any, signum: int) -> None:
+        job = self._jobs.get(id(arg))
+        if job is not None:
+            job.terminate(signum)
 
     def stop(self, timeout: float | None = None) -> bool:
         finished = self._wait_idle(timeout)

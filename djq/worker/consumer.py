@@ -18,8 +18,9 @@ import socket
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from queue import Empty, SimpleQueue
-from typing import Any
+from typing import Any, Callable
 
 from kombu import Connection
 from kombu import Consumer as KombuConsumer
@@ -29,10 +30,12 @@ from ..backends import get_backend
 from ..backends.base import TaskInfo, exception_to_meta
 from ..conf import djq_settings
 from ..exceptions import MessageError, NotRegistered, TaskRevokedError, WorkerLostError
+from ..messaging.events import EventDispatcher, received_fields
 from ..messaging.producer import broker_connection, describe_broker, task_queue
 from ..messaging.protocol import decode_task
 from ..registry import registry
 from .request import Request, TaskCall, run_call
+from .revoked import RevokedIds
 from .trace import Outcome
 
 logger = logging.getLogger(__name__)
@@ -66,8 +69,14 @@ class TokenBucket:
 class Consumer:
     def __init__(self, *, pool: Any, queues: list[str], hostname: str, prefetch_count: int,
                  broker_url: str | None = None, soft_time_limit: float | None = None,
-                 time_limit: float | None = None) -> None:
+                 time_limit: float | None = None, events: EventDispatcher | None = None) -> None:
         self.pool = pool
+        #: publishes task events; None when events are off (then nothing is done per task)
+        self.events = events
+        self.revoked = RevokedIds()
+        #: time limits set by remote control: task name -> (soft, hard)
+        self.task_limits: dict[str, tuple[float | None, float | None]] = {}
+        self._calls: SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = SimpleQueue()
         self.soft_time_limit = soft_time_limit
         self.time_limit = time_limit
         self.active: dict[int, Request] = {}
@@ -104,6 +113,25 @@ class Consumer:
         )
         self.kombu_consumer.consume()
         self.generation += 1
+
+    def add_queue(self, name: str) -> bool:
+        """Start consuming ``name`` too (remote control); False if already consumed."""
+        if name in self.queue_names:
+            return False
+        self.queue_names.append(name)
+        if self.kombu_consumer is not None:
+            self.kombu_consumer.add_queue(task_queue(name, self.broker_url))
+            self.kombu_consumer.consume()
+        return True
+
+    def cancel_queue(self, name: str) -> bool:
+        """Stop consuming ``name``; False if it was not consumed."""
+        if name not in self.queue_names:
+            return False
+        self.queue_names.remove(name)
+        if self.kombu_consumer is not None:
+            self.kombu_consumer.cancel_by_queue(name)
+        return True
 
     def _on_connection_retry(self, exc: Exception, interval: float) -> None:
         logger.error("broker connection to %s failed: %s; retrying in %.1fs",
@@ -174,6 +202,8 @@ class Consumer:
             return
         self.stats["received"] += 1
         request = Request(message, msg, task, self.hostname, queue, self.generation)
+        if self.events is not None:
+            self.events.send("task-received", **received_fields(request))
         delay = request.eta_delay()
         if delay > 0:
             heapq.heappush(self.scheduled, (time.monotonic() + delay, next(self._seq), request))
@@ -200,6 +230,8 @@ class Consumer:
         except Exception as exc:
             logger.exception("could not record rejected message %s: %s", task_id or "-", exc)
         message.reject(requeue=False)
+        if self.events is not None:
+            self.events.send("task-rejected", uuid=task_id, name=task_name, requeue=False, reason=reason)
 
     # -- dispatching --------------------------------------------------------------
     def _promote_scheduled(self) -> None:
@@ -217,6 +249,9 @@ class Consumer:
             if request.expired():
                 self._expire(request)
                 continue
+            if request.id in self.revoked:
+                self._discard_revoked(request)
+                continue
             rate = request.task.rate_per_second
             if rate is not None:
                 bucket = self.buckets.get(request.name)
@@ -232,12 +267,16 @@ class Consumer:
         self.reserved.extendleft(reversed(held))
 
     def _submit(self, request: Request) -> None:
-        soft, hard = request.time_limits(self.soft_time_limit, self.time_limit)
+        default_soft, default_hard = self.task_limits.get(request.name) or (self.soft_time_limit, self.time_limit)
+        soft, hard = request.time_limits(default_soft, default_hard)
         self._warn_unenforced(request.name, soft, hard)
         seq = next(self._seq)
         self.active[seq] = request
-        self.pool.apply_async(run_call, request.call(seq, soft, hard), self._on_done,
-                              soft_time_limit=soft, time_limit=hard)
+        request.call_arg = request.call(seq, soft, hard, self.events is not None)
+        request.time_start = time.time()
+        if self.events is not None:
+            self.events.send("task-started", uuid=request.id)
+        self.pool.apply_async(run_call, request.call_arg, self._on_done, soft_time_limit=soft, time_limit=hard)
 
     def _warn_unenforced(self, name: str, soft: float | None, hard: float | None) -> None:
         missing = self.pool.unsupported(soft=bool(soft), hard=bool(hard))
@@ -249,11 +288,20 @@ class Consumer:
     def _expire(self, request: Request) -> None:
         self.stats["expired"] += 1
         logger.info("task %s[%s] expired before it could run", request.name, request.id)
-        error = TaskRevokedError("expired")
+        self._store_revoked(request, "expired", expired=True)
+
+    def _discard_revoked(self, request: Request) -> None:
+        logger.info("task %s[%s] was revoked: discarded", request.name, request.id)
+        self._store_revoked(request, "revoked", expired=False)
+
+    def _store_revoked(self, request: Request, reason: str, *, expired: bool) -> None:
+        error = TaskRevokedError(reason)
         try:
-            get_backend().store(request.info(), states.REVOKED, result=exception_to_meta(error), traceback="expired")
+            get_backend().store(request.info(), states.REVOKED, result=exception_to_meta(error), traceback=reason)
         finally:
             self._ack(request)
+        if self.events is not None:
+            self.events.send("task-revoked", uuid=request.id, terminated=False, signum=None, expired=expired)
 
     def _on_done(self, call: TaskCall, outcome: Outcome) -> None:
         """Called from the pool when a task finished."""
@@ -272,12 +320,43 @@ class Consumer:
     def _finish(self, seq: int, outcome: Outcome) -> None:
         request = self.active.pop(seq)
         self.stats["succeeded" if outcome.state == states.SUCCESS else "failed"] += 1
+        if self.events is not None:
+            self._send_outcome(self.events, request, outcome)
         if not outcome.recorded:
             if self._requeue_lost(request, outcome):
                 return
             self._record_failure(request, outcome)
         if request.acks_late:
             self._ack(request)
+
+    def _send_outcome(self, events: EventDispatcher, request: Request, outcome: Outcome) -> None:
+        if outcome.state == states.SUCCESS:
+            events.send("task-succeeded", uuid=request.id, result=outcome.value, runtime=outcome.runtime)
+        elif outcome.state == states.RETRY:
+            events.send("task-retried", uuid=request.id, exception=_last_line(outcome.traceback),
+                             traceback=outcome.traceback)
+        elif request.id in self.revoked:
+            events.send("task-revoked", uuid=request.id, terminated=True, signum=None, expired=False)
+        else:
+            value = outcome.value if outcome.value is not None else _last_line(outcome.traceback)
+            events.send("task-failed", uuid=request.id, exception=str(value)[:1000],
+                             traceback=outcome.traceback, runtime=outcome.runtime)
+
+    def call_soon(self, function: Callable[[], Any]) -> Future[Any]:
+        """Run ``function`` in the consumer thread (for remote control); returns its Future."""
+        future: Future[Any] = Future()
+        self._calls.put((function, future))
+        self.wake()
+        self._done_event.set()
+        return future
+
+    def _run_calls(self) -> None:
+        while not self._calls.empty():
+            function, future = self._calls.get_nowait()
+            try:
+                future.set_result(function())
+            except Exception as exc:
+                future.set_exception(exc)
 
     def _requeue_lost(self, request: Request, outcome: Outcome) -> bool:
         """acks_late + reject_on_worker_lost: a task whose process died runs again."""
@@ -350,6 +429,7 @@ class Consumer:
         errors = self.connection.connection_errors + self.connection.channel_errors
         while not self.stopping:
             try:
+                self._run_calls()
                 self._process_done()
                 self._promote_scheduled()
                 self._dispatch()
@@ -389,6 +469,11 @@ class Consumer:
     def stop(self) -> None:
         self.stopping = True
         self.wake()
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def _printable_body(body: Any) -> str:
