@@ -84,7 +84,7 @@ def test_destination_selects_workers_and_commands_print(broker, start_worker) ->
     call_command("djq_control", "rate_limit", "tests.testapp.tasks.add", "100/s", "-d", names[0], "-t", "10",
                  stdout=out)
     assert f"-> {names[0]}: rate limit of tests.testapp.tasks.add set to 100/s" in out.getvalue()
-    with pytest.raises(CommandError, match="rate_limit must look like"):
+    with pytest.raises(CommandError, match="rate_limit 'fast' must look like"):
         call_command("djq_control", "rate_limit", "tests.testapp.tasks.add", "fast", "-d", names[0], "-t", "10",
                      stdout=io.StringIO())
 
