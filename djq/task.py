@@ -6,6 +6,7 @@ surprise in production.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
@@ -173,11 +174,12 @@ class Task(Generic[P, R]):
             ignore_result=self.ignore_result if ignore_result is None else bool(ignore_result),
             priority=_check_priority(priority),
         )
+        sent_at = time.time()
         producer.send(message)
         if djq_settings.TASK_SEND_SENT_EVENT:
             from .messaging.events import send_task_sent
 
-            send_task_sent(message)
+            send_task_sent(message, sent_at)
         return AsyncResult(task_id, task_name=self.name)
 
     def apply(

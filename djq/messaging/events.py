@@ -13,9 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import itertools
 import threading
 import time
 import uuid
+from queue import Full
+from queue import Queue as Queue_
 from typing import Any, Callable, Iterator
 
 from kombu import Connection, Exchange, Queue
@@ -39,60 +42,69 @@ def events_exchange() -> Exchange:
 
 
 class EventDispatcher:
-    """Publishes events on its own broker connection; safe to share between threads."""
+    """Publishes events from a thread of its own, so the thread that reports an event
+    never waits for the broker. Events queue up to ``maxsize``; beyond that they are
+    dropped (a monitor is not worth stalling the worker for)."""
 
-    def __init__(self, hostname: str, url: str | None = None) -> None:
+    def __init__(self, hostname: str, url: str | None = None, maxsize: int = 10_000) -> None:
         self.hostname = hostname
         self.url = url or djq_settings.BROKER_URL
         self.pid = os.getpid()
-        self._lock = threading.Lock()
-        self._clock = 0
-        self.connection: Connection | None = None
-        self.producer: Producer | None = None
-        self._local = threading.local() if is_embedded(self.url) else None
-
-    def _producer(self) -> Producer:
-        # The embedded broker writes on the calling thread's Django connection, so each
-        # thread gets its own kombu connection; other brokers share one under the lock.
-        if self._local is not None:
-            producer = getattr(self._local, "producer", None)
-            if producer is None:
-                connection = broker_connection(self.url)
-                producer = self._local.producer = Producer(connection.channel(), exchange=events_exchange())
-            return producer
-        if self.producer is None:
-            self.connection = broker_connection(self.url)
-            self.producer = Producer(self.connection.channel(), exchange=events_exchange())
-        return self.producer
+        self._clock = itertools.count(1)
+        self._queue: Queue_[dict[str, Any] | None] = Queue_(maxsize=maxsize)
+        self._thread = threading.Thread(target=self._run, name="djq-events", daemon=True)
+        self._thread.start()
+        self.dropped = 0
 
     def send(self, type_: str, **fields: Any) -> None:
-        """Publish one event; a broker failure is logged, never raised into the worker."""
-        with self._lock:
-            self._clock += 1
-            event = {"type": type_, "hostname": self.hostname, "timestamp": time.time(),
-                     "utcoffset": -time.timezone // 3600, "pid": self.pid, "clock": self._clock, **fields}
+        event = {"type": type_, "hostname": self.hostname, "timestamp": time.time(),
+                 "utcoffset": -time.timezone // 3600, "pid": self.pid, "clock": next(self._clock), **fields}
+        try:
+            self._queue.put_nowait(event)
+        except Full:
+            self.dropped += 1
+            if self.dropped in (1, 1000) or self.dropped % 100_000 == 0:
+                logger.warning("events: the broker cannot keep up; %d event(s) dropped", self.dropped)
+
+    def _run(self) -> None:
+        connection: Connection | None = None
+        producer: Producer | None = None
+        while True:
+            event = self._queue.get()
+            if event is None:
+                break
             try:
-                self._producer().publish(event, routing_key=type_.replace("-", "."), serializer="json",
-                                         retry=False, delivery_mode=1)
+                if producer is None:
+                    connection = broker_connection(self.url)
+                    producer = Producer(connection.channel(), exchange=events_exchange())
+                # No routing key: on Redis a fanout publish with one goes to a channel the
+                # listeners (bound without a key) do not subscribe to.
+                producer.publish(event, routing_key="", serializer="json", retry=False, delivery_mode=1)
             except Exception as exc:
-                logger.warning("could not publish the %s event: %s", type_, exc)
-                self._drop()
+                logger.warning("could not publish the %s event: %s", event["type"], exc)
+                producer = None
+                _release(connection)
+        _release(connection)
+        if is_embedded(self.url):
+            from django.db import connections
 
-    def _drop(self) -> None:
-        if self._local is not None:
-            self._local.producer = None
-        elif self.connection is not None:
-            try:
-                self.connection.release()
-            except Exception:  # already broken
-                pass
-            self.connection = self.producer = None
+            connections.close_all()
 
-    def close(self) -> None:
-        with self._lock:
-            if self.connection is not None:
-                self.connection.release()
-            self.connection = self.producer = None
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish what is queued (for up to ``timeout`` seconds), then stop."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except Full:
+            return
+        self._thread.join(timeout)
+
+
+def _release(connection: Connection | None) -> None:
+    if connection is not None:
+        try:
+            connection.release()
+        except Exception:  # already broken
+            pass
 
 
 # -- what the worker says about a task, in Celery's field names ------------------------------
@@ -118,13 +130,15 @@ _sender: EventDispatcher | None = None
 _sender_lock = threading.Lock()
 
 
-def send_task_sent(message: Any) -> None:
+def send_task_sent(message: Any, sent_at: float) -> None:
     """The ``task-sent`` event of a client (only with DJQ_TASK_SEND_SENT_EVENT)."""
     global _sender
     if _sender is None or _sender.url != djq_settings.BROKER_URL or _sender.pid != os.getpid():
         with _sender_lock:
+            if _sender is not None and _sender.pid == os.getpid():
+                _sender.close()
             _sender = EventDispatcher(f"client@{socket.gethostname()}")
-    _sender.send("task-sent", **sent_fields(message))
+    _sender.send("task-sent", timestamp=sent_at, **sent_fields(message))
 
 
 # -- listening ----------------------------------------------------------------------------------
@@ -141,22 +155,31 @@ class EventReceiver:
         self.should_stop = False
 
     def capture(self, timeout: float | None = None, wakeup: float = 1.0,
-                on_tick: Callable[[], None] | None = None) -> None:
-        """Receive until ``should_stop`` (or ``timeout`` seconds); ``on_tick`` runs every ``wakeup``."""
+                on_tick: Callable[[], None] | None = None, on_ready: Callable[[], None] | None = None) -> None:
+        """Receive until ``should_stop`` (or ``timeout`` seconds); ``on_tick`` runs every ``wakeup``
+        seconds, ``on_ready`` once the queue listens."""
         deadline = time.monotonic() + timeout if timeout is not None else None
+        next_tick = time.monotonic() + wakeup
         with broker_connection(self.url) as connection:
             channel = connection.channel()
             consumer = KombuConsumer(channel, queues=[self.queue], on_message=self._on_message,
                                      accept=["json"])
             consumer.consume()
+            if on_ready is not None:
+                on_ready()
             try:
                 for _ in self._ticks(deadline, wakeup):
                     try:
-                        connection.drain_events(timeout=wakeup)
+                        connection.drain_events(timeout=max(0.01, next_tick - time.monotonic()))
                     except socket.timeout:
                         pass
-                    if on_tick is not None:
-                        on_tick()
+                    if time.monotonic() >= next_tick:
+                        next_tick = time.monotonic() + wakeup
+                        if on_tick is not None:
+                            on_tick()
+                flush = getattr(channel, "flush_acks", None)
+                if flush is not None:
+                    flush()
             finally:
                 try:
                     consumer.cancel()
