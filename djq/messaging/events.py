@@ -69,6 +69,7 @@ class EventDispatcher:
     def _run(self) -> None:
         connection: Connection | None = None
         producer: Producer | None = None
+        embedded = is_embedded(self.url)
         while True:
             event = self._queue.get()
             if event is None:
@@ -77,6 +78,8 @@ class EventDispatcher:
                 if producer is None:
                     connection = broker_connection(self.url)
                     producer = Producer(connection.channel(), exchange=events_exchange())
+                if embedded and not producer.channel.get_table(EXCHANGE_NAME):
+                    continue  # nobody listens (bindings are cached for a second): skip encoding
                 # No routing key: on Redis a fanout publish with one goes to a channel the
                 # listeners (bound without a key) do not subscribe to.
                 producer.publish(event, routing_key="", serializer="json", retry=False, delivery_mode=1)
@@ -85,7 +88,7 @@ class EventDispatcher:
                 producer = None
                 _release(connection)
         _release(connection)
-        if is_embedded(self.url):
+        if embedded:
             from django.db import connections
 
             connections.close_all()
@@ -160,7 +163,7 @@ class EventReceiver:
         seconds, ``on_ready`` once the queue listens."""
         deadline = time.monotonic() + timeout if timeout is not None else None
         next_tick = time.monotonic() + wakeup
-        with broker_connection(self.url) as connection:
+        with broker_connection(self.url, side_channel=True) as connection:
             channel = connection.channel()
             consumer = KombuConsumer(channel, queues=[self.queue], on_message=self._on_message,
                                      accept=["json"])

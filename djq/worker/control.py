@@ -258,7 +258,7 @@ class ControlListener(threading.Thread):
         connections.close_all()
 
     def _listen(self) -> None:
-        with broker_connection(self.url) as connection:
+        with broker_connection(self.url, side_channel=True) as connection:
             channel = connection.channel()
             queue = self.queue(channel)
             queue.declare()
