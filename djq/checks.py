@@ -3,6 +3,7 @@
 djq.E001 broker URL      djq.E002 result backend    djq.E003 pickle not allowed
 djq.E004 default queue   djq.E005 worker numbers    djq.E006 time limits
 djq.E007 worker pool     djq.E008 task routes       djq.E009 beat schedule
+djq.E010 monitoring (heartbeat, control timeout, events retention)
 djq.W001 SQLite without WAL
 """
 from __future__ import annotations
@@ -26,6 +27,23 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors += _check_numbers()
     errors += _check_routes()
     errors += _check_beat()
+    errors += _check_monitoring()
+    return errors
+
+
+def _check_monitoring() -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    for name, allow_none in (("WORKER_HEARTBEAT_INTERVAL", False), ("CONTROL_TIMEOUT", False),
+                             ("EVENTS_RETENTION_HOURS", True)):
+        value = getattr(djq_settings, name)
+        if value is None and allow_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            errors.append(checks.Error(f"DJQ_{name} must be a positive number{' or None' if allow_none else ''}, "
+                                       f"got {value!r}", id="djq.E010"))
+    for name in ("WORKER_SEND_TASK_EVENTS", "TASK_SEND_SENT_EVENT"):
+        if not isinstance(getattr(djq_settings, name), bool):
+            errors.append(checks.Error(f"DJQ_{name} must be True or False", id="djq.E010"))
     return errors
 
 

@@ -72,13 +72,13 @@ def _collect(using: str, now: datetime) -> Dashboard:
             .annotate(minute=_minute(using)).values("minute", "state").annotate(n=Count("pk")))
     for row in rows:
         counts[_as_minute(row["minute"])][0 if row["state"] == states.SUCCESS else 1] += row["n"]
-    per_minute = [(minute, *counts.get(minute, [0, 0])) for minute in _minutes(start)]  # type: ignore[misc]
+    per_minute = [(minute, counts[minute][0], counts[minute][1]) for minute in _minutes(start)]
 
     sample = list(finished.filter(runtime__isnull=False).order_by("-date_done")
                   .values_list("task_name", "runtime")[:RUNTIME_SAMPLE])
     by_name: dict[str, list[float]] = defaultdict(list)
     for name, runtime in sample:
-        by_name[name].append(runtime)
+        by_name[name].append(float(runtime or 0.0))
     runtimes = sorted(((name, len(values), percentile(values, 50), percentile(values, 95))
                        for name, values in by_name.items()), key=lambda row: -row[3])
 

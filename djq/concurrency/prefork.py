@@ -128,8 +128,10 @@ class PreforkPool(BasePool):
 
     def terminate_job(self, arg: Any, signum: int) -> None:
         job = self._jobs.get(id(arg))
-        if job is not None:
-            job.terminate(signum)
+        if job is None:
+            return  # it finished meanwhile
+        for pid in job.worker_pids():  # empty while the job waits for a child
+            self._pool.terminate_job(pid, signum)
 
     def stop(self, timeout: float | None = None) -> bool:
         finished = self._wait_idle(timeout)

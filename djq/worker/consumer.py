@@ -371,10 +371,14 @@ class Consumer:
         return True
 
     def _record_failure(self, request: Request, outcome: Outcome) -> None:
-        logger.error("task %s[%s] failed: %s", request.name, request.id, outcome.traceback)
+        if request.id in self.revoked:  # stopped by remote control's terminate
+            logger.warning("task %s[%s] terminated (revoked)", request.name, request.id)
+            state, error = states.REVOKED, TaskRevokedError("terminated")
+        else:
+            logger.error("task %s[%s] failed: %s", request.name, request.id, outcome.traceback)
+            state, error = states.FAILURE, outcome.value
         try:
-            get_backend().store(request.info(), states.FAILURE, result=exception_to_meta(outcome.value),
-                                traceback=outcome.traceback)
+            get_backend().store(request.info(), state, result=exception_to_meta(error), traceback=outcome.traceback)
         except Exception:
             logger.exception("could not record the failure of %s[%s]", request.name, request.id)
 

@@ -144,7 +144,10 @@ def terminate(panel: Panel, arguments: dict[str, Any]) -> Any:
     panel.consumer.revoked.add(ids)
     running = [r for r in list(panel.consumer.active.values()) if r.id in ids and r.call_arg is not None]
     for request in running:
-        panel.pool.terminate_job(request.call_arg, signum)
+        try:
+            panel.pool.terminate_job(request.call_arg, signum)
+        except NotImplementedError as exc:
+            raise CommandError(f"{exc}: {request.id} is revoked but runs to its end") from exc
     stopped = ", ".join(r.id for r in running) or "none running here"
     return {"ok": f"tasks {', '.join(ids)} revoked; terminated: {stopped}"}
 
@@ -296,7 +299,8 @@ class ControlListener(threading.Thread):
         if isinstance(body.get("expires"), (int, float)) and body["expires"] < time.time():
             return
         method = body.get("method")
-        arguments = body.get("arguments") if isinstance(body.get("arguments"), dict) else {}
+        given = body.get("arguments")
+        arguments: dict[str, Any] = given if isinstance(given, dict) else {}
         reply = self.dispatch(method, arguments)
         if body.get("reply_to"):
             producer.publish({"ticket": body.get("ticket"), "reply": {self.hostname: reply}},

@@ -115,3 +115,29 @@ def test_killed_worker_goes_offline_after_two_missed_heartbeats(broker, start_wo
     assert state.stopped is None  # no warm shutdown: offline because its heartbeats stopped
     assert state.offline_after <= timezone.now()
     assert state.offline_after - killed_at <= timezone.timedelta(seconds=2 * state.heartbeat_interval + 1)
+
+
+@pytest.mark.parametrize("db_alias", ["default", "redis"], indirect=True)
+def test_terminate_stops_a_running_prefork_task(broker, start_worker) -> None:
+    start_worker("-P", "prefork", "-c", "1", "-n", "stopper@%h")
+    hostname = WorkerState.objects.using(broker).get().hostname
+    stuck = sleep_then_add.delay(60, 1, 1)
+    wait_for(lambda: TaskResult.objects.using(broker).filter(task_id=stuck.id, state=states.STARTED).exists(),
+             what="task started")
+    out = io.StringIO()
+    call_command("djq_control", "terminate", stuck.id, "--signal", "SIGKILL", "-d", hostname, "-t", "10", stdout=out)
+    assert f"terminated: {stuck.id}" in out.getvalue()
+    wait_for(lambda: TaskResult.objects.using(broker).get(task_id=stuck.id).state == states.REVOKED,
+             what="terminated task recorded as revoked")
+    assert add.delay(1, 1).get(timeout=30) == 2  # the pool replaced its child and goes on
+
+
+def test_terminate_on_a_thread_pool_says_it_cannot(broker, start_worker) -> None:
+    start_worker("-P", "threads", "-c", "1", "-n", "threads@%h")
+    hostname = WorkerState.objects.using(broker).get().hostname
+    running = sleep_then_add.delay(1.0, 2, 2)
+    wait_for(lambda: TaskResult.objects.using(broker).filter(task_id=running.id, state=states.STARTED).exists(),
+             what="task started")
+    reply = _reply(control.revoke(running.id, terminate=True, destination=[hostname], timeout=10), hostname)
+    assert reply == {"error": f"the threads pool cannot stop a running task: {running.id} is revoked but runs to its end"}
+    assert running.get(timeout=30) == 4
