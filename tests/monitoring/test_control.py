@@ -141,3 +141,28 @@ def test_terminate_on_a_thread_pool_says_it_cannot(broker, start_worker) -> None
     reply = _reply(control.revoke(running.id, terminate=True, destination=[hostname], timeout=10), hostname)
     assert reply == {"error": f"the threads pool cannot stop a running task: {running.id} is revoked but runs to its end"}
     assert running.get(timeout=30) == 4
+
+
+@pytest.mark.parametrize("db_alias", ["default", "redis"], indirect=True)
+def test_scheduled_limits_queues_and_autoscale_commands(broker, start_worker) -> None:
+    start_worker("-P", "threads", "-c", "1", "-n", "misc@%h")
+    hostname = WorkerState.objects.using(broker).get().hostname
+
+    def ask(command: str, arguments: dict | None = None) -> object:
+        return _reply(control.broadcast(command, arguments, destination=[hostname], timeout=10), hostname)
+
+    later = add.apply_async((1, 1), countdown=60)
+    if broker.embedded:  # eta waits in the broker's table, not in the worker
+        assert ask("scheduled") == []
+    else:
+        scheduled = wait_for(lambda: ask("scheduled"), what="the eta task held by the worker")
+        assert [entry["request"]["id"] for entry in scheduled] == [later.id] and scheduled[0]["eta"]
+    assert ask("reserved") == []
+    assert ask("time_limit", {"task_name": "tests.testapp.tasks.add", "soft": 5, "hard": 2}) == {
+        "error": "the soft limit must be below the hard limit"}
+    assert ask("time_limit", {"task_name": "tests.testapp.tasks.add", "soft": 1, "hard": 2}) == {
+        "ok": "time limits of tests.testapp.tasks.add set to soft=1 hard=2"}
+    assert ask("autoscale", {"max": 3, "min": 1}) == {"error": "this worker was not started with --autoscale"}
+    assert ask("cancel_consumer", {"queue": "nope"}) == {"error": "not consuming from 'nope'"}
+    assert ask("cancel_consumer", {"queue": "default"}) == {"ok": "no longer consuming from 'default'"}
+    assert ask("active_queues") == []
