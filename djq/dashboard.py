@@ -82,7 +82,7 @@ def _collect(using: str, now: datetime) -> Dashboard:
     runtimes = sorted(((name, len(values), percentile(values, 50), percentile(values, 95))
                        for name, values in by_name.items()), key=lambda row: -row[3])
 
-    workers = list(WorkerState.objects.using(using).filter(WorkerState.online_q()))
+    workers = list(WorkerState.objects.filter(WorkerState.online_q()))  # where the heartbeats write
     names = {djq_settings.DEFAULT_QUEUE, *(q for w in workers for q in (w.queues or []))}
     errors: list[str] = []
     queues = queue_depths(sorted(names), errors)

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from . import control, dashboard
 from .models import Dashboard, TaskEvent, WorkerState
@@ -61,8 +61,8 @@ def event_timeline(task_id: str) -> SafeString:
     """The stored events of one task, oldest first, as a table (everything escaped)."""
     events = list(TaskEvent.objects.filter(task_id=task_id).order_by("timestamp", "id")[:200])
     if not events:
-        return format_html('<p class="djq-empty">No stored events (run <code>djq_events --camera</code> '
-                           'and start workers with <code>-E</code>).</p>')
+        return mark_safe('<p class="djq-empty">No stored events (run <code>djq_events --camera</code> '
+                         'and start workers with <code>-E</code>).</p>')
     rows = format_html_join("", '<tr class="djq-event"><td>{}</td><td><b>{}</b></td><td>{}</td><td><code>{}</code></td></tr>',
                             ((f"{e.timestamp:%Y-%m-%d %H:%M:%S.%f}"[:-3], e.event, e.hostname, _summary(e.fields))
                              for e in events))
@@ -191,7 +191,9 @@ class DashboardAdmin(admin.ModelAdmin):
             from django.core.exceptions import PermissionDenied
 
             raise PermissionDenied
-        board = dashboard.collect()
+        from .backends import get_backend
+
+        board = dashboard.collect(using=getattr(get_backend(), "alias", "default"))
         context = {
             **self.admin_site.each_context(request),
             "title": "Task dashboard",

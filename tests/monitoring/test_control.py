@@ -48,8 +48,10 @@ def test_inspect_and_control_round_trip(broker, start_worker) -> None:
 
     grow = _reply(control.broadcast("pool_grow", {"n": 2}, destination=[hostname], timeout=10), hostname)
     assert grow == {"ok": "pool will grow to 4"}
-    stats = _reply(control.broadcast("stats", destination=[hostname], timeout=10), hostname)
-    assert stats["pool"]["concurrency"] == 4 and stats["total"]["succeeded"] >= 1
+    # the result is stored before the consumer counts the task: wait for the count
+    stats = wait_for(lambda: (s := _reply(control.broadcast("stats", destination=[hostname], timeout=10), hostname))
+                     and s["total"]["succeeded"] >= 1 and s, what="stats counting the task")
+    assert stats["pool"]["concurrency"] == 4 and stats["total"]["received"] >= 2
 
     assert "now consuming" in _reply(control.broadcast("add_consumer", {"queue": "special"},
                                                        destination=[hostname], timeout=10), hostname)["ok"]
