@@ -112,13 +112,37 @@ class TaskResultAdmin(ReadOnlyAdmin):
     # A date_hierarchy would scan every row for its distinct dates; the date filter does not.
     list_filter = ("state", "task_name", "worker", "date_done")
     search_fields = ("task_id", "task_name")
-    readonly_fields = ("state_badge", "progress_bar", "runtime_display", "args_pretty", "kwargs_pretty", "result_pretty", "traceback_pretty")
+    readonly_fields = ("state_badge", "progress_bar", "runtime_display", "args_pretty", "kwargs_pretty", "result_pretty",
+                       "traceback_pretty", "events_timeline")
     fieldsets = (
         (None, {"fields": ("task_id", "task_name", "state_badge", "progress_bar", "worker", "queue", "retries")}),
         ("Call", {"fields": ("args_pretty", "kwargs_pretty", "root_id", "parent_id")}),
         ("Outcome", {"fields": ("result_pretty", "traceback_pretty")}),
         ("Timing", {"fields": ("date_created", "date_started", "date_done", "runtime_display")}),
+        ("Events", {"fields": ("events_timeline",)}),
     )
+    actions = ("retry", "revoke")
+
+    def has_control_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("djq.change_taskresult")
+
+    @admin.action(description="Retry: send the selected tasks again", permissions=["control"])
+    def retry(self, request: HttpRequest, queryset: Any) -> None:
+        from .monitor_admin import retry_results
+
+        retry_results(self, request, queryset)
+
+    @admin.action(description="Revoke the selected tasks", permissions=["control"])
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        from .monitor_admin import revoke_results
+
+        revoke_results(self, request, queryset)
+
+    @admin.display(description="timeline")
+    def events_timeline(self, obj: TaskResult) -> SafeString:
+        from .monitor_admin import event_timeline
+
+        return event_timeline(obj.task_id)
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj: TaskResult) -> SafeString:
@@ -259,3 +283,4 @@ class RevokedTaskAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+from . import monitor_admin  # noqa: E402,F401  (workers, events, the dashboard)

@@ -5,6 +5,7 @@ djq.E004 default queue   djq.E005 worker numbers    djq.E006 time limits
 djq.E007 worker pool     djq.E008 task routes       djq.E009 beat schedule
 djq.E010 Django TASKS backend                       djq.W010 Django task queue no worker serves
 djq.E011 task lifecycle (result expiry, revokes, eta holding)
+djq.E012 monitoring (heartbeat, control timeout, events retention)
 djq.W001 SQLite without WAL                         djq.W011 django_tasks app missing (Django 5.2)
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors += _check_beat()
     errors += _check_django_tasks()
     errors += _check_lifecycle()
+    errors += _check_monitoring()
     return errors
 
 
@@ -78,6 +80,22 @@ def _check_lifecycle() -> list[checks.CheckMessage]:
         errors.append(checks.Error(f"DJQ_WORKER_ETA_MAX_HELD must be a whole number >= 0, got {held!r}", id="djq.E011"))
     if not isinstance(djq_settings.STORE_ERRORS_EVEN_IF_IGNORED, bool):
         errors.append(checks.Error("DJQ_STORE_ERRORS_EVEN_IF_IGNORED must be True or False", id="djq.E011"))
+    return errors
+
+
+def _check_monitoring() -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    for name, allow_none in (("WORKER_HEARTBEAT_INTERVAL", False), ("CONTROL_TIMEOUT", False),
+                             ("EVENTS_RETENTION_HOURS", True)):
+        value = getattr(djq_settings, name)
+        if value is None and allow_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            errors.append(checks.Error(f"DJQ_{name} must be a positive number{' or None' if allow_none else ''}, "
+                                       f"got {value!r}", id="djq.E012"))
+    for name in ("WORKER_SEND_TASK_EVENTS", "TASK_SEND_SENT_EVENT"):
+        if not isinstance(getattr(djq_settings, name), bool):
+            errors.append(checks.Error(f"DJQ_{name} must be True or False", id="djq.E012"))
     return errors
 
 

@@ -45,6 +45,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKER_PREFETCH_MULTIPLIER", 4, "Messages reserved per pool slot."),
     Setting("WORKER_QUEUES", None, "Queues served when djq_worker gets no -Q (None = DEFAULT_QUEUE)."),
     Setting("WORKER_AUTOSCALE_KEEPALIVE", 10.0, "Seconds an autoscaled pool idles before it shrinks."),
+    Setting("WORKER_HEARTBEAT_INTERVAL", 5.0, "Seconds between a worker's heartbeats; two missed beats mark it offline."),
+    Setting("WORKER_SEND_TASK_EVENTS", False, "Workers publish task and worker events (as djq_worker -E does)."),
+    Setting("TASK_SEND_SENT_EVENT", False, "delay()/apply_async() publish a task-sent event."),
+    Setting("EVENTS_RETENTION_HOURS", 24, "Hours djq_events --camera keeps stored events (None = forever)."),
+    Setting("CONTROL_TIMEOUT", 1.0, "Seconds djq_inspect/djq_control wait for replies when given no --timeout."),
     Setting("BEAT_SCHEDULE", {}, "Periodic tasks declared in code: name -> {'task': ..., 'schedule': ...}; see docs/beat.md."),
     Setting("BEAT_MAX_TICK", 5.0, "Longest beat sleeps between looks at the schedule (seconds): admin edits apply within it."),
     Setting("BEAT_RUN_HISTORY_DAYS", 7, "Days beat keeps its log of sent runs (None = forever)."),
@@ -81,6 +86,11 @@ class DjqSettings:
     WORKER_PREFETCH_MULTIPLIER: int
     WORKER_QUEUES: list[str] | None
     WORKER_AUTOSCALE_KEEPALIVE: float
+    WORKER_HEARTBEAT_INTERVAL: float
+    WORKER_SEND_TASK_EVENTS: bool
+    TASK_SEND_SENT_EVENT: bool
+    EVENTS_RETENTION_HOURS: float | None
+    CONTROL_TIMEOUT: float
     BEAT_SCHEDULE: dict[str, dict[str, Any]]
     BEAT_MAX_TICK: float
     BEAT_RUN_HISTORY_DAYS: int | None

@@ -41,10 +41,82 @@ class TaskResult(models.Model):
     class Meta:
         ordering = ["-date_created"]
         verbose_name = "task result"
-        indexes = [models.Index(fields=["state", "-date_created"], name="djq_result_state_created")]
+        indexes = [
+            models.Index(fields=["state", "-date_created"], name="djq_result_state_created"),
+            # the dashboard: finished tasks of the last hour, by state, name and runtime
+            models.Index(fields=["date_done", "state", "task_name", "runtime"], name="djq_result_done"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task_name}[{self.task_id}] {self.state}"
+
+
+class Dashboard(TaskResult):
+    """The admin's dashboard page (a proxy: no table of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"
+
+
+class WorkerState(models.Model):
+    """One row per worker hostname, written by the worker's heartbeat.
+
+    A worker is online while ``stopped`` is empty and ``offline_after`` (the last heartbeat
+    plus two intervals) lies ahead; a worker killed without a warm shutdown goes offline
+    when its heartbeats stop.
+    """
+
+    hostname = models.CharField(max_length=255, unique=True)
+    pid = models.PositiveIntegerField(default=0)
+    pool = models.CharField(max_length=20, blank=True, default="")
+    concurrency = models.PositiveIntegerField(default=0)
+    queues = models.JSONField(default=list, blank=True)
+    version = models.CharField(max_length=40, blank=True, default="")
+    started = models.DateTimeField(default=timezone.now)
+    last_heartbeat = models.DateTimeField(default=timezone.now, db_index=True)
+    heartbeat_interval = models.FloatField(default=5.0)
+    offline_after = models.DateTimeField(default=timezone.now, db_index=True)
+    stopped = models.DateTimeField(null=True, blank=True)
+    processed = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveBigIntegerField(default=0)
+    active = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["hostname"]
+        verbose_name = "worker"
+
+    def __str__(self) -> str:
+        return f"{self.hostname} ({'online' if self.online else 'offline'})"
+
+    @property
+    def online(self) -> bool:
+        return self.stopped is None and self.offline_after > timezone.now()
+
+    @classmethod
+    def online_q(cls) -> models.Q:
+        return models.Q(stopped__isnull=True, offline_after__gt=timezone.now())
+
+
+class TaskEvent(models.Model):
+    """An event stored by ``djq_events --camera`` (kept ``DJQ_EVENTS_RETENTION_HOURS``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    event = models.CharField(max_length=40, db_index=True)
+    task_id = models.CharField(max_length=255, blank=True, default="")
+    task_name = models.CharField(max_length=255, blank=True, default="")
+    hostname = models.CharField(max_length=255, blank=True, default="")
+    timestamp = models.DateTimeField(db_index=True)
+    fields = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["timestamp", "id"]
+        verbose_name = "task event"
+        indexes = [models.Index(fields=["task_id", "timestamp"], name="djq_event_task")]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.task_id or self.hostname} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
 
 
 class QueueMessage(models.Model):

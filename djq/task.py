@@ -6,6 +6,7 @@ surprise in production.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
@@ -283,7 +284,12 @@ class Task(Generic[P, R]):
             kwargsrepr=_check_repr("kwargsrepr", kwargsrepr),
             extra_headers=headers,
         )
+        sent_at = time.time()
         producer.send(message)
+        if djq_settings.TASK_SEND_SENT_EVENT:
+            from .messaging.events import send_task_sent
+
+            send_task_sent(message, sent_at)
         return AsyncResult(task_id, task_name=self.name)
 
     def apply(

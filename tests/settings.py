@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",  # the browser test's live server serves the admin's CSS
     "djq",
     "tests.testapp",
 ]
@@ -76,6 +77,7 @@ DJQ_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.01, "visibility_timeout": 
 if os.environ.get("DJQ_TEST_WORKER_POOL"):
     DJQ_WORKER_POOL = os.environ["DJQ_TEST_WORKER_POOL"]
 DJQ_WORKER_AUTOSCALE_KEEPALIVE = float(os.environ.get("DJQ_TEST_AUTOSCALE_KEEPALIVE", "10"))
+DJQ_WORKER_HEARTBEAT_INTERVAL = float(os.environ.get("DJQ_TEST_HEARTBEAT_INTERVAL", "0.5"))
 DJQ_RESULT_BACKEND = os.environ.get("DJQ_TEST_RESULT_BACKEND", "database")
 DJQ_WORKER_ETA_MAX_HELD = int(os.environ.get("DJQ_TEST_ETA_MAX_HELD", "1000"))
 DJQ_WORKER_REVOKE_REFRESH = 0.2

@@ -95,6 +95,9 @@ class PreforkPool(BasePool):
 
     _pool: Pool
 
+    def __init__(self, concurrency: int, **options: Any) -> None:
+        super().__init__(concurrency, **options)
+
     def start(self) -> None:
         self._pool = Pool(
             processes=self.concurrency,

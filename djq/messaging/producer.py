@@ -50,9 +50,19 @@ def describe_broker(url: str) -> str:
     return str(Connection(url).as_uri())
 
 
-def broker_connection(url: str | None = None) -> Connection:
+#: Embedded-broker options for side connections (remote control, event listeners): they
+#: look every 0.2 s instead of claiming on every commit or NOTIFY, so they add no load
+#: to the task path; a command waits at most that long.
+SIDE_CHANNEL_OPTIONS = {"polling_interval": 0.2, "notify": False}
+
+
+def broker_connection(url: str | None = None, *, side_channel: bool = False) -> Connection:
     register_transport()
-    return Connection(url or djq_settings.BROKER_URL, transport_options=dict(djq_settings.BROKER_TRANSPORT_OPTIONS))
+    url = url or djq_settings.BROKER_URL
+    options = dict(djq_settings.BROKER_TRANSPORT_OPTIONS)
+    if side_channel and is_embedded(url):
+        options.update(SIDE_CHANNEL_OPTIONS)
+    return Connection(url, transport_options=options)
 
 
 class _Publisher:

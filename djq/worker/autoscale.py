@@ -28,6 +28,10 @@ class Autoscaler(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
 
+    def update(self, maximum: int, minimum: int) -> None:
+        """New bounds (remote control's autoscale); the next step applies them."""
+        self.maximum, self.minimum = maximum, minimum
+
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
             try:

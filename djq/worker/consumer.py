@@ -18,8 +18,9 @@ import socket
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from queue import Empty, SimpleQueue
-from typing import Any
+from typing import Any, Callable
 
 from kombu import Connection
 from kombu import Consumer as KombuConsumer
@@ -29,6 +30,7 @@ from ..backends import get_backend
 from ..backends.base import TaskInfo, exception_to_meta
 from ..conf import djq_settings
 from ..exceptions import MessageError, NotRegistered, TaskRevokedError, WorkerLostError
+from ..messaging.events import EventDispatcher, received_fields
 from ..messaging.producer import broker_connection, describe_broker, is_embedded, publish_now, task_queue
 from ..messaging.protocol import decode_task
 from ..registry import registry
@@ -70,8 +72,13 @@ class TokenBucket:
 class Consumer:
     def __init__(self, *, pool: Any, queues: list[str], hostname: str, prefetch_count: int,
                  broker_url: str | None = None, soft_time_limit: float | None = None,
-                 time_limit: float | None = None) -> None:
+                 time_limit: float | None = None, events: EventDispatcher | None = None) -> None:
         self.pool = pool
+        #: publishes task events; None when events are off (then nothing is done per task)
+        self.events = events
+        #: time limits set by remote control: task name -> (soft, hard)
+        self.task_limits: dict[str, tuple[float | None, float | None]] = {}
+        self._calls: SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = SimpleQueue()
         self.soft_time_limit = soft_time_limit
         self.time_limit = time_limit
         self.active: dict[int, Request] = {}
@@ -115,6 +122,25 @@ class Consumer:
         if not self.generation:
             self.revokes.refresh(force=True)
         self.generation += 1
+
+    def add_queue(self, name: str) -> bool:
+        """Start consuming ``name`` too (remote control); False if already consumed."""
+        if name in self.queue_names:
+            return False
+        self.queue_names.append(name)
+        if self.kombu_consumer is not None:
+            self.kombu_consumer.add_queue(task_queue(name, self.broker_url))
+            self.kombu_consumer.consume()
+        return True
+
+    def cancel_queue(self, name: str) -> bool:
+        """Stop consuming ``name``; False if it was not consumed."""
+        if name not in self.queue_names:
+            return False
+        self.queue_names.remove(name)
+        if self.kombu_consumer is not None:
+            self.kombu_consumer.cancel_by_queue(name)
+        return True
 
     def _on_connection_retry(self, exc: Exception, interval: float) -> None:
         logger.error("broker connection to %s failed: %s; retrying in %.1fs",
@@ -191,6 +217,8 @@ class Consumer:
         if request.id in self.revokes:
             self._revoke(request)
             return
+        if self.events is not None:
+            self.events.send("task-received", **received_fields(request))
         delay = request.eta_delay()
         if delay > 0 and self.parking.should_park(delay, len(self.scheduled)):
             try:
@@ -226,6 +254,8 @@ class Consumer:
         except Exception as exc:
             logger.exception("could not record rejected message %s: %s", task_id or "-", exc)
         message.reject(requeue=False)
+        if self.events is not None:
+            self.events.send("task-rejected", uuid=task_id, name=task_name, requeue=False, reason=reason)
 
     # -- dispatching --------------------------------------------------------------
     def _promote_scheduled(self) -> None:
@@ -261,11 +291,16 @@ class Consumer:
         self.reserved.extendleft(reversed(held))
 
     def _submit(self, request: Request) -> None:
-        soft, hard = request.time_limits(self.soft_time_limit, self.time_limit)
+        default_soft, default_hard = self.task_limits.get(request.name) or (self.soft_time_limit, self.time_limit)
+        soft, hard = request.time_limits(default_soft, default_hard)
         self._warn_unenforced(request.name, soft, hard)
         seq = next(self._seq)
         self.active[seq] = request
-        handle = self.pool.apply_async(run_call, request.call(seq, soft, hard), self._on_done,
+        request.call_arg = request.call(seq, soft, hard, self.events is not None)
+        request.time_start = time.time()
+        if self.events is not None:
+            self.events.send("task-started", uuid=request.id)
+        handle = self.pool.apply_async(run_call, request.call_arg, self._on_done,
                                        soft_time_limit=soft, time_limit=hard)
         if handle is not None:
             self.handles[seq] = handle
@@ -280,11 +315,16 @@ class Consumer:
     def _expire(self, request: Request) -> None:
         self.stats["expired"] += 1
         logger.info("task %s[%s] expired before it could run", request.name, request.id)
-        error = TaskRevokedError("expired")
+        self._store_revoked(request, "expired", expired=True)
+
+    def _store_revoked(self, request: Request, reason: str, *, expired: bool) -> None:
+        error = TaskRevokedError(reason)
         try:
-            get_backend().store(request.info(), states.REVOKED, result=exception_to_meta(error), traceback="expired")
+            get_backend().store(request.info(), states.REVOKED, result=exception_to_meta(error), traceback=reason)
         finally:
             self._ack(request)
+        if self.events is not None:
+            self.events.send("task-revoked", uuid=request.id, terminated=False, signum=None, expired=expired)
 
     def _revoke(self, request: Request, reason: str = "revoked") -> None:
         """A revoked task that has not started: record REVOKED and drop its message."""
@@ -297,6 +337,8 @@ class Consumer:
             logger.exception("could not record the revoke of %s[%s]", request.name, request.id)
         finally:
             self._ack(request)
+        if self.events is not None:
+            self.events.send("task-revoked", uuid=request.id, terminated=False, signum=None, expired=False)
 
     def _release_parked(self) -> None:
         try:
@@ -314,13 +356,29 @@ class Consumer:
                 if request.id == task_id:
                     self._terminate(seq, request, signal)
 
-    def _terminate(self, seq: int, request: Request, signal: str) -> None:
+    def _terminate(self, seq: int, request: Request, signal: str) -> bool:
         handle = self.handles.get(seq)
         if handle is not None and self.pool.terminate_job(handle, signal_number(signal)):
             logger.warning("task %s[%s] revoked: terminating it with %s", request.name, request.id, signal)
-            return
+            return True
         logger.warning("task %s[%s] revoked with terminate, but the %s pool cannot stop a running task: "
                        "it runs to its end", request.name, request.id, self.pool.name)
+        return False
+
+    def revoke_now(self, task_ids: list[str], *, terminate: bool = False,
+                   signal: str = "SIGTERM") -> tuple[list[str], list[str]]:
+        """A revoke pushed by remote control, in the consumer thread: mark the ids now
+        (the database row, written by the sender, covers workers started later); with
+        ``terminate``, stop their running tasks. Returns (stopped, could not stop)."""
+        stopped: list[str] = []
+        unstoppable: list[str] = []
+        for task_id in task_ids:
+            self.revokes.add(task_id, terminate, signal)
+        if terminate:
+            for seq, request in list(self.active.items()):
+                if request.id in task_ids:
+                    (stopped if self._terminate(seq, request, signal) else unstoppable).append(request.id)
+        return stopped, unstoppable
 
     def _on_done(self, call: TaskCall, outcome: Outcome) -> None:
         """Called from the pool when a task finished."""
@@ -343,19 +401,52 @@ class Consumer:
         self.stats[kind] += 1
         if not outcome.recorded and request.id in self.revokes.terminate:
             self.stats["revoked"] += 1
-            reason = f"terminated ({self.revokes.terminate[request.id]})"
+            signal = self.revokes.terminate[request.id]
+            reason = f"terminated ({signal})"
+            logger.warning("task %s[%s] %s", request.name, request.id, reason)
             try:
                 get_backend().store(request.info(), states.REVOKED,
                                     result=exception_to_meta(TaskRevokedError(reason)), traceback=reason)
             finally:
                 self._ack(request)
+            if self.events is not None:
+                self.events.send("task-revoked", uuid=request.id, terminated=True, signum=signal, expired=False)
             return
+        if self.events is not None:
+            self._send_outcome(self.events, request, outcome)
         if not outcome.recorded:
             if self._requeue_lost(request, outcome):
                 return
             self._record_failure(request, outcome)
         if request.acks_late:
             self._ack(request)
+
+    def _send_outcome(self, events: EventDispatcher, request: Request, outcome: Outcome) -> None:
+        if outcome.state == states.SUCCESS:
+            events.send("task-succeeded", uuid=request.id, result=outcome.value, runtime=outcome.runtime)
+        elif outcome.state == states.RETRY:
+            events.send("task-retried", uuid=request.id, exception=_last_line(outcome.traceback),
+                             traceback=outcome.traceback)
+        else:
+            value = outcome.value if outcome.value is not None else _last_line(outcome.traceback)
+            events.send("task-failed", uuid=request.id, exception=str(value)[:1000],
+                             traceback=outcome.traceback, runtime=outcome.runtime)
+
+    def call_soon(self, function: Callable[[], Any]) -> Future[Any]:
+        """Run ``function`` in the consumer thread (for remote control); returns its Future."""
+        future: Future[Any] = Future()
+        self._calls.put((function, future))
+        self.wake()
+        self._done_event.set()
+        return future
+
+    def _run_calls(self) -> None:
+        while not self._calls.empty():
+            function, future = self._calls.get_nowait()
+            try:
+                future.set_result(function())
+            except Exception as exc:
+                future.set_exception(exc)
 
     def _requeue_lost(self, request: Request, outcome: Outcome) -> bool:
         """acks_late + reject_on_worker_lost: a task whose process died runs again."""
@@ -428,6 +519,7 @@ class Consumer:
         errors = self.connection.connection_errors + self.connection.channel_errors
         while not self.stopping:
             try:
+                self._run_calls()
                 self._process_done()
                 self._check_revokes()
                 self._release_parked()
@@ -469,6 +561,11 @@ class Consumer:
     def stop(self) -> None:
         self.stopping = True
         self.wake()
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def _printable_body(body: Any) -> str:

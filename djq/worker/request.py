@@ -1,6 +1,7 @@
 """A task request on a worker: the decoded message, its task, and the broker message to ack."""
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,9 @@ class Request:
     hostname: str
     queue: str
     connection_generation: int = 0
+    #: set when handed to the pool: what crossed into it, and when (time.time())
+    call_arg: TaskCall | None = None
+    time_start: float | None = None
 
     @property
     def id(self) -> str:
@@ -98,8 +102,16 @@ class Request:
         hard, soft = self.msg.timelimit
         return (soft if soft is not None else default_soft, hard if hard is not None else default_hard)
 
-    def call(self, seq: int, soft: float | None, hard: float | None) -> TaskCall:
-        return TaskCall(seq, self.name, self.context(), self.info(), self.ignore_result, soft, hard)
+    def call(self, seq: int, soft: float | None, hard: float | None, events: bool = False) -> TaskCall:
+        return TaskCall(seq, self.name, self.context(), self.info(), self.ignore_result, soft, hard, events)
+
+    def describe(self) -> dict[str, Any]:
+        """What remote control's active/reserved/scheduled show (Celery's field names)."""
+        msg = self.msg
+        return {"id": msg.task_id, "name": msg.task_name, "args": msg.headers.get("argsrepr") or "",
+                "kwargs": msg.headers.get("kwargsrepr") or "", "hostname": self.hostname,
+                "time_start": self.time_start, "acknowledged": self.call_arg is not None and not self.acks_late,
+                "delivery_info": {"routing_key": self.queue}, "eta": msg.eta.isoformat() if msg.eta else None}
 
 
 @dataclass
@@ -113,6 +125,12 @@ class TaskCall:
     ignore_result: bool
     soft_time_limit: float | None
     time_limit: float | None
+    #: events are on: send the result's repr back for the task-succeeded event
+    events: bool = False
+
+
+_result_repr = reprlib.Repr()
+_result_repr.maxstring = _result_repr.maxother = 200
 
 
 def run_call(call: TaskCall, limiter: Limiter | None = None) -> Outcome:
@@ -121,4 +139,7 @@ def run_call(call: TaskCall, limiter: Limiter | None = None) -> Outcome:
 
     outcome = trace(registry.get(call.task_name), call.context, call.info, call.ignore_result,
                     limiter=limiter, soft_time_limit=call.soft_time_limit, time_limit=call.time_limit)
-    return Outcome(outcome.state, None, None, outcome.runtime)
+    if outcome.state == "SUCCESS":
+        return Outcome(outcome.state, _result_repr.repr(outcome.value) if call.events else None, None, outcome.runtime)
+    # a failure's traceback goes back for the worker's log and its task-failed event
+    return Outcome(outcome.state, None, outcome.traceback, outcome.runtime)

@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..beat.step import EmbeddedBeat
 from ..concurrency import get_pool_class
 from ..concurrency.base import BasePool
+from ..conf import djq_settings
+from ..messaging.events import EventDispatcher
 from . import dbhygiene
 from .blueprint import Step
 from .autoscale import Autoscaler
 from .consumer import Consumer
+from .control import ControlListener, Panel
+from .heartbeat import Heartbeat
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -60,6 +65,21 @@ class Pool(Step):
         return self.pool.info()
 
 
+class Events(Step):
+    """-E (or DJQ_WORKER_SEND_TASK_EVENTS): publish task and worker events."""
+
+    dispatcher: EventDispatcher
+
+    def include_if(self, worker: Worker) -> bool:
+        return worker.options.events
+
+    def create(self, worker: Worker) -> None:
+        self.dispatcher = EventDispatcher(worker.options.hostname)
+
+    def stop(self) -> None:
+        self.dispatcher.close()
+
+
 class TaskConsumer(Step):
     """Connection to the broker and the loop that feeds the pool (run by Worker.run)."""
 
@@ -68,7 +88,9 @@ class TaskConsumer(Step):
 
     def create(self, worker: Worker) -> None:
         options = worker.options
+        events = self.blueprint.steps.get(Events)
         self.consumer = Consumer(
+            events=events.dispatcher if isinstance(events, Events) else None,
             pool=self.blueprint.get(Pool).pool,
             queues=options.queues,
             hostname=options.hostname,
@@ -109,4 +131,47 @@ class Autoscale(Step):
         self.autoscaler.stop()
 
 
-STEPS: tuple[type[Step], ...] = (Database, Pool, TaskConsumer, Autoscale, EmbeddedBeat)
+class Control(Step):
+    """Answers remote control (djq_inspect, djq_control, the admin's actions)."""
+
+    requires = (TaskConsumer,)
+    listener: ControlListener
+
+    def create(self, worker: Worker) -> None:
+        consumer = self.blueprint.get(TaskConsumer).consumer
+        autoscale = self.blueprint.steps.get(Autoscale)
+        panel = Panel(consumer, autoscale.autoscaler if isinstance(autoscale, Autoscale) else None, time.time())
+        self.listener = ControlListener(panel, worker.options.hostname, consumer.broker_url)
+
+    def start(self) -> None:
+        self.listener.start()
+        if not self.listener.ready.wait(10):
+            logger.warning("remote control is not listening yet (broker slow to answer)")
+
+    def stop(self) -> None:
+        self.listener.stop()
+        self.listener.join(timeout=5)
+
+
+class HeartbeatStep(Step):
+    """The WorkerState row: heartbeats, offline at warm shutdown (and worker events)."""
+
+    requires = (TaskConsumer,)
+    heartbeat: Heartbeat
+
+    def create(self, worker: Worker) -> None:
+        events = self.blueprint.steps.get(Events)
+        self.heartbeat = Heartbeat(self.blueprint.get(TaskConsumer).consumer,
+                                   float(djq_settings.WORKER_HEARTBEAT_INTERVAL),
+                                   events.dispatcher if isinstance(events, Events) else None)
+
+    def start(self) -> None:
+        self.heartbeat.start()
+
+    def stop(self) -> None:
+        self.heartbeat.stop()
+
+
+STEPS: tuple[type[Step], ...] = (
+    Database, Pool, Events, TaskConsumer, Autoscale, Control, HeartbeatStep, EmbeddedBeat,
+)

@@ -52,6 +52,7 @@ class WorkerOptions:
     #: (max, min) processes/threads, or None
     autoscale: tuple[int, int] | None = None
     beat: bool = False  # -B: also run a beat (djq.beat.step) in this worker
+    events: bool = False  # -E: publish task and worker events
 
     @classmethod
     def from_settings(cls, **given: Any) -> WorkerOptions:
@@ -63,6 +64,7 @@ class WorkerOptions:
         prefetch = options.pop("prefetch_multiplier", None) or djq_settings.WORKER_PREFETCH_MULTIPLIER
         options.setdefault("soft_time_limit", djq_settings.TASK_SOFT_TIME_LIMIT)
         options.setdefault("time_limit", djq_settings.TASK_TIME_LIMIT)
+        options["events"] = bool(options.get("events") or djq_settings.WORKER_SEND_TASK_EVENTS)
         autoscale = options.get("autoscale")
         if autoscale:
             concurrency = autoscale[1]  # start small; the autoscaler grows under backlog
@@ -91,6 +93,7 @@ class Worker:
             f"  pool:        {pool.name} (concurrency {self._concurrency_text(pool)})",
             f"  queues:      {', '.join(self.options.queues)}",
             f"  prefetch:    {consumer.prefetch_count}",
+            f"  events:      {'on' if self.options.events else 'off (-E to turn on)'}",
             f"  tasks ({len(tasks)}):",
             *(f"    . {name}" for name in tasks),
         ]

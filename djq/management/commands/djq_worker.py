@@ -30,6 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-memory-per-child", type=positive_int, help="replace a child above N KiB RSS")
         parser.add_argument("--autoscale", type=autoscale, metavar="MAX,MIN", help="grow/shrink the pool")
         parser.add_argument("-B", "--beat", action="store_true", help="also run beat (periodic tasks) in this worker")
+        parser.add_argument("-E", "--events", action="store_true", help="publish task and worker events (djq_events)")
         parser.add_argument("-O", dest="optimization", choices=("default", "fair"), default="default",
                             help="scheduling; djq always sends work only to free slots, so both are fair")
 
@@ -53,6 +54,7 @@ class Command(BaseCommand):
                 pool=opts["pool"], concurrency=opts["concurrency"], queues=queues,
                 hostname=opts["hostname"], prefetch_multiplier=opts["prefetch_multiplier"],
                 soft_time_limit=soft, time_limit=hard, autoscale=opts["autoscale"], beat=opts["beat"],
+                events=opts["events"],
                 max_tasks_per_child=opts["max_tasks_per_child"], max_memory_per_child=opts["max_memory_per_child"],
             )
             code = Worker(options).run(self.stdout)

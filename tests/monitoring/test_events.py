@@ -1,0 +1,100 @@
+"""Events from real workers: the camera stores them, the live view shows them, -E turns them on."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from djq.models import TaskEvent, WorkerState
+from djq.monitor import LiveView
+from tests.conftest import WorkerProcess, wait_for
+from tests.testapp.tasks import add, fail
+
+pytestmark = pytest.mark.integration
+
+
+def _events(broker: str, task_id: str) -> list[str]:
+    return list(TaskEvent.objects.using(broker).filter(task_id=task_id).order_by("timestamp", "id")
+                .values_list("event", flat=True))
+
+
+@pytest.fixture
+def events_process(broker, tmp_path):
+    processes: list[WorkerProcess] = []
+
+    def start(*args: str) -> WorkerProcess:
+        process = WorkerProcess(broker, list(args), tmp_path / f"events-{len(processes)}.log", command="djq_events")
+        processes.append(process)
+        process.wait_ready()
+        return process
+
+    yield start
+    for process in processes:
+        process.stop()
+
+
+def test_camera_stores_task_and_worker_events_and_prunes_old_ones(broker, start_worker, events_process) -> None:
+    old = TaskEvent.objects.using(broker).create(event="task-succeeded", task_id="ancient",
+                                                 timestamp=timezone.now() - timedelta(days=3))
+    camera = events_process("--camera", "--frequency", "0.2")
+    start_worker("-P", "threads", "-E", "-n", "seen@%h")
+    hostname = WorkerState.objects.using(broker).get().hostname
+    with override_settings(DJQ_TASK_SEND_SENT_EVENT=True):
+        ok = add.delay(1, 2)
+    failed = fail.delay("<b>boom</b>")
+    assert ok.get(timeout=30) == 3
+    # the client's task-sent and the worker's events travel separately: wait for all four
+    wait_for(lambda: len(_events(broker, ok.id)) == 4, what="four events stored")
+    assert _events(broker, ok.id) == ["task-sent", "task-received", "task-started", "task-succeeded"]
+    succeeded = TaskEvent.objects.using(broker).get(task_id=ok.id, event="task-succeeded")
+    assert succeeded.hostname == hostname and succeeded.fields["result"] == "3" and succeeded.fields["runtime"] >= 0
+    received = TaskEvent.objects.using(broker).get(task_id=ok.id, event="task-received")
+    assert received.task_name == "tests.testapp.tasks.add" and received.fields["args"] == "(1, 2)"
+
+    wait_for(lambda: "task-failed" in _events(broker, failed.id), what="task-failed stored")
+    failure = TaskEvent.objects.using(broker).get(task_id=failed.id, event="task-failed")
+    assert "<b>boom</b>" in failure.fields["exception"] and "ValueError" in failure.fields["traceback"]
+    wait_for(lambda: TaskEvent.objects.using(broker).filter(event="worker-heartbeat", hostname=hostname).exists(),
+             what="heartbeat event")
+    assert TaskEvent.objects.using(broker).filter(event="worker-online", hostname=hostname).exists()
+    assert not TaskEvent.objects.using(broker).filter(pk=old.pk).exists()  # older than the retention
+    camera.stop()
+    assert "camera stopped" in camera.output
+
+
+def test_no_task_events_without_dash_e(broker, start_worker, events_process) -> None:
+    events_process("--camera", "--frequency", "0.2")
+    start_worker("-P", "threads")
+    result = add.delay(2, 2)
+    assert result.get(timeout=30) == 4
+    marker = add.delay(0, 0)  # a second round trip gives any stray event time to be stored
+    assert marker.get(timeout=30) == 0
+    assert TaskEvent.objects.using(broker).count() == 0
+
+
+@pytest.mark.parametrize("db_alias", ["default", "redis"], indirect=True)
+def test_live_view_shows_workers_rates_and_failures(broker, start_worker, events_process) -> None:
+    start_worker("-P", "threads", "-E", "-n", "live@%h")
+    live = events_process("--frequency", "0.3", "--duration", "60")
+    # once a heartbeat reached the view, the worker's event publisher knows the view's queue
+    wait_for(lambda: "ONLINE  live@" in live.output, what="worker in the live view")
+    assert add.delay(3, 4).get(timeout=30) == 7
+    fail.delay("exploded")
+    screen = wait_for(lambda: "ValueError: exploded" in live.output and live.output, what="live view with the failure")
+    last = screen.rsplit("djq events at", 1)[-1]
+    assert "task-succeeded   1" in last and "task-failed      1" in last
+    assert "tests.testapp.tasks.fail[" in last
+
+
+def test_live_view_model() -> None:
+    view = LiveView()
+    view({"type": "worker-heartbeat", "hostname": "w@h", "active": 2, "processed": 9, "freq": 5.0})
+    view({"type": "task-received", "uuid": "u1", "name": "app.job", "hostname": "w@h"})
+    view({"type": "task-failed", "uuid": "u1", "exception": "KeyError('x')", "hostname": "w@h", "timestamp": 0})
+    text = view.render()
+    assert "ONLINE  w@h  active 2  processed 9" in text
+    assert "task-failed      1" in text and "app.job[u1] on w@h: KeyError('x')" in text
+    view({"type": "worker-offline", "hostname": "w@h"})
+    assert "OFFLINE w@h" in view.render()
