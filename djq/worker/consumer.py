@@ -42,6 +42,8 @@ from .revokes import Revokes
 from .trace import Outcome
 
 logger = logging.getLogger(__name__)
+#: AMQP's prefetch count is a 16-bit field
+MAX_PREFETCH = 65535
 
 
 class TokenBucket:
@@ -86,6 +88,11 @@ class Consumer:
         self.queue_names = queues
         self.hostname = hostname
         self.prefetch_count = prefetch_count
+        #: the prefetch window the broker was last told (see _widen_prefetch)
+        self._applied_prefetch = prefetch_count
+        #: requests over their rate limit at the last dispatch, held in ``reserved``
+        self._rate_held = 0
+        self._qos_global = False
         self.broker_url = broker_url or djq_settings.BROKER_URL
         self.accept = djq_settings.accept_content
         self.connection: Connection | None = None
@@ -115,9 +122,13 @@ class Consumer:
         queues = [task_queue(name, self.broker_url) for name in self.queue_names]
         self.kombu_consumer = KombuConsumer(
             self.channel, queues=queues, on_message=self.on_message, accept=list(self.accept),
-            prefetch_count=self.prefetch_count,
         )
+        # RabbitMQ applies a per-consumer prefetch only to consumers started after it is
+        # set; the channel-wide one changes at once, which _widen_prefetch needs.
+        self._qos_global = not self.connection.qos_semantics_matches_spec
+        self.kombu_consumer.qos(prefetch_count=self.prefetch_count, apply_global=self._qos_global)
         self.kombu_consumer.consume()
+        self._applied_prefetch = self.prefetch_count
         self.parking.configure(self.channel)
         if not self.generation:
             self.revokes.refresh(force=True)
@@ -289,6 +300,24 @@ class Consumer:
             free -= 1
             self._submit(request)
         self.reserved.extendleft(reversed(held))
+        self._rate_held = len(held)
+
+    def _widen_prefetch(self) -> None:
+        """Keep held messages from taking the prefetch window from runnable ones.
+
+        An eta task not yet due and a task over its rate limit stay unacked in this worker,
+        and the broker counts them against the prefetch window; a few of them would stop
+        every task queued behind from arriving. So the window grows by the number held
+        (at most DJQ_WORKER_ETA_MAX_HELD) and shrinks back as they are let go. One QoS call
+        per loop turn at most, and none while nothing is held.
+        """
+        if not self.prefetch_count or self.kombu_consumer is None:
+            return  # 0 is no limit
+        held = min(len(self.scheduled) + self._rate_held, int(djq_settings.WORKER_ETA_MAX_HELD))
+        wanted = min(self.prefetch_count + held, MAX_PREFETCH)
+        if wanted != self._applied_prefetch:
+            self.kombu_consumer.qos(prefetch_count=wanted, apply_global=self._qos_global)
+            self._applied_prefetch = wanted
 
     def _submit(self, request: Request) -> None:
         default_soft, default_hard = self.task_limits.get(request.name) or (self.soft_time_limit, self.time_limit)
@@ -525,6 +554,7 @@ class Consumer:
                 self._release_parked()
                 self._promote_scheduled()
                 self._dispatch()
+                self._widen_prefetch()
                 self._flush_acks()
                 self._maybe_restore()
                 if self.stopping:

@@ -167,6 +167,11 @@ def rated(i: int) -> int:
     return i
 
 
+@task(rate_limit="6/m")
+def slow_rated(i: int) -> int:
+    return i
+
+
 @task
 def tsum_counted(values: list[int], marker: str) -> int:
     """A chord body that counts its own runs in a file."""

@@ -11,7 +11,7 @@ from djq.exceptions import TaskRevokedError
 from djq.models import ParkedMessage, RevokedTask, TaskResult
 from tests.conftest import wait_for
 from tests.testapp.tasks import (
-    add, always_retry, auto_flaky, flaky, marked, progress, rated, retry_later, sleep_then_add,
+    add, always_retry, auto_flaky, flaky, marked, progress, rated, retry_later, sleep_then_add, slow_rated,
 )
 
 pytestmark = pytest.mark.integration
@@ -133,6 +133,20 @@ def test_rate_limit_spaces_tasks_without_blocking_others(broker, start_worker) -
     # 120/m is one task per 0.5 s: no window of 0.4 s may hold two of them.
     gaps = [(later - earlier).total_seconds() for earlier, later in zip(starts, starts[1:])]
     assert all(gap >= 0.4 for gap in gaps), gaps
+
+
+def test_held_tasks_do_not_starve_the_tasks_behind_them(broker, start_worker) -> None:
+    # -c 1 reserves 4 messages. Six tasks over their rate limit and six not yet due are
+    # held unacked; the worker must widen its prefetch window past them to reach `add`.
+    limited = [slow_rated.delay(i) for i in range(6)]
+    later = [add.apply_async((i, i), countdown=12) for i in range(6)]
+    behind = add.delay(1, 1)
+    start_worker("-P", "threads", "-c", "1")
+    assert behind.get(timeout=30) == 2
+    ran = TaskResult.objects.using(broker).filter(state=states.SUCCESS)
+    assert ran.filter(task_id__in=[r.id for r in later]).count() == 0, "add ran only once the eta tasks were due"
+    # 6/m: one runs at once, the next 10 s later; `add` must not wait for it
+    assert ran.filter(task_id__in=[r.id for r in limited]).count() <= 1
 
 
 def test_progress_is_stored_and_readable(broker, start_worker) -> None:
