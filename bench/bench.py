@@ -5,20 +5,23 @@ enqueue rate, drain rate of a real ``djq_worker -P threads -c 4``, idle round-tr
 latency, 10 ms tasks kept busy on the pool, and the worker's peak RSS. With ``--celery``
 and a reachable Redis, Celery 5 drains the same no-op tasks for comparison.
 
-Two families run when asked for (see bench/families.py): --pools (each pool on the
-workload it suits: 10 ms sleeps, ~50 ms CPU loops) and --brokers (the scenario above on
-djq:// on SQLite and PostgreSQL, redis:// and amqp://, with -P threads and -P prefork).
+Families (see bench/families.py): --pools (each pool on the workload it suits: 10 ms
+sleeps, ~50 ms CPU loops), --brokers (the scenario above on djq:// on SQLite and
+PostgreSQL, redis:// and amqp://, with -P threads and -P prefork), and --beat (one
+djq_beat on 10,000 periodic tasks in PostgreSQL: tick cost and memory). --pools and
+--brokers run only when asked for; --beat also runs by default.
 
 It prints figures and ratios; it never asserts times. Each scenario runs in a child
 process of its own (Django settings are per process); this process owns the databases
 and removes them, and any worker left behind, on error or Ctrl-C.
 
-Options: --sqlite/--postgres (default, when no other family is named: both, PostgreSQL
-skipped with a note if no server answers), --postgres-url or DJQ_BENCH_POSTGRES_URL (an
-admin URL; default postgres://djq:djq@127.0.0.1:5439/djq), --celery, --redis-url or
-DJQ_BENCH_REDIS_URL, --amqp-url or DJQ_BENCH_AMQP_URL, --pools, --brokers,
---broker-results, --pool-sleep-tasks, --pool-cpu-tasks, --tasks, --repeat,
---latency-samples, --sleep-tasks, --concurrency, --polling-interval, --json PATH.
+Options: --sqlite/--postgres/--beat (default, when no other family is named: all
+three; PostgreSQL and beat are skipped with a note if no server answers), --postgres-url
+or DJQ_BENCH_POSTGRES_URL (an admin URL; default postgres://djq:djq@127.0.0.1:5439/djq),
+--celery, --redis-url or DJQ_BENCH_REDIS_URL, --amqp-url or DJQ_BENCH_AMQP_URL, --pools,
+--brokers, --broker-results, --pool-sleep-tasks, --pool-cpu-tasks, --beat-tasks,
+--beat-idle-seconds, --tasks, --repeat, --latency-samples, --sleep-tasks, --concurrency,
+--polling-interval, --json PATH.
 """
 from __future__ import annotations
 
@@ -51,8 +54,9 @@ from bench.environment import (
     redis_reachable,
     safe_url,
 )
-from bench.families import run_brokers, run_pools
+from bench.families import run_beat, run_brokers, run_pools
 from bench.report import (
+    print_beat,
     print_brokers,
     print_comparisons,
     print_figure_lines,
@@ -68,6 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--celery", action="store_true", help="also run Celery on Redis, for comparison")
     parser.add_argument("--pools", action="store_true", help="each pool on I/O-bound and CPU-bound tasks")
     parser.add_argument("--brokers", action="store_true", help="djq://, redis:// and amqp:// side by side")
+    parser.add_argument("--beat", action="store_true", help="one djq_beat on many periodic tasks in PostgreSQL")
     parser.add_argument("--postgres-url", default=os.environ.get("DJQ_BENCH_POSTGRES_URL"),
                         help=f"admin URL; a database djq_bench_<pid> is made through it (default {DEFAULT_POSTGRES_URL})")
     parser.add_argument("--redis-url", default=os.environ.get("DJQ_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
@@ -78,6 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="databases holding results for redis:// and amqp:// (sqlite,postgres; default sqlite)")
     parser.add_argument("--pool-sleep-tasks", type=int, default=1000, help="--pools: 10 ms tasks per pool")
     parser.add_argument("--pool-cpu-tasks", type=int, default=200, help="--pools: ~50 ms CPU tasks per pool")
+    parser.add_argument("--beat-tasks", type=int, default=10_000, help="--beat: enabled periodic tasks")
+    parser.add_argument("--beat-idle-seconds", type=float, default=20.0, help="--beat: how long to watch idle ticks")
     parser.add_argument("--tasks", type=int, default=5000, help="no-op tasks to enqueue and drain")
     parser.add_argument("--repeat", type=int, default=3, help="enqueue+drain runs per scenario; the median is shown")
     parser.add_argument("--latency-samples", type=int, default=200)
@@ -88,8 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="also write every figure to PATH")
     parser.add_argument("--keep-logs", action="store_true", help="keep worker logs (path printed)")
     args = parser.parse_args(argv)
-    if not (args.sqlite or args.postgres or args.pools or args.brokers):
-        args.sqlite = args.postgres = True
+    if not (args.sqlite or args.postgres or args.pools or args.brokers or args.beat):
+        args.sqlite = args.postgres = args.beat = True
     if not set(args.broker_results) <= {"sqlite", "postgres"}:
         parser.error("--broker-results takes sqlite, postgres or both")
     return args
@@ -159,10 +166,11 @@ def run_scenarios(args: argparse.Namespace, logs: Path, notes: list[str], failed
 
 
 def run_families(args: argparse.Namespace, logs: Path, notes: list[str], failed: list[str]) -> dict[str, Any]:
-    """--pools and --brokers: every entry's figures, or the note that says why it has none."""
+    """--pools, --brokers and --beat: every entry's figures, or the note that says why it has none."""
     families: dict[str, Any] = {}
     for name, asked, runner, show in (("pools", args.pools, run_pools, print_pools),
-                                      ("brokers", args.brokers, run_brokers, print_brokers)):
+                                      ("brokers", args.brokers, run_brokers, print_brokers),
+                                      ("beat", args.beat, run_beat, print_beat)):
         if not asked:
             continue
         results = runner(args, logs)

@@ -1,9 +1,9 @@
 """Running one scenario in a child process, on a database made for it and removed after.
 
 Django settings are per process, so every scenario (``bench.djq_scenario``,
-``bench.pool_scenario``, ``bench.celery_scenario``) is a ``python -m`` child. It writes
-its figures to a JSON file; this side reads them and, whatever happened, kills a worker
-the child left behind.
+``bench.pool_scenario``, ``bench.celery_scenario``, ``bench.beat_scenario``) is a
+``python -m`` child. It writes its figures to a JSON file; this side reads them and,
+whatever happened, kills a worker (or beat) the child left behind.
 """
 from __future__ import annotations
 
@@ -22,8 +22,13 @@ from .proc import ROOT, reap_pidfile
 
 
 def run_child(module: str, env: dict[str, str], workdir: Path, args: argparse.Namespace,
-              extra: list[str], *, tasks: int | None = None, concurrency: int | None = None) -> dict[str, Any]:
-    """Run ``python -m module`` to completion; its figures come back through a JSON file."""
+              extra: list[str], *, tasks: int | None = None, concurrency: int | None = None,
+              marker: str | None = None) -> dict[str, Any]:
+    """Run ``python -m module`` to completion; its figures come back through a JSON file.
+
+    ``marker``: a word in the command line of the process the child starts (default
+    ``djq_worker``, or ``celery``), so that one left behind is killed and no other.
+    """
     out, log, pidfile = workdir / "figures.json", workdir / "worker.log", workdir / "worker.pid"
     argv = [sys.executable, "-m", module, "--out", str(out), "--log", str(log), "--pidfile", str(pidfile),
             "--tasks", str(tasks or args.tasks), "--concurrency", str(concurrency or args.concurrency),
@@ -40,7 +45,7 @@ def run_child(module: str, env: dict[str, str], workdir: Path, args: argparse.Na
             child.wait()
         raise
     finally:
-        reap_pidfile(pidfile, "celery" if "celery" in module else "djq_worker")
+        reap_pidfile(pidfile, marker or ("celery" if "celery" in module else "djq_worker"))
     if code != 0 or not out.exists():
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no worker log)"
         raise RuntimeError(f"{module} failed with exit code {code}; worker log tail:\n{tail}")

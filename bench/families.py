@@ -1,4 +1,4 @@
-"""The scenario families ``bench.py --pools`` and ``bench.py --brokers`` run.
+"""The scenario families ``bench.py --pools``, ``--brokers`` and ``--beat`` run.
 
 --pools: each pool drains the workload it is meant for, on ``djq://`` on SQLite (a fresh
 file per run): 1,000 ``time.sleep(0.01)`` tasks on gevent -c 500, eventlet -c 500,
@@ -9,6 +9,10 @@ threads -c 50 and prefork -c 2; 200 ~50 ms CPU-bound tasks on prefork -c 2 and s
 every broker: ``djq://`` on SQLite and on PostgreSQL, ``redis://`` and ``amqp://`` with
 results in each database of ``--broker-results``, each with -P threads -c 4 and
 -P prefork -c 2. A broker or database that does not answer is skipped with a note.
+
+--beat: one ``djq_beat`` on 10,000 enabled periodic tasks in a fresh PostgreSQL database
+(bench/beat_scenario.py): the cost of a tick with nothing due and with many due, and the
+beat's memory. Skipped with a note when no PostgreSQL server answers.
 
 Each entry returns a dict of figures, or a string: the note saying why it has none.
 """
@@ -126,3 +130,24 @@ def run_brokers(args: argparse.Namespace, logs: Path) -> dict[str, dict[str, Any
         if why_not:
             print(f"-- {name} skipped: {why_not}", flush=True)
     return results
+
+
+def run_beat(args: argparse.Namespace, logs: Path) -> dict[str, dict[str, Any] | str]:
+    admin = PostgresAdmin(postgres_url(args))
+    why_not = admin.reachable()
+    if why_not:
+        print(f"-- beat skipped: {why_not}", flush=True)
+        return {"postgres": f"beat skipped: {why_not}"}
+    workdir = logs / "beat-postgres"
+    workdir.mkdir()
+    print(f"-- beat: one djq_beat on {args.beat_tasks:,} periodic tasks in PostgreSQL ...", flush=True)
+    try:
+        with fresh_database("postgres", workdir, admin.url) as db_url:
+            figures = run_child("bench.beat_scenario", djq_env(db_url, args), workdir, args,
+                                ["--idle-seconds", str(args.beat_idle_seconds)], tasks=args.beat_tasks,
+                                marker="djq_beat")
+    except RuntimeError as exc:
+        print(f"-- beat failed: {exc}", flush=True)
+        return {"postgres": f"beat failed: {exc}"}
+    figures["server"] = admin.server_settings()
+    return {"postgres": figures}

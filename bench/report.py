@@ -184,3 +184,32 @@ def print_brokers(results: dict[str, Any]) -> None:
         _table(("broker", "pool", "enqueue", "drain", "idle p50 / p99", "10 ms tasks (of ideal)", "CPU/task",
                 "peak RSS"), body)
     print(flush=True)
+
+
+def print_beat(results: dict[str, Any]) -> None:
+    """One djq_beat on many periodic tasks: the cost of a tick, and the beat's memory."""
+    for f in (v for v in results.values() if isinstance(v, dict)):
+        idle, first, due = f["idle"], f["idle"]["first_tick"], f["due"]
+        print(f"\n== beat: one djq_beat, {f['tasks']:,} enabled periodic tasks ({f['interval']:,} interval, "
+              f"{f['crontab']:,} crontab) on {f['vendor']}, --max-tick {f['max_tick']:g} ==")
+        table = [
+            (f"tick, nothing due ({idle['ticks']} ticks)", f"median {_ms(idle['ms_median'])}",
+             f"min {_ms(idle['ms_min'])}, max {_ms(idle['ms_max'])}; CPU median {_ms(idle['cpu_ms_median'])}"),
+            ("first tick after start-up", _ms(first["ms"]), f"CPU {_ms(first['cpu_ms'])}"),
+            ("in the bench process: the tick's query", _ms(_get(f, "in_process.query_ms")), "median of 5"),
+            ("in the bench process: tick, nothing due", _ms(_get(f, "in_process.tick_ms")), "median of 5"),
+        ]
+        table += [(f"tick sending {d['due']:,} due runs", _s(d["ms"] / 1000),
+                   f"CPU {_s(d['cpu_ms'] / 1000)}; {d['ms'] / max(d['sent'], 1):.2f} ms per run, "
+                   f"{d['sent']:,} sent in {d['ticks']} tick(s)") for d in due]
+        rss = [("ready", f.get("rss_kb_ready")), ("after idle ticks", idle.get("rss_kb_after")),
+               *((f"after {d['due']:,} sent", d.get("rss_kb_after")) for d in due)]
+        table += [
+            ("beat RSS (VmRSS)", _mib(rss[0][1]), ", ".join(f"{label} {_mib(kb)}" for label, kb in rss[1:])),
+            ("beat peak RSS (VmHWM)", _mib(_get(f, "memory_kb.VmHWM")), ""),
+            ("beat start-up, spawn to ready", _s(f.get("startup_s")), f"bulk_create of the tasks {_s(f.get('bulk_create_s'))}"),
+        ]
+        width, vwidth = max(len(r[0]) for r in table), max(len(r[1]) for r in table)
+        for label, value, detail in table:
+            print(f"  {label:<{width}}  {value:>{vwidth}}  {detail}".rstrip())
+    print(flush=True)

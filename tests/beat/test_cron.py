@@ -91,6 +91,24 @@ def test_leap_day_schedule_waits_for_the_next_leap_year() -> None:
     assert schedule.next_after(datetime(2026, 1, 1, tzinfo=UTC)) == datetime(2028, 2, 29, tzinfo=UTC)
 
 
+def test_day_31_skips_the_months_without_one() -> None:
+    schedule = crontab(minute="0", hour="0", day_of_month="31", timezone="UTC")
+    assert schedule.next_after(datetime(2026, 1, 31, tzinfo=UTC)) == datetime(2026, 3, 31, tzinfo=UTC)
+    assert schedule.next_after(datetime(2028, 1, 31, tzinfo=UTC)) == datetime(2028, 3, 31, tzinfo=UTC), "leap year"
+    found = times(schedule, datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+    assert [t.date().isoformat() for t in found] == [
+        "2026-01-31", "2026-03-31", "2026-05-31", "2026-07-31", "2026-08-31", "2026-10-31", "2026-12-31"]
+
+
+def test_29_february_runs_only_in_leap_years() -> None:
+    schedule = crontab(minute="0", hour="0", day_of_month="29", month_of_year="2", timezone="UTC")
+    found = times(schedule, datetime(2023, 1, 1, tzinfo=UTC), datetime(2041, 1, 1, tzinfo=UTC))
+    assert [t.date().isoformat() for t in found] == [
+        "2024-02-29", "2028-02-29", "2032-02-29", "2036-02-29", "2040-02-29"]
+    # 2100 is divisible by 100 and not by 400: no leap day, so eight years between two runs.
+    assert schedule.next_after(datetime(2096, 2, 29, tzinfo=UTC)) == datetime(2104, 2, 29, tzinfo=UTC)
+
+
 def test_daily_0230_runs_once_on_the_spring_forward_day() -> None:
     # Europe/Paris, 2026-03-29: 02:00 becomes 03:00, so 02:30 does not exist that day.
     schedule = crontab("30 2 * * *", timezone="Europe/Paris")
