@@ -17,7 +17,7 @@ from kombu.pools import ProducerPool
 from ..conf import djq_settings
 from ..exceptions import PublishError
 from .protocol import OutgoingMessage
-from .routing import broker_priority, queue_arguments
+from .routing import BROKER_MAX_PRIORITY, broker_priority, queue_arguments
 from .transport import register as register_transport
 
 #: Publishing retries on a non-transactional broker: 3 tries over about a second.
@@ -54,6 +54,7 @@ def describe_broker(url: str) -> str:
 #: look every 0.2 s instead of claiming on every commit or NOTIFY, so they add no load
 #: to the task path; a command waits at most that long.
 SIDE_CHANNEL_OPTIONS = {"polling_interval": 0.2, "notify": False}
+REDIS_PRIORITY_STEPS = list(range(BROKER_MAX_PRIORITY + 1))
 
 
 def broker_connection(url: str | None = None, *, side_channel: bool = False) -> Connection:
@@ -62,6 +63,10 @@ def broker_connection(url: str | None = None, *, side_channel: bool = False) -> 
     options = dict(djq_settings.BROKER_TRANSPORT_OPTIONS)
     if side_channel and is_embedded(url):
         options.update(SIDE_CHANNEL_OPTIONS)
+    if url.startswith(("redis://", "rediss://", "redis+socket://")):
+        # kombu's Redis transport keeps four priority lists by default (0, 3, 6, 9); one per
+        # level gives Redis the same ten levels as RabbitMQ
+        options.setdefault("priority_steps", REDIS_PRIORITY_STEPS)
     return Connection(url, transport_options=options)
 
 

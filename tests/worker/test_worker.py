@@ -170,8 +170,9 @@ def test_prefork_children_use_their_own_database_connections(broker: str, start_
 
 
 def test_higher_priority_runs_first(broker, start_worker) -> None:
-    low = [add.apply_async((i, 0), priority=1) for i in range(4)]
-    high = [add.apply_async((i, 100), priority=8) for i in range(4)]
+    # neighbouring levels: every broker keeps ten apart (Redis' default would merge 4 and 5)
+    low = [add.apply_async((i, 0), priority=4) for i in range(4)]
+    high = [add.apply_async((i, 100), priority=5) for i in range(4)]
     start_worker("-P", "solo", "--prefetch-multiplier", "1")
     for result in low + high:
         result.get(timeout=60)
