@@ -146,19 +146,23 @@ class PreforkPool(BasePool):
     def grow(self, n: int = 1) -> None:
         with self._lock:
             self.concurrency += n
-        self._pool.grow(n)
+            self._pool.grow(n)
 
     def shrink(self, n: int = 1) -> None:
-        with self._lock:
+        """Stop up to ``n`` idle children; a busy child is not stopped under its task."""
+        with self._lock:  # held throughout: autoscale and remote control may resize at once
             n = min(n, self.concurrency - 1)
-            self.concurrency -= n
-        if n:
+            if n < 1:
+                return
+            before = self._pool._processes
             try:
                 self._pool.shrink(n)
-            except ValueError:  # every child is busy: try again later
-                with self._lock:
-                    self.concurrency += n
-                logger.info("prefork pool: cannot shrink now, every child is busy")
+            except ValueError:  # fewer idle children than asked: billiard stopped those it found
+                pass
+            stopped = before - self._pool._processes
+            self.concurrency -= stopped
+        if stopped < n:
+            logger.info("prefork pool: stopped %d of %d child(ren); the others are busy", stopped, n)
 
     def restart(self) -> None:
         self._pool.restart()

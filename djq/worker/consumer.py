@@ -454,12 +454,12 @@ class Consumer:
         if outcome.state == states.SUCCESS:
             events.send("task-succeeded", uuid=request.id, result=outcome.value, runtime=outcome.runtime)
         elif outcome.state == states.RETRY:
-            events.send("task-retried", uuid=request.id, exception=_last_line(outcome.traceback),
-                             traceback=outcome.traceback)
+            reason = outcome.value if outcome.value is not None else _last_line(outcome.traceback)
+            events.send("task-retried", uuid=request.id, exception=str(reason)[:1000], traceback=outcome.traceback)
         else:
             value = outcome.value if outcome.value is not None else _last_line(outcome.traceback)
             events.send("task-failed", uuid=request.id, exception=str(value)[:1000],
-                             traceback=outcome.traceback, runtime=outcome.runtime)
+                        traceback=outcome.traceback, runtime=outcome.runtime)
 
     def call_soon(self, function: Callable[[], Any]) -> Future[Any]:
         """Run ``function`` in the consumer thread (for remote control); returns its Future."""

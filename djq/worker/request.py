@@ -141,5 +141,16 @@ def run_call(call: TaskCall, limiter: Limiter | None = None) -> Outcome:
                     limiter=limiter, soft_time_limit=call.soft_time_limit, time_limit=call.time_limit)
     if outcome.state == "SUCCESS":
         return Outcome(outcome.state, _result_repr.repr(outcome.value) if call.events else None, None, outcome.runtime)
+    if outcome.state == "RETRY":
+        # the retry's reason and traceback go back for the task-retried event
+        return Outcome(outcome.state, _retry_reason(outcome.value), outcome.traceback, outcome.runtime)
     # a failure's traceback goes back for the worker's log and its task-failed event
     return Outcome(outcome.state, None, outcome.traceback, outcome.runtime)
+
+
+def _retry_reason(retry: Any) -> str:
+    """What made the task retry, as task-failed names an exception: ``KeyError: 'still down'``."""
+    reason = getattr(retry, "reason", None)
+    if isinstance(reason, BaseException):
+        return f"{type(reason).__name__}: {reason}"
+    return str(reason if reason is not None else retry)

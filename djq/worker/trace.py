@@ -61,7 +61,7 @@ def execute(task: Task[Any, Any], context: RequestContext, limiter: Limiter = no
             raise
         return Outcome(states.FAILURE, *_current_error(), time.perf_counter() - started)
     except Retry as retry:
-        return Outcome(states.RETRY, retry, None, time.perf_counter() - started)
+        return Outcome(states.RETRY, retry, tb.format_exc(), time.perf_counter() - started)
     except HardTimeLimit:
         error = TimeLimitExceeded(f"task {task.name} ran past its hard time limit ({time_limit}s)")
         return Outcome(states.FAILURE, error, tb.format_exc(), time.perf_counter() - started)
@@ -84,7 +84,7 @@ def _autoretry(task: Task[Any, Any], context: RequestContext, failure: Outcome) 
                        failure.runtime)
     if retry is None:
         return failure
-    return Outcome(states.RETRY, retry, None, failure.runtime)
+    return Outcome(states.RETRY, retry, failure.traceback, failure.runtime)
 
 
 def _current_error() -> tuple[BaseException, str]:

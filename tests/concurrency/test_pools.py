@@ -113,6 +113,15 @@ def test_prefork_recycles_children_after_max_tasks(broker: str, start_worker) ->
     assert all(pids.count(p) <= 2 for p in set(pids)), pids
 
 
+@pytest.mark.parametrize(("max_kib", "replaced"), [(1, True), (10_000_000, False)], ids=["1KiB", "10GiB"])
+def test_prefork_recycles_children_above_max_memory(max_kib: int, replaced: bool, broker: str,
+                                                    start_worker) -> None:
+    """A child above --max-memory-per-child (resident KiB) is replaced after its task; one below stays."""
+    start_worker("-P", "prefork", "-c", "1", "--max-memory-per-child", str(max_kib))
+    pids = [tasks.pid.delay().get(timeout=60) for _ in range(4)]
+    assert len(set(pids)) == (4 if replaced else 1), pids
+
+
 @pytest.mark.parametrize("pool", ["threads", "prefork"])
 def test_autoscale_grows_under_backlog_then_shrinks(pool: str, broker: str, start_worker) -> None:
     worker = start_worker("-P", pool, "--autoscale", "4,1", env={"DJQ_TEST_AUTOSCALE_KEEPALIVE": "1"})

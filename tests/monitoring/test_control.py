@@ -13,7 +13,7 @@ from django.utils import timezone
 from djq import control, states
 from djq.models import TaskResult, WorkerState
 from tests.conftest import wait_for
-from tests.testapp.tasks import add, sleep_then_add
+from tests.testapp.tasks import add, interval, sleep_then_add
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +170,39 @@ def test_scheduled_limits_queues_and_autoscale_commands(broker, start_worker) ->
     assert ask("cancel_consumer", {"queue": "nope"}) == {"error": "not consuming from 'nope'"}
     assert ask("cancel_consumer", {"queue": "default"}) == {"ok": "no longer consuming from 'default'"}
     assert ask("active_queues") == []
+
+
+def _pool(hostname: str) -> dict:
+    return _reply(control.broadcast("stats", destination=[hostname], timeout=10), hostname)["pool"]
+
+
+@pytest.mark.parametrize("db_alias", ["default"], indirect=True)
+def test_pool_shrink_on_threads_leaves_fewer_threads(broker, start_worker) -> None:
+    start_worker("-P", "threads", "-c", "3", "-n", "shrinking@%h")
+    hostname = WorkerState.objects.using(broker).get().hostname
+    assert len(_pool(hostname)["threads"]) == 3
+    out = io.StringIO()
+    call_command("djq_control", "pool_shrink", "2", "-d", hostname, "-t", "10", stdout=out)
+    assert f"-> {hostname}: pool will shrink to 1" in out.getvalue()
+    pool = wait_for(lambda: len((p := _pool(hostname))["threads"]) == 1 and p, what="two threads to stop")
+    assert pool["concurrency"] == 1
+    started, ended = zip(*[r.get(timeout=30) for r in [interval.delay(0.3) for _ in range(2)]])
+    assert max(started) >= min(ended), "the two tasks ran one after the other"
+
+
+@pytest.mark.parametrize("db_alias", ["default"], indirect=True)
+def test_pool_shrink_on_prefork_stops_idle_children_and_says_how_many_remain(broker, start_worker) -> None:
+    start_worker("-P", "prefork", "-c", "3", "-n", "shrinking@%h")
+    hostname = WorkerState.objects.using(broker).get().hostname
+    busy = [sleep_then_add.delay(3, i, i) for i in range(2)]
+    wait_for(lambda: TaskResult.objects.using(broker).filter(state=states.STARTED).count() == 2,
+             what="two children busy")
+    # one child is idle: it stops now; busy children are not stopped under their tasks
+    shrink = _reply(control.broadcast("pool_shrink", {"n": 2}, destination=[hostname], timeout=10), hostname)
+    assert shrink == {"ok": "pool will shrink to 2"}
+    pool = wait_for(lambda: len((p := _pool(hostname))["pids"]) == 2 and p, what="the idle child to stop")
+    assert pool["concurrency"] == 2
+    assert [r.get(timeout=30) for r in busy] == [0, 2]
+    assert _reply(control.broadcast("pool_shrink", destination=[hostname], timeout=10), hostname) == {
+        "ok": "pool will shrink to 1"}
+    wait_for(lambda: len(_pool(hostname)["pids"]) == 1, what="a second child to stop")

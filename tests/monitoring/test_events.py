@@ -1,6 +1,7 @@
 """Events from real workers: the camera stores them, the live view shows them, -E turns them on."""
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from django.utils import timezone
 from djq.models import TaskEvent, WorkerState
 from djq.monitor import LiveView
 from tests.conftest import WorkerProcess, wait_for
-from tests.testapp.tasks import add, fail
+from tests.testapp.tasks import add, always_retry, fail
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +99,61 @@ def test_live_view_model() -> None:
     assert "task-failed      1" in text and "app.job[u1] on w@h: KeyError('x')" in text
     view({"type": "worker-offline", "hostname": "w@h"})
     assert "OFFLINE w@h" in view.render()
+
+
+def _publish_raw(broker, body: str, headers: dict) -> None:
+    from kombu import Producer
+
+    from djq.messaging.producer import broker_connection, task_queue
+
+    with broker_connection(broker.broker_url) as conn, conn.channel() as channel:
+        Producer(channel).publish(body, routing_key="default", exchange="", headers=headers,
+                                  content_type="application/json", content_encoding="utf-8",
+                                  declare=[task_queue("default")])
+
+
+def _stored(broker: str, event: str, task_id: str | None = None, count: int = 1) -> list[TaskEvent]:
+    rows = TaskEvent.objects.using(broker).filter(event=event).order_by("timestamp", "id")
+    if task_id is not None:
+        rows = rows.filter(task_id=task_id)
+    return wait_for(lambda: len(found := list(rows.all())) >= count and found, what=f"{count} {event} event(s)")
+
+
+def test_retried_revoked_rejected_and_offline_events_carry_their_fields(broker, start_worker,
+                                                                       events_process) -> None:
+    events_process("--camera", "--frequency", "0.2")
+    revoked = add.delay(1, 1)
+    revoked.revoke()
+    expired = add.apply_async((2, 2), expires=timezone.now() - timedelta(seconds=1))
+    unknown_id, garbled_id = str(uuid.uuid4()), str(uuid.uuid4())
+    _publish_raw(broker, "[[], {}, {}]", {"task": "no.such.task", "id": unknown_id})
+    _publish_raw(broker, "this is not json", {"task": "tests.testapp.tasks.add", "id": garbled_id})
+    retried = always_retry.delay()  # retried twice, then fails
+    worker = start_worker("-P", "threads", "-E", "-n", "fields@%h")
+    hostname = WorkerState.objects.using(broker).get().hostname
+
+    first, second = _stored(broker, "task-retried", retried.id, count=2)
+    assert first.hostname == hostname
+    assert first.fields["exception"] == second.fields["exception"] == "KeyError: 'still down'"
+    assert "KeyError: 'still down'" in first.fields["traceback"]
+    _stored(broker, "task-failed", retried.id)
+
+    (revoke,) = _stored(broker, "task-revoked", revoked.id)
+    assert (revoke.fields["expired"], revoke.fields["terminated"], revoke.fields["signum"]) == (False, False, None)
+    assert {"utcoffset", "pid", "clock"} <= set(revoke.fields)
+    (expiry,) = _stored(broker, "task-revoked", expired.id)
+    assert (expiry.fields["expired"], expiry.fields["terminated"], expiry.fields["signum"]) == (True, False, None)
+
+    (unknown,) = _stored(broker, "task-rejected", unknown_id)
+    assert unknown.task_name == "no.such.task" and unknown.fields["requeue"] is False
+    assert "'no.such.task' is not registered" in unknown.fields["reason"]
+    (garbled,) = _stored(broker, "task-rejected", garbled_id)
+    assert garbled.task_name == "tests.testapp.tasks.add" and "cannot be decoded" in garbled.fields["reason"]
+
+    assert not TaskEvent.objects.using(broker).filter(event="worker-offline").exists()
+    worker.stop()  # SIGTERM: a warm shutdown
+    assert worker.proc.returncode == 0
+    (offline,) = _stored(broker, "worker-offline")
+    assert offline.hostname == hostname
+    assert {"freq", "sw_ident", "sw_ver", "sw_sys", "active", "processed", "loadavg"} <= set(offline.fields)
+    assert offline.fields["sw_ident"] == "djq" and offline.fields["active"] == 0 and offline.fields["processed"] >= 1
