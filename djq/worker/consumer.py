@@ -439,7 +439,7 @@ class Consumer:
             finally:
                 self._ack(request)
             if self.events is not None:
-                self.events.send("task-revoked", uuid=request.id, terminated=True, signum=signal, expired=False)
+                self.events.send("task-revoked", uuid=request.id, terminated=True, signum=signal_number(signal), expired=False)
             return
         if self.events is not None:
             self._send_outcome(self.events, request, outcome)
