@@ -66,15 +66,22 @@ def _check_django_tasks() -> list[checks.CheckMessage]:
     return errors
 
 
-def _check_lifecycle() -> list[checks.CheckMessage]:
+def _positive_numbers(names: tuple[tuple[str, bool], ...], what: str, check_id: str) -> list[checks.CheckMessage]:
+    """An error for each setting (name, None allowed) that is not a positive number."""
     errors: list[checks.CheckMessage] = []
-    for name, allow_none in (("RESULT_EXPIRES", True), ("REVOKES_EXPIRE", False), ("WORKER_REVOKE_REFRESH", False)):
+    for name, allow_none in names:
         value = getattr(djq_settings, name)
         if value is None and allow_none:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            errors.append(checks.Error(f"DJQ_{name} must be a positive number of seconds"
-                                       f"{' or None' if allow_none else ''}, got {value!r}", id="djq.E011"))
+            errors.append(checks.Error(f"DJQ_{name} must be {what}{' or None' if allow_none else ''}, "
+                                       f"got {value!r}", id=check_id))
+    return errors
+
+
+def _check_lifecycle() -> list[checks.CheckMessage]:
+    errors = _positive_numbers((("RESULT_EXPIRES", True), ("REVOKES_EXPIRE", False), ("WORKER_REVOKE_REFRESH", False)),
+                               "a positive number of seconds", "djq.E011")
     held = djq_settings.WORKER_ETA_MAX_HELD
     if isinstance(held, bool) or not isinstance(held, int) or held < 0:
         errors.append(checks.Error(f"DJQ_WORKER_ETA_MAX_HELD must be a whole number >= 0, got {held!r}", id="djq.E011"))
@@ -84,15 +91,8 @@ def _check_lifecycle() -> list[checks.CheckMessage]:
 
 
 def _check_monitoring() -> list[checks.CheckMessage]:
-    errors: list[checks.CheckMessage] = []
-    for name, allow_none in (("WORKER_HEARTBEAT_INTERVAL", False), ("CONTROL_TIMEOUT", False),
-                             ("EVENTS_RETENTION_HOURS", True)):
-        value = getattr(djq_settings, name)
-        if value is None and allow_none:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            errors.append(checks.Error(f"DJQ_{name} must be a positive number{' or None' if allow_none else ''}, "
-                                       f"got {value!r}", id="djq.E012"))
+    errors = _positive_numbers((("WORKER_HEARTBEAT_INTERVAL", False), ("CONTROL_TIMEOUT", False),
+                                ("EVENTS_RETENTION_HOURS", True)), "a positive number", "djq.E012")
     for name in ("WORKER_SEND_TASK_EVENTS", "TASK_SEND_SENT_EVENT"):
         if not isinstance(getattr(djq_settings, name), bool):
             errors.append(checks.Error(f"DJQ_{name} must be True or False", id="djq.E012"))
