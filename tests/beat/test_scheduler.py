@@ -132,6 +132,45 @@ def test_admin_edits_take_effect_on_the_next_tick() -> None:
     assert PeriodicRun.objects.count() == 1, "a deleted task's runs go with it"
 
 
+def test_a_quiet_tick_asks_one_query_and_every_kind_of_change_ends_the_quiet() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    job = make_task(at=T0, schedule=every(3600))
+    daily = CrontabSchedule.objects.create(minute="0", hour="3")
+    make_task(name="nightly", at=T0, schedule=daily)
+    beat = Scheduler()
+    beat.tick(T0 + timedelta(seconds=1))  # the first tick reads everything
+
+    def queries_of_a_tick(at: datetime) -> int:
+        with CaptureQueriesContext(connection) as seen:
+            beat.tick(at)
+        return len(seen)
+
+    assert queries_of_a_tick(T0 + timedelta(seconds=2)) == 1, "nothing due, nothing changed: the fingerprint only"
+    # a run falling due ends the quiet (and is sent)
+    assert queries_of_a_tick(T0 + timedelta(hours=1)) > 1
+    assert scheduled() == [T0 + timedelta(hours=1)]
+    beat.tick(T0 + timedelta(hours=1, seconds=0.5))  # its own claim moved last_run_at: read once more
+    assert queries_of_a_tick(T0 + timedelta(hours=1, seconds=1)) == 1
+    # an edit of a schedule row, as the admin makes it
+    daily.hour = "2"
+    daily.save()
+    assert queries_of_a_tick(T0 + timedelta(hours=1, seconds=2)) > 1
+    assert queries_of_a_tick(T0 + timedelta(hours=1, seconds=3)) == 1
+    # "run it now" by QuerySet.update(), which leaves date_changed alone
+    PeriodicTask.objects.filter(pk=job.pk).update(last_run_at=None)
+    assert queries_of_a_tick(T0 + timedelta(hours=1, seconds=4)) > 1
+    assert len(scheduled()) == 2
+    beat.tick(T0 + timedelta(hours=1, seconds=4.5))
+    # a new task, and a deleted one
+    make_task(name="newcomer", at=T0 + timedelta(hours=1), schedule=every(60))
+    assert queries_of_a_tick(T0 + timedelta(hours=1, seconds=5)) > 1
+    PeriodicTask.objects.filter(name="newcomer").delete()
+    assert queries_of_a_tick(T0 + timedelta(hours=1, seconds=6)) > 1
+    assert queries_of_a_tick(T0 + timedelta(hours=1, seconds=7)) == 1
+
+
 def _simulate(beat: Scheduler, start: datetime, end: datetime, max_tick: timedelta) -> None:
     """Tick the way the service loop does: at the next due time, or after max_tick."""
     now = start
