@@ -74,6 +74,20 @@ def states(db: Path, task_ids: list[str]) -> dict[str, str]:
     return dict(rows)
 
 
+def events(db: Path, task_ids: list[str]) -> set[str]:
+    """Ids among ``task_ids`` whose task-succeeded or task-failed event the camera stored."""
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            rows = conn.execute(
+                f"SELECT DISTINCT task_id FROM djq_taskevent WHERE event IN ('task-succeeded', 'task-failed') "
+                f"AND task_id IN ({', '.join('?' * len(task_ids))})",
+                task_ids,
+            ).fetchall()
+    except sqlite3.OperationalError:  # not migrated yet, or busy
+        return set()
+    return {row[0] for row in rows}
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the demo's children through /proc")
 def test_demo_runs_samples_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     db = tmp_path / "demo.sqlite3"
@@ -96,25 +110,28 @@ def test_demo_runs_samples_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         deadline = time.monotonic() + DEADLINE
         sent: dict[str, str] = {}
         final: dict[str, str] = {}
+        recorded: set[str] = set()
         served = False
         while time.monotonic() < deadline and demo.poll() is None:
             children |= children_of(demo.pid)
             sent = {task_id: name for name, task_id in SENT_RE.findall(log.read_text())}
             served = served or page_answers(f"http://127.0.0.1:{port}/")
             final = {k: v for k, v in states(db, list(sent)).items() if v in ("SUCCESS", "FAILURE")} if sent else {}
-            if served and len(sent) >= 6 and len(final) == len(sent):
+            recorded = events(db, list(sent)) if sent else set()
+            if served and len(sent) >= 6 and len(final) == len(sent) and len(recorded) == len(sent):
                 break
             time.sleep(0.5)
         output = log.read_text()
         assert demo.poll() is None, f"demo exited early:\n{output}"
         assert served, f"the home page never answered:\n{output}"
-        assert len(children) == 2, f"expected a worker and a web server, found {children}"
+        assert len(children) == 3, f"expected an event camera, a worker and a web server, found {children}"
         assert len(sent) >= 6 and len(final) == len(sent), f"tasks not finished: {final} of {sent}\n{output}"
         by_name = {sent[task_id]: state for task_id, state in final.items()}
         assert by_name["demo.tasks.fail()"] == "FAILURE"
         assert by_name["demo.tasks.slow(3)"] == "SUCCESS"
         assert by_name["demo.tasks.add(2, 3)"] == "SUCCESS"
         assert "user: admin  password: admin" in output
+        assert recorded == set(sent), f"the camera stored no final event for {set(sent) - recorded}\n{output}"
 
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(timeout=30) == 0, log.read_text()

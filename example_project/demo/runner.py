@@ -1,6 +1,8 @@
-"""The demo's two child processes, a djq worker and the development web server, run and stopped together.
+"""The demo's child processes, run and stopped together: an event camera, a djq worker
+and the development web server.
 
-Both children run ``manage.py`` with this process's Python, in their own session: a
+The worker sends events (``-E``) and the camera (``djq_events --camera``) stores them, so
+the admin's Events page and each result's timeline have something to show. All children run ``manage.py`` with this process's Python, in their own session: a
 Ctrl-C in the terminal then reaches only the ``demo`` command, which stops the children
 in order, instead of all three processes racing to shut down at once.
 """
@@ -24,7 +26,8 @@ class Children:
     def __init__(self, manage_py: Path, host: str, port: int, concurrency: int) -> None:
         manage = [sys.executable, str(manage_py)]
         self.commands = {
-            "worker": [*manage, "djq_worker", "-P", "threads", "-c", str(concurrency)],
+            "event camera": [*manage, "djq_events", "--camera"],
+            "worker": [*manage, "djq_worker", "-P", "threads", "-c", str(concurrency), "-E"],
             "web server": [*manage, "runserver", f"{host}:{port}", "--noreload"],
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -36,7 +39,7 @@ class Children:
             self.processes[name] = subprocess.Popen(command, env=env, start_new_session=True)
 
     def exited(self) -> tuple[str, int] | None:
-        """The first child found to have exited, with its exit code; None while both run."""
+        """The first child found to have exited, with its exit code; None while all run."""
         for name, process in self.processes.items():
             code = process.poll()
             if code is not None:

@@ -1,8 +1,9 @@
-"""``manage.py demo``: migrate, create admin/admin, run a worker and the web server, send sample tasks."""
+"""``manage.py demo``: migrate, create admin/admin, run a worker, an event camera and the web server, send sample tasks."""
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,17 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from demo.runner import Children, answers, describe_exit
 from demo.samples import STARTUP
+from djq.models import TaskEvent
 
 #: example_project/manage.py, which the children run with this process's Python.
 MANAGE_PY = Path(__file__).resolve().parents[3] / "manage.py"
+#: Seconds to wait for the first stored event before sending the samples anyway
+#: (a worker's heartbeat comes every DJQ_WORKER_HEARTBEAT_INTERVAL, 5 s).
+EVENTS_PATIENCE = 15.0
 
 
 class Command(BaseCommand):
@@ -39,19 +45,23 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stop.set())
         children = Children(MANAGE_PY, opts["host"], opts["port"], opts["concurrency"])
         base = f"http://{opts['host']}:{opts['port']}/"
-        self.say("Starting the djq worker and the web server ...")
+        self.say("Starting the event camera, the djq worker and the web server ...")
         children.start()
         try:
-            if not opts["no_samples"]:
-                for sample in STARTUP:
-                    self.say(f"  sent {sample} as task {sample.send()}")
             announced = False
+            started, patience = timezone.now(), time.monotonic() + EVENTS_PATIENCE
             while not stop.wait(0.25):
                 exited = children.exited()
                 if exited:
                     name, code = exited
                     raise CommandError(f"the {name} {describe_exit(code)}; the demo stops (see its output above)")
-                if not announced and answers(base):
+                # Samples go out once the web server answers and the camera has stored a
+                # worker's event (its first heartbeat at the latest): then their events show too.
+                events_flow = TaskEvent.objects.filter(timestamp__gte=started).exists()
+                if not announced and answers(base) and (events_flow or time.monotonic() > patience):
+                    if not opts["no_samples"]:
+                        for sample in STARTUP:
+                            self.say(f"  sent {sample} as task {sample.send()}")
                     self.announce(base)
                     announced = True
             self.say("Stopping the worker and the web server ...")
@@ -72,6 +82,7 @@ class Command(BaseCommand):
             f"  Home page:  {base}\n"
             f"  Admin:      {base}admin/   (user: admin  password: admin)\n"
             f"  Results:    {base}admin/djq/taskresult/\n"
+            f"  Events:     {base}admin/djq/taskevent/\n"
             "  Press Ctrl-C to stop.\n"
         ))
 
