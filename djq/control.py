@@ -40,8 +40,8 @@ EXCHANGE_NAME = "djq.control"
 
 #: commands that only read (djq_inspect) and commands that act (djq_control)
 INSPECT_COMMANDS = ("ping", "active", "reserved", "scheduled", "stats", "registered", "revoked", "active_queues")
-CONTROL_COMMANDS = ("revoke", "terminate", "rate_limit", "time_limit", "pool_grow", "pool_shrink", "autoscale",
-                    "add_consumer", "cancel_consumer", "shutdown")
+CONTROL_COMMANDS = ("revoke", "terminate", "rate_limit", "time_limit", "pool_grow", "pool_shrink", "pool_restart",
+                    "autoscale", "add_consumer", "cancel_consumer", "shutdown")
 
 
 class ControlError(DjqError):

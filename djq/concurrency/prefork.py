@@ -165,6 +165,7 @@ class PreforkPool(BasePool):
             logger.info("prefork pool: stopped %d of %d child(ren); the others are busy", stopped, n)
 
     def restart(self) -> None:
+        """Replace every child: each exits once it has run its next task (billiard's restart)."""
         self._pool.restart()
 
     def pids(self) -> list[int]:

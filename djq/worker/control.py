@@ -190,6 +190,12 @@ def pool_shrink(panel: Panel, arguments: dict[str, Any]) -> Any:
     return {"ok": f"pool will shrink to {panel.pool.concurrency}"}
 
 
+@handler("pool_restart")
+def pool_restart(panel: Panel, arguments: dict[str, Any]) -> Any:
+    panel.pool.restart()
+    return {"ok": "each child is replaced once it has run its next task"}
+
+
 @handler("autoscale")
 def autoscale(panel: Panel, arguments: dict[str, Any]) -> Any:
     if panel.autoscaler is None:
@@ -311,7 +317,7 @@ class ControlListener(threading.Thread):
             return {"error": f"unknown command {method!r}"}
         try:
             return function(self.panel, arguments)
-        except CommandError as exc:
+        except (CommandError, NotImplementedError) as exc:  # the pool cannot do that
             return {"error": str(exc)}
         except Exception as exc:
             logger.exception("remote control: %s failed", method)

@@ -206,3 +206,25 @@ def test_pool_shrink_on_prefork_stops_idle_children_and_says_how_many_remain(bro
     assert _reply(control.broadcast("pool_shrink", destination=[hostname], timeout=10), hostname) == {
         "ok": "pool will shrink to 1"}
     wait_for(lambda: len(_pool(hostname)["pids"]) == 1, what="a second child to stop")
+
+
+@pytest.mark.parametrize("db_alias", ["default"], indirect=True)
+def test_pool_restart_replaces_every_prefork_child_and_threads_say_they_cannot(broker, start_worker) -> None:
+    start_worker("-P", "prefork", "-c", "2", "-n", "restarting@%h")
+    start_worker("-P", "threads", "-c", "1", "-n", "threaded@%h")
+    hosts = {h.split("@")[0]: h for h in WorkerState.objects.using(broker).values_list("hostname", flat=True)}
+    prefork, threads = hosts["restarting"], hosts["threaded"]
+    before = set(_pool(prefork)["pids"])
+    assert len(before) == 2
+    out = io.StringIO()
+    call_command("djq_control", "pool_restart", "-d", prefork, "-t", "10", stdout=out)
+    assert f"-> {prefork}: each child is replaced once it has run its next task" in out.getvalue()
+    # two at a time, so both children take work; each leaves after its first one
+    ran = [sleep_then_add.delay(0.3, i, 0) for i in range(6)]
+    assert [r.get(timeout=30) for r in ran] == list(range(6))
+    after = wait_for(lambda: (pids := set(_pool(prefork)["pids"])) and len(pids) == 2 and not pids & before and pids,
+                     what="both children replaced")
+    assert len(after) == 2
+    assert _reply(control.broadcast("pool_restart", destination=[threads], timeout=10), threads) == {
+        "error": "the threads pool cannot restart"}
+    assert add.delay(2, 3).get(timeout=30) == 5

@@ -4,7 +4,7 @@
     djq_control terminate TASK_ID [...] [--signal SIGKILL]
     djq_control rate_limit TASK_NAME 10/s        (0 or "" removes the limit)
     djq_control time_limit TASK_NAME SOFT HARD   (seconds; "none" for no limit)
-    djq_control pool_grow [N] / pool_shrink [N]
+    djq_control pool_grow [N] / pool_shrink [N] / pool_restart
     djq_control autoscale MAX [MIN]
     djq_control add_consumer QUEUE / cancel_consumer QUEUE
     djq_control shutdown
@@ -26,6 +26,7 @@ from ._remote import add_common, run
 ARGUMENTS: dict[str, tuple[str, ...]] = {
     "revoke": ("task_id*",), "terminate": ("task_id*",), "rate_limit": ("task_name", "rate_limit"),
     "time_limit": ("task_name", "soft", "hard?"), "pool_grow": ("n?",), "pool_shrink": ("n?",),
+    "pool_restart": (),
     "autoscale": ("max", "min?"), "add_consumer": ("queue",), "cancel_consumer": ("queue",), "shutdown": (),
 }
 NUMBERS = {"n": int, "max": int, "min": int, "soft": float, "hard": float}
