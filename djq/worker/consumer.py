@@ -9,10 +9,8 @@ message is never lost if the worker dies. Late-ack requests are acked when done.
 """
 from __future__ import annotations
 
-import base64
 import heapq
 import itertools
-import json
 import logging
 import socket
 import threading
@@ -27,7 +25,7 @@ from kombu import Consumer as KombuConsumer
 
 from .. import states
 from ..backends import get_backend
-from ..backends.base import TaskInfo, exception_to_meta
+from ..backends.base import exception_to_meta
 from ..conf import djq_settings
 from ..exceptions import MessageError, NotRegistered, TaskRevokedError, WorkerLostError
 from ..messaging.events import EventDispatcher, received_fields
@@ -37,6 +35,8 @@ from ..registry import registry
 from ..control import signal_number
 from . import dbhygiene
 from .eta import EtaParking
+from .ratelimit import TokenBucket
+from .rejects import record_rejected
 from .request import Request, TaskCall, run_call
 from .revokes import Revokes
 from .trace import Outcome
@@ -44,31 +44,6 @@ from .trace import Outcome
 logger = logging.getLogger(__name__)
 #: AMQP's prefetch count is a 16-bit field
 MAX_PREFETCH = 65535
-
-
-class TokenBucket:
-    """Per-task rate limit: ``rate`` tokens per second, burst of one."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = 1.0
-        self.stamp = time.monotonic()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.tokens = min(1.0, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def take(self) -> bool:
-        self._refill()
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-    def wait_time(self) -> float:
-        self._refill()
-        return max(0.0, (1.0 - self.tokens) / self.rate)
 
 
 class Consumer:
@@ -250,20 +225,7 @@ class Consumer:
         """Record a message that cannot run, then drop it from the queue for good."""
         self.stats["rejected"] += 1
         logger.error("rejected message %s (%s) from queue %r: %s", task_id or "-", task_name or "?", queue, reason)
-        try:
-            from ..models import RejectedMessage
-
-            RejectedMessage.objects.create(
-                queue=queue, task_name=task_name[:255], task_id=task_id[:255], reason=reason,
-                content_type=(message.content_type or "")[:100], headers=_safe_json(headers),
-                body=_printable_body(message.body), worker=self.hostname,
-            )
-            if task_id:
-                info = TaskInfo(task_id=task_id, task_name=task_name or "?", worker=self.hostname, queue=queue)
-                error = MessageError(reason)
-                get_backend().store(info, states.FAILURE, result=exception_to_meta(error), traceback=reason)
-        except Exception as exc:
-            logger.exception("could not record rejected message %s: %s", task_id or "-", exc)
+        record_rejected(message, queue, reason, headers, task_id=task_id, task_name=task_name, worker=self.hostname)
         message.reject(requeue=False)
         if self.events is not None:
             self.events.send("task-rejected", uuid=task_id, name=task_name, requeue=False, reason=reason)
@@ -596,23 +558,3 @@ class Consumer:
 def _last_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[-1] if lines else ""
-
-
-def _printable_body(body: Any) -> str:
-    """The body as text a database accepts (no NUL bytes); binary bodies as base64."""
-    if isinstance(body, bytes):
-        try:
-            body = body.decode("utf-8")
-        except UnicodeDecodeError:
-            return "base64:" + base64.b64encode(body[:75_000]).decode("ascii")
-    text = str(body)
-    if "\x00" in text:
-        return "base64:" + base64.b64encode(text.encode("utf-8")[:75_000]).decode("ascii")
-    return text[:100_000]
-
-
-def _safe_json(value: Any) -> str:
-    try:
-        return json.dumps(value, default=repr)[:100_000]  # json.dumps escapes NUL bytes
-    except Exception:
-        return repr(value)[:100_000]
