@@ -116,7 +116,8 @@ def _other_staff() -> Client:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("db_alias", ["default", "redis"], indirect=True)
+# every broker, with results in the database the admin reads (the postgres leg keeps them elsewhere)
+@pytest.mark.parametrize("db_alias", ["default", "redis", "amqp"], indirect=True)
 def test_admin_actions_act_on_real_workers(broker, start_worker) -> None:
     worker = start_worker("-P", "threads", "-c", "1", "-n", "admin@%h")
     hostname = WorkerState.objects.using(broker).get().hostname

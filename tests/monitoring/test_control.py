@@ -102,7 +102,6 @@ def test_bad_command_input_is_refused(broker) -> None:
         call_command("djq_inspect", "ping", "-d", "nobody@nowhere", "-t", "0.3", stdout=io.StringIO())
 
 
-@pytest.mark.parametrize("db_alias", ["default", "redis"], indirect=True)
 def test_killed_worker_goes_offline_after_two_missed_heartbeats(broker, start_worker) -> None:
     worker = start_worker("-P", "threads", "-n", "doomed@%h")
     state = wait_for(lambda: WorkerState.objects.using(broker).first(), what="worker state")
@@ -119,7 +118,6 @@ def test_killed_worker_goes_offline_after_two_missed_heartbeats(broker, start_wo
     assert state.offline_after - killed_at <= timezone.timedelta(seconds=2 * state.heartbeat_interval + 1)
 
 
-@pytest.mark.parametrize("db_alias", ["default", "redis"], indirect=True)
 def test_terminate_stops_a_running_prefork_task(broker, start_worker) -> None:
     start_worker("-P", "prefork", "-c", "1", "-n", "stopper@%h")
     hostname = WorkerState.objects.using(broker).get().hostname
@@ -145,7 +143,6 @@ def test_terminate_on_a_thread_pool_says_it_cannot(broker, start_worker) -> None
     assert running.get(timeout=30) == 4
 
 
-@pytest.mark.parametrize("db_alias", ["default", "redis"], indirect=True)
 def test_scheduled_limits_queues_and_autoscale_commands(broker, start_worker) -> None:
     start_worker("-P", "threads", "-c", "1", "-n", "misc@%h")
     hostname = WorkerState.objects.using(broker).get().hostname

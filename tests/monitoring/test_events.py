@@ -75,7 +75,6 @@ def test_no_task_events_without_dash_e(broker, start_worker, events_process) -> 
     assert TaskEvent.objects.using(broker).count() == 0
 
 
-@pytest.mark.parametrize("db_alias", ["default", "redis"], indirect=True)
 def test_live_view_shows_workers_rates_and_failures(broker, start_worker, events_process) -> None:
     start_worker("-P", "threads", "-E", "-n", "live@%h")
     live = events_process("--frequency", "0.3", "--duration", "60")
