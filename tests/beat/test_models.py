@@ -86,7 +86,12 @@ def test_solar_schedule_without_astral_is_a_clear_validation_error(monkeypatch: 
 
 
 def test_solar_schedule_with_astral_is_valid() -> None:
-    SolarSchedule(event="dusk_civil", latitude="48.85", longitude="2.35").full_clean()
+    solar = SolarSchedule(event="dusk_civil", latitude="48.85", longitude="2.35")
+    solar.full_clean()  # raises ValidationError if astral were missing or a field invalid
+    noon = datetime(2026, 6, 21, 12, 0, tzinfo=UTC)
+    dusk = solar.as_schedule().next_after(noon)
+    # Paris' civil dusk at midsummer is late evening, UTC
+    assert dusk is not None and noon < dusk < noon + timedelta(hours=12)
 
 
 def test_a_new_task_records_its_creation_as_last_run(every_minute: IntervalSchedule) -> None:
