@@ -26,6 +26,8 @@ class RequestContext:
     embed: dict[str, Any] = field(default_factory=dict)
     group_id: str | None = None
     priority: int | None = None
+    #: which delivery this is (backends/base.py ``supersedes``); 0 outside a worker
+    attempt: int = 0
 
 
 EMPTY = RequestContext()

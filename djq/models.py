@@ -37,6 +37,12 @@ class TaskResult(models.Model):
     date_started = models.DateTimeField("started", null=True, blank=True)
     date_done = models.DateTimeField("done", null=True, blank=True, db_index=True)
     runtime = models.FloatField("runtime (s)", null=True, blank=True)
+    #: Which delivery of the task wrote this row: the worker's clock (µs) when that delivery
+    #: arrived; 0 for writes from outside a worker. With ``retries`` it orders the writes,
+    #: so a late or wrong write never moves a state backwards (backends/conditional.py).
+    attempt = models.BigIntegerField(default=0, editable=False)
+    #: The running task is acked late: if its worker is lost, the broker delivers it again.
+    acks_late = models.BooleanField("acks late", default=False, editable=False)
 
     class Meta:
         ordering = ["-date_created"]
@@ -82,6 +88,10 @@ class WorkerState(models.Model):
     processed = models.PositiveBigIntegerField(default=0)
     failed = models.PositiveBigIntegerField(default=0)
     active = models.PositiveIntegerField(default=0)
+    #: The machine the worker runs on (its process id means something only there).
+    machine = models.CharField(max_length=255, blank=True, default="")
+    #: When someone last resolved the tasks this worker left running (djq/orphans.py).
+    orphans_checked = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["hostname"]

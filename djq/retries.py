@@ -57,7 +57,7 @@ def retry(task: Task[Any, Any], request: RequestContext, *, exc: BaseException |
     reason = Retry(exc, when)
     info = TaskInfo(task_id=request.id or "", task_name=task.name, worker=request.hostname,
                     queue=request.queue or "", retries=request.retries + 1, root_id=request.root_id,
-                    parent_id=request.parent_id,
+                    parent_id=request.parent_id, attempt=request.attempt,
                     args_repr=str(request.headers.get("argsrepr") or ""),
                     kwargs_repr=str(request.headers.get("kwargsrepr") or ""))
     # Recorded before the message goes out, so a quick rerun's SUCCESS is never overwritten.

@@ -170,7 +170,9 @@ class Task(Generic[P, R]):
                         queue=(request.queue or "") if mine and request else "",
                         retries=request.retries if mine and request else 0,
                         root_id=request.root_id if mine and request else None,
-                        parent_id=request.parent_id if mine and request else None)
+                        parent_id=request.parent_id if mine and request else None,
+                        attempt=request.attempt if mine and request else 0,
+                        acks_late=self.acks_late if mine else False)
         get_backend().store(info, state, result=meta)
 
     # -- canvas ---------------------------------------------------------------------

@@ -27,6 +27,34 @@ class TaskInfo:
     retries: int = 0
     root_id: str | None = None
     parent_id: str | None = None
+    #: which delivery wrote it (see ``supersedes``); 0 for writes from outside a worker
+    attempt: int = 0
+    #: the running task is acked late, so a lost worker's broker delivers it again
+    acks_late: bool = False
+
+
+def supersedes(new_state: str, new_retries: int, new_attempt: int,
+               old_state: str, old_retries: int, old_attempt: int) -> bool:
+    """Whether a write may replace the stored state: states never move backwards.
+
+    A write of a later retry always wins; an earlier retry's never does. Within one
+    retry, a newer delivery (a larger ``attempt``) wins. A final state (SUCCESS, FAILURE,
+    REVOKED) is otherwise kept: a late or wrong write of the same delivery (a pool
+    blaming a task that had finished, an orphan sweep racing the real end) cannot
+    replace it. A state that is not final yields to any final state, to a write of the
+    same delivery (STARTED -> PROGRESS), and to a write from outside a worker
+    (``attempt`` 0, e.g. ``update_state(task_id=...)``), except PENDING, which only ever
+    creates a row. Each backend enforces this where it writes (one conditional upsert in
+    the database backend); the database backend's SQL says the same as this function.
+    """
+    if new_retries != old_retries:
+        return new_retries > old_retries
+    if new_attempt > old_attempt:
+        return True
+    if old_state in states.READY_STATES:
+        return False
+    return (new_state in states.READY_STATES or new_attempt == old_attempt
+            or (new_attempt == 0 and new_state != states.PENDING))
 
 
 @dataclass
@@ -115,11 +143,28 @@ class ResultBackend:
         date_started: datetime | None = None,
         date_done: datetime | None = None,
         runtime: float | None = None,
-    ) -> None:
+    ) -> bool:
+        """Store ``state`` for ``info.task_id`` unless ``supersedes`` forbids it; True if stored."""
         raise NotImplementedError
 
     def get(self, task_id: str) -> ResultMeta | None:
         raise NotImplementedError
+
+    # -- tasks a lost worker left running (djq/orphans.py) ---------------------------
+    def running_on(self, worker: str, started_before: datetime) -> list[tuple[str, str, bool]]:
+        """(task id, task name, acks late) of tasks stored as running on ``worker``
+        (STARTED, RECEIVED or a custom state such as PROGRESS) that started before
+        ``started_before``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot find a lost worker's tasks")
+
+    def mark_lost(self, task_id: str, worker: str, started_before: datetime, *, result: Any,
+                  traceback: str) -> bool:
+        """FAILURE for a task still stored as running on ``worker``; False if it has moved on."""
+        raise NotImplementedError(f"{type(self).__name__} cannot find a lost worker's tasks")
+
+    def note_lost(self, task_id: str, worker: str, started_before: datetime, note: str) -> bool:
+        """Say on a running row that its worker is lost and the broker delivers it again."""
+        raise NotImplementedError(f"{type(self).__name__} cannot find a lost worker's tasks")
 
     def forget(self, task_id: str) -> None:
         raise NotImplementedError

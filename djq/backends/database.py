@@ -1,24 +1,47 @@
 """The database result backend: one ``TaskResult`` row per task, on a Django database alias.
 
 Option: ``database://ALIAS`` stores on ALIAS (default ``default``). Each state change is a
-single upsert (``INSERT ... ON CONFLICT DO UPDATE``).
+single conditional upsert (``INSERT ... ON CONFLICT DO UPDATE ... WHERE``) that keeps the
+rule of ``supersedes``: a stored state never moves backwards.
 """
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from .. import states
 from ..models import SavedGroup, TaskResult
-from .base import ResultBackend, ResultMeta, TaskInfo, decode_value, encode_value, exception_path
+from .base import ResultBackend, ResultMeta, TaskInfo, decode_value, encode_value, exception_path, supersedes
 
-_INFO_FIELDS = ("task_name", "args_repr", "kwargs_repr", "worker", "queue", "retries", "root_id", "parent_id")
+_INFO_FIELDS = ("task_name", "args_repr", "kwargs_repr", "worker", "queue", "retries", "root_id", "parent_id",
+                "attempt", "acks_late")
 _COLUMNS = ("task_id", "state", "result", "traceback", "date_created", "date_started", "date_done", "runtime",
             *_INFO_FIELDS)
 _TABLE = TaskResult._meta.db_table
+_FINAL = ", ".join(f"'{state}'" for state in sorted(states.READY_STATES))
+#: ``supersedes`` (backends/base.py) in SQL: ``t`` is the stored row, ``excluded`` the write
+_SUPERSEDES = (
+    f"excluded.retries > t.retries OR (excluded.retries = t.retries AND ("
+    f"excluded.attempt > t.attempt OR (t.state NOT IN ({_FINAL}) AND ("
+    f"excluded.state IN ({_FINAL}) OR excluded.attempt = t.attempt"
+    f" OR (excluded.attempt = 0 AND excluded.state <> '{states.PENDING}')))))"
+)
+#: what a write from outside a worker leaves empty keeps its stored value
+_KEEP_IF_EMPTY = ("args_repr", "kwargs_repr", "worker", "root_id", "parent_id")
+#: the columns a write from outside a worker (attempt 0) does not take over
+_KEEP_IF_NO_ATTEMPT = ("attempt", "acks_late")
+_RUNNING_EXCLUDED = (states.PENDING, states.RETRY, *states.READY_STATES)
+
+
+def _assignment(column: str) -> str:
+    if column in _KEEP_IF_EMPTY:
+        return f"{column} = COALESCE(NULLIF(excluded.{column}, ''), t.{column})"
+    if column in _KEEP_IF_NO_ATTEMPT:
+        return f"{column} = CASE WHEN excluded.attempt = 0 THEN t.{column} ELSE excluded.{column} END"
+    return f"{column} = excluded.{column}"
 
 
 class DatabaseBackend(ResultBackend):
@@ -40,45 +63,59 @@ class DatabaseBackend(ResultBackend):
         date_started: datetime | None = None,
         date_done: datetime | None = None,
         runtime: float | None = None,
-    ) -> None:
-        row = TaskResult(
-            task_id=info.task_id,
-            state=state,
-            result=None if result is None else encode_value(result),
-            traceback=traceback,
-            date_started=date_started,
-            date_done=date_done if date_done is not None or state not in states.READY_STATES else timezone.now(),
-            runtime=runtime,
+    ) -> bool:
+        if date_done is None and state in states.READY_STATES:
+            date_done = timezone.now()
+        row = {
+            "task_id": info.task_id, "state": state, "result": None if result is None else encode_value(result),
+            "traceback": traceback, "date_created": timezone.now(), "date_started": date_started,
+            "date_done": date_done, "runtime": runtime,
             **{name: getattr(info, name) for name in _INFO_FIELDS},
-        )
+        }
         update = ["state", "result", "traceback", *_INFO_FIELDS]
         if date_started is not None:
             update.append("date_started")
-        if row.date_done is not None:
+        if date_done is not None:
             update += ["date_done", "runtime"]
         connection = connections[self.alias]
         if connection.vendor in ("sqlite", "postgresql"):
-            self._upsert(connection, row, update)
-            return
-        TaskResult.objects.using(self.alias).bulk_create(
-            [row], update_conflicts=True, unique_fields=["task_id"], update_fields=update
-        )
+            return self._upsert(connection, row, update)
+        return self._store_locked(row, update)
 
     @staticmethod
-    def _upsert(connection: Any, row: TaskResult, update: list[str]) -> None:
-        """One ``INSERT ... ON CONFLICT DO UPDATE`` in autocommit: a third of the ORM's cost."""
+    def _upsert(connection: Any, row: dict[str, Any], update: list[str]) -> bool:
+        """One conditional ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` in autocommit."""
         ops = connection.ops
-        row.date_created = timezone.now()
-        values = []
-        for name in _COLUMNS:
-            value = getattr(row, name)
-            values.append(ops.adapt_datetimefield_value(value) if name.startswith("date_") else value)
+        values = [ops.adapt_datetimefield_value(row[name]) if name.startswith("date_") else row[name]
+                  for name in _COLUMNS]
         sql = (
-            f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
-            f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in update)}"
+            f"INSERT INTO {_TABLE} AS t ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
+            f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(_assignment(c) for c in update)} "
+            f"WHERE {_SUPERSEDES}"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, values)
+            return cursor.rowcount == 1
+
+    def _store_locked(self, row: dict[str, Any], update: list[str]) -> bool:
+        """Other databases: read the row under a lock and apply ``supersedes`` in Python."""
+        with transaction.atomic(using=self.alias):
+            rows = TaskResult.objects.using(self.alias).select_for_update().filter(task_id=row["task_id"])
+            current = rows.values_list("state", "retries", "attempt").first()
+            if current is None:
+                TaskResult.objects.using(self.alias).create(**row)
+                return True
+            if not supersedes(row["state"], row["retries"], row["attempt"], *current):
+                return False
+            changes = {name: row[name] for name in update}
+            for name in _KEEP_IF_EMPTY:
+                if not changes.get(name):
+                    changes.pop(name, None)
+            if not row["attempt"]:
+                for name in _KEEP_IF_NO_ATTEMPT:
+                    changes.pop(name, None)
+            rows.update(**changes)
+            return True
 
     def get(self, task_id: str) -> ResultMeta | None:
         row = (
@@ -110,6 +147,25 @@ class DatabaseBackend(ResultBackend):
             date_done=date_done,
             parent_id=parent_id,
         )
+
+    # -- tasks a lost worker left running ------------------------------------------
+    def _running(self, worker: str, started_before: datetime) -> Any:
+        return (TaskResult.objects.using(self.alias)
+                .filter(worker=worker, date_started__lt=started_before)
+                .exclude(state__in=_RUNNING_EXCLUDED))
+
+    def running_on(self, worker: str, started_before: datetime) -> list[tuple[str, str, bool]]:
+        return list(self._running(worker, started_before).values_list("task_id", "task_name", "acks_late"))
+
+    def mark_lost(self, task_id: str, worker: str, started_before: datetime, *, result: Any,
+                  traceback: str) -> bool:
+        updated = self._running(worker, started_before).filter(task_id=task_id).update(
+            state=states.FAILURE, result=encode_value(result), traceback=traceback, date_done=timezone.now())
+        return updated == 1
+
+    def note_lost(self, task_id: str, worker: str, started_before: datetime, note: str) -> bool:
+        rows = self._running(worker, started_before).filter(task_id=task_id, traceback__isnull=True)
+        return rows.update(traceback=note) == 1
 
     def states(self, task_ids: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}

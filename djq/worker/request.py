@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import reprlib
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ class Request:
     #: set when handed to the pool: what crossed into it, and when (time.time())
     call_arg: TaskCall | None = None
     time_start: float | None = None
+    #: this delivery, as the result backend orders writes: the clock (µs) at its arrival
+    attempt: int = field(default_factory=lambda: time.time_ns() // 1000)
 
     @property
     def id(self) -> str:
@@ -65,6 +68,8 @@ class Request:
             retries=msg.retries,
             root_id=msg.root_id,
             parent_id=msg.parent_id,
+            attempt=self.attempt,
+            acks_late=self.acks_late,
         )
 
     def context(self) -> RequestContext:
@@ -86,6 +91,7 @@ class Request:
             embed=msg.embed,
             group_id=msg.headers.get("group"),
             priority=self.priority,
+            attempt=self.attempt,
         )
 
     @property
