@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
-from .. import __version__
+from .. import __version__, orphans
 from ..conf import djq_settings
 from ..exceptions import ConfigurationError
 from ..messaging.producer import describe_broker
@@ -47,6 +47,7 @@ class Beat:
         self.name = name or default_name()
         self.scheduler = Scheduler(using=using, beat_name=self.name)
         self._stopping = threading.Event()
+        self._next_sweep = 0.0
 
     @property
     def using(self) -> str:
@@ -95,12 +96,24 @@ class Beat:
             return self.max_tick
         finally:
             dbhygiene.clean_connections()
+        self._sweep_orphans()
         # The benchmark (bench/beat_scenario.py) reads this line for the cost of a tick.
         logger.debug("beat: tick took %.1f ms (%.1f ms CPU)", 1000 * (time.perf_counter() - started),
                      1000 * (time.thread_time() - cpu))
         if upcoming is None:
             return self.max_tick
         return min(max((upcoming - timing.now()).total_seconds(), MIN_SLEEP), self.max_tick)
+
+    def _sweep_orphans(self) -> None:
+        """Beat also notices lost workers (djq/orphans.py), once per heartbeat interval."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + float(djq_settings.WORKER_HEARTBEAT_INTERVAL)
+        try:
+            orphans.sweep()
+        except Exception as exc:  # the database is away: the next tick looks again
+            logger.warning("beat: could not look for tasks of lost workers: %s", exc)
 
     def stop(self) -> None:
         self._stopping.set()

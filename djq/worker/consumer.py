@@ -23,7 +23,7 @@ from typing import Any, Callable
 from kombu import Connection
 from kombu import Consumer as KombuConsumer
 
-from .. import states
+from .. import orphans, states
 from ..backends import get_backend
 from ..backends.base import exception_to_meta
 from ..conf import djq_settings
@@ -82,6 +82,8 @@ class Consumer:
         self._next_restore = 0.0
         self.buckets: dict[str, TokenBucket] = {}
         self.stopping = False
+        #: a cold shutdown was asked for: stop waiting for running tasks
+        self.cold = False
         self.stats = {"received": 0, "succeeded": 0, "failed": 0, "retried": 0, "rejected": 0, "expired": 0,
                       "revoked": 0}
         self.revokes = Revokes()
@@ -92,7 +94,7 @@ class Consumer:
     def connect(self) -> None:
         self.connection = broker_connection(self.broker_url)
         self.connection.ensure_connection(max_retries=None, interval_start=0.5, interval_step=1,
-                                          interval_max=5, callback=self._on_connection_retry)
+                                          interval_max=5, errback=self._on_connection_retry)
         self.channel = self.connection.channel()
         queues = [task_queue(name, self.broker_url) for name in self.queue_names]
         self.kombu_consumer = KombuConsumer(
@@ -129,8 +131,8 @@ class Consumer:
         return True
 
     def _on_connection_retry(self, exc: Exception, interval: float) -> None:
-        logger.error("broker connection to %s failed: %s; retrying in %.1fs",
-                     self.safe_url, exc, interval)
+        """kombu's errback: called after each failed try, with the wait before the next."""
+        logger.error("broker connection to %s failed: %s; next try in %.1fs", self.safe_url, exc, interval)
 
     @property
     def safe_url(self) -> str:
@@ -241,6 +243,7 @@ class Consumer:
         if free <= 0 or not self.reserved:
             return
         held: list[Request] = []
+        batch: list[Request] = []
         while free > 0 and self.reserved:
             request = self.reserved.popleft()
             if request.id in self.revokes:
@@ -257,12 +260,33 @@ class Consumer:
                 if not bucket.take():
                     held.append(request)
                     continue
-            if not request.acks_late:
-                self._ack(request)
             free -= 1
-            self._submit(request)
+            batch.append(request)
         self.reserved.extendleft(reversed(held))
         self._rate_held = len(held)
+        for request in self._acked_for_start(batch):
+            self._submit(request)
+
+    def _acked_for_start(self, batch: list[Request]) -> list[Request]:
+        """The requests that may start: late-ack ones, and early-ack ones the broker took the ack of.
+
+        A message whose ack failed is delivered again, so running it here as well would run
+        an early-ack task twice (a broker restart at the wrong moment did just that).
+        """
+        early = [request for request in batch if not request.acks_late]
+        if not early:
+            return batch
+        failed = {id(request) for request in early if not self._ack(request)}
+        try:
+            self._flush_acks()  # batched acks (djq://) reach the broker before the tasks start
+        except Exception as exc:
+            logger.warning("could not ack %d task(s): %s", len(early), exc)
+            failed = {id(request) for request in early}
+        for request in early:
+            if id(request) in failed:
+                logger.warning("task %s[%s] not run: its ack failed, so the broker delivers it again",
+                               request.name, request.id)
+        return [request for request in batch if id(request) not in failed]
 
     def _widen_prefetch(self) -> None:
         """Keep held messages from taking the prefetch window from runnable ones.
@@ -388,8 +412,6 @@ class Consumer:
     def _finish(self, seq: int, outcome: Outcome) -> None:
         request = self.active.pop(seq)
         self.handles.pop(seq, None)
-        kind = {states.SUCCESS: "succeeded", states.RETRY: "retried"}.get(outcome.state, "failed")
-        self.stats[kind] += 1
         if not outcome.recorded and request.id in self.revokes.terminate:
             self.stats["revoked"] += 1
             signal = self.revokes.terminate[request.id]
@@ -403,12 +425,15 @@ class Consumer:
             if self.events is not None:
                 self.events.send("task-revoked", uuid=request.id, terminated=True, signum=signal_number(signal), expired=False)
             return
-        if self.events is not None:
-            self._send_outcome(self.events, request, outcome)
         if not outcome.recorded:
             if self._requeue_lost(request, outcome):
+                self.stats["failed"] += 1
                 return
-            self._record_failure(request, outcome)
+            outcome = self._record_failure(request, outcome)
+        kind = {states.SUCCESS: "succeeded", states.RETRY: "retried"}.get(outcome.state, "failed")
+        self.stats[kind] += 1
+        if self.events is not None:
+            self._send_outcome(self.events, request, outcome)
         if request.acks_late:
             self._ack(request)
 
@@ -451,21 +476,37 @@ class Consumer:
                 logger.warning("could not requeue %s[%s]: %s", request.name, request.id, exc)
         return True
 
-    def _record_failure(self, request: Request, outcome: Outcome) -> None:
-        logger.error("task %s[%s] failed: %s", request.name, request.id, outcome.traceback)
+    def _record_failure(self, request: Request, outcome: Outcome) -> Outcome:
+        """Store the failure the pool reported for a task (its process died, a hard limit).
+
+        Returns the outcome that stands: the stored one when the task had already recorded
+        its own end (a child that stored SUCCESS and died before it could say so)."""
+        backend = get_backend()
         try:
-            get_backend().store(request.info(), states.FAILURE, result=exception_to_meta(outcome.value),
-                                traceback=outcome.traceback)
+            stored = backend.store(request.info(), states.FAILURE, result=exception_to_meta(outcome.value),
+                                   traceback=outcome.traceback)
         except Exception:
             logger.exception("could not record the failure of %s[%s]", request.name, request.id)
+            return outcome
+        if stored:
+            logger.error("task %s[%s] failed: %s", request.name, request.id, outcome.traceback)
+            return outcome
+        meta = backend.get(request.id)
+        state = meta.state if meta is not None else states.SUCCESS  # ignore_result: nothing was stored
+        logger.warning("task %s[%s]: %s after the task had ended; its stored %s stands", request.name,
+                       request.id, _last_line(outcome.traceback) or "its process was lost", state)
+        return Outcome(state, None, meta.traceback if meta is not None else None, outcome.runtime)
 
-    def _ack(self, request: Request) -> None:
+    def _ack(self, request: Request) -> bool:
+        """Ack the request's message; False when the broker did not take the ack."""
         if request.connection_generation != self.generation:
-            return  # that channel is gone; the broker redelivers the message
+            return False  # that channel is gone; the broker redelivers the message
         try:
             request.message.ack()
         except Exception as exc:
             logger.warning("could not ack %s[%s]: %s", request.name, request.id, exc)
+            return False
+        return True
 
     def _maybe_restore(self) -> None:
         """Return messages whose consumer died (Redis keeps them in an unacked set).
@@ -541,7 +582,7 @@ class Consumer:
                 logger.warning("could not cancel the consumer: %s", exc)
         if self.pool.active():
             logger.info("warm shutdown: waiting for %d running task(s)", self.pool.active())
-        while self.pool.active():
+        while self.pool.active() and not self.cold:
             self._process_done()
             time.sleep(0.01)  # not a blocking queue get: green pools must get to run
         self._process_done()
@@ -553,6 +594,22 @@ class Consumer:
     def stop(self) -> None:
         self.stopping = True
         self.wake()
+
+    def cold_stop(self) -> None:
+        """Stop consuming and stop waiting for running tasks (the worker then abandons them)."""
+        self.cold = True
+        self.stop()
+
+    def abandon(self) -> None:
+        """Cold shutdown, once the pool is stopped: record the tasks it stopped in the middle.
+
+        Tasks that ended meanwhile keep their own end; acks_late ones are delivered again
+        (their messages return when the channel closes) and their rows say so."""
+        self._process_done()
+        if self.active:
+            logger.warning("cold shutdown: %d task(s) stopped while running", len(self.active))
+        orphans.abandon([request.info() for request in self.active.values()], self.hostname, events=self.events)
+        self.active.clear()
 
 
 def _last_line(text: str | None) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections
 from django.utils import timezone
 
-from .. import __version__
+from .. import __version__, orphans
 
 if TYPE_CHECKING:
     from ..messaging.events import EventDispatcher
@@ -48,7 +48,8 @@ class Heartbeat(threading.Thread):
             "pid": os.getpid(), "pool": pool.name, "concurrency": pool.concurrency,
             "queues": list(self.consumer.queue_names), "version": __version__,
             "last_heartbeat": now, "heartbeat_interval": self.interval,
-            "offline_after": now + timedelta(seconds=2 * self.interval), "stopped": None, **self.counts(),
+            "offline_after": now + timedelta(seconds=2 * self.interval), "stopped": None,
+            "machine": orphans.machine(), **self.counts(),
         }
         updated = WorkerState.objects.filter(hostname=self.consumer.hostname, started=self.started).update(**fields)
         if not updated:  # first beat of this run (or the row was deleted in the admin)
@@ -69,7 +70,15 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
             self._safe_beat()
+            self._safe_sweep()
         connections.close_all()
+
+    def _safe_sweep(self) -> None:
+        """Resolve what lost workers left running (any worker may be the first to notice)."""
+        try:
+            orphans.sweep(self.events)
+        except Exception as exc:  # the database is away: the next beat looks again
+            logger.warning("could not look for tasks of lost workers: %s", exc)
 
     def _safe_beat(self) -> None:
         try:
@@ -78,17 +87,22 @@ class Heartbeat(threading.Thread):
             logger.warning("heartbeat of %s failed: %s", self.consumer.hostname, exc)
 
     def start(self) -> None:
+        try:
+            orphans.before_start(self.consumer.hostname, self.started, self.events)
+        except Exception as exc:
+            logger.warning("could not look for tasks a previous %s left running: %s", self.consumer.hostname, exc)
         self._safe_beat()  # the row exists as soon as the worker is up
         if self.events is not None:
             self._send("worker-online")
         super().start()
 
-    def stop(self) -> None:
-        """Warm shutdown: stop beating and mark the worker offline now."""
+    def stop(self, *, wait: bool = True) -> None:
+        """Stop beating and mark the worker offline now (``wait=False``: cold shutdown)."""
         from ..models import WorkerState
 
         self._stop_event.set()
-        self.join(timeout=self.interval + 5)
+        if wait:
+            self.join(timeout=self.interval + 5)
         try:
             WorkerState.objects.filter(hostname=self.consumer.hostname).update(
                 stopped=timezone.now(), offline_after=timezone.now(), **self.counts())

@@ -152,6 +152,9 @@ class Control(Step):
         self.listener.stop()
         self.listener.join(timeout=5)
 
+    def terminate(self) -> None:
+        self.listener.stop()  # a daemon thread: the process does not wait for it
+
 
 class HeartbeatStep(Step):
     """The WorkerState row: heartbeats, offline at warm shutdown (and worker events)."""
@@ -170,6 +173,9 @@ class HeartbeatStep(Step):
 
     def stop(self) -> None:
         self.heartbeat.stop()
+
+    def terminate(self) -> None:
+        self.heartbeat.stop(wait=False)
 
 
 STEPS: tuple[type[Step], ...] = (

@@ -48,6 +48,11 @@ class HardTimeLimit(BaseException):
     """Raised in-process by a pool at the hard limit; a BaseException so tasks don't catch it."""
 
 
+class ColdShutdown(BaseException):
+    """Raised in the worker's main thread by a second shutdown signal while the solo pool
+    runs a task there: it ends the task without recording it (the worker records it lost)."""
+
+
 def execute(task: Task[Any, Any], context: RequestContext, limiter: Limiter = no_limits,
             soft_time_limit: float | None = None, time_limit: float | None = None) -> Outcome:
     """Run the task body in this thread with ``context`` as its request; never raises."""
@@ -56,6 +61,8 @@ def execute(task: Task[Any, Any], context: RequestContext, limiter: Limiter = no
     try:
         with limiter(soft_time_limit, time_limit):
             value = task.run(*context.args, **context.kwargs)
+    except ColdShutdown:
+        raise
     except SystemExit:
         if PROCESS_EXIT_ENDS_TASK:
             raise

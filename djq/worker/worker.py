@@ -1,8 +1,9 @@
 """The Worker: builds the bootsteps from options, prints the banner, handles signals.
 
 SIGTERM or SIGINT: warm shutdown (stop taking messages, finish running tasks, ack them,
-put reserved messages back, exit 0). A second signal: cold shutdown (exit at once;
-unacked messages go back to the queue, tasks already running are abandoned).
+put reserved messages back, exit 0). A second signal: cold shutdown (stop the running
+tasks, record each as FAILURE WorkerLostError, or leave it to its redelivery when it is
+acked late; unacked messages go back to the queue; exit 0). A third: exit at once.
 """
 from __future__ import annotations
 
@@ -20,12 +21,9 @@ from ..conf import djq_settings
 from ..registry import registry
 from .blueprint import Blueprint
 from .steps import STEPS, Pool, TaskConsumer
+from .trace import ColdShutdown
 
 logger = logging.getLogger(__name__)
-
-
-class ColdShutdown(BaseException):
-    """Raised in the main thread by the second shutdown signal."""
 
 
 def default_hostname() -> str:
@@ -107,27 +105,52 @@ class Worker:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signals += 1
         consumer = self.blueprint.get(TaskConsumer).consumer
+        name = signal.Signals(signum).name
         if self._signals == 1:
-            logger.warning("%s received: warm shutdown (send it again to stop at once)", signal.Signals(signum).name)
+            logger.warning("%s received: warm shutdown (send it again to stop at once)", name)
             consumer.stop()
+        elif self._signals == 2:
+            logger.warning("%s received again: cold shutdown (running tasks are stopped and recorded)", name)
+            consumer.cold_stop()
+            pool = self.blueprint.get(Pool).pool
+            if not pool.parallel and pool.active():
+                raise ColdShutdown()  # solo: the task runs in this very thread
         else:
-            logger.warning("%s received again: cold shutdown", signal.Signals(signum).name)
-            raise ColdShutdown()
+            logger.error("%s received a third time: exiting without cleaning up", name)
+            os._exit(1)
+
+    def _cold_stop(self) -> None:
+        """Stop the pool first (prefork kills its children), record what it stopped, then
+        stop every step without waiting for threads."""
+        pool = self.blueprint.get(Pool).pool
+        try:
+            pool.terminate()
+        except Exception:
+            logger.exception("cold shutdown: could not stop the pool")
+        try:
+            self.blueprint.get(TaskConsumer).consumer.abandon()
+        except Exception:
+            logger.exception("cold shutdown: could not record the tasks it stopped")
+        self.blueprint.stop(cold=True)
 
     def run(self, out: IO[str] | Any = sys.stdout) -> int:
         """Start, consume until a signal, stop. Returns the process exit code."""
         self.blueprint.create(self)
         self.blueprint.start()
+        consumer = self.blueprint.get(TaskConsumer).consumer
         try:
             out.write(self.banner() + "\n")
             out.flush()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._on_signal)
             logger.info("worker %s ready", self.options.hostname)
-            self.blueprint.get(TaskConsumer).consumer.run()
+            consumer.run()
         except ColdShutdown:
-            self.blueprint.stop(cold=True)
-            return 1
+            pass
+        if consumer.cold:
+            self._cold_stop()
+            logger.info("worker %s stopped (cold shutdown)", self.options.hostname)
+            return 0
         self.blueprint.stop()
         logger.info("worker %s stopped", self.options.hostname)
         return 0

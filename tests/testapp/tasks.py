@@ -208,3 +208,30 @@ def mark_run(self, path: str) -> str:
         fh.write(f"{self.request.id} {self.request.hostname}\n")
     time.sleep(0.005)
     return self.request.hostname
+
+
+def _append(path: str, line: str) -> None:
+    """One line to an execution ledger kept outside djq (O_APPEND + fsync: nothing is lost)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{line}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@task(bind=True)
+def ledgered(self, ledger: str, seconds: float) -> str:
+    """Writes ``start`` and ``end`` lines with its task id: what really ran, and how far."""
+    _append(ledger, f"start {self.request.id} {os.getpid()}")
+    time.sleep(seconds)
+    _append(ledger, f"end {self.request.id}")
+    return "done"
+
+
+@task(bind=True, acks_late=True)
+def ledgered_late(self, ledger: str, seconds: float) -> str:
+    _append(ledger, f"start {self.request.id} {os.getpid()}")
+    time.sleep(seconds)
+    _append(ledger, f"end {self.request.id}")
+    return "done"

@@ -75,17 +75,6 @@ def test_sigterm_while_tasks_run_loses_none(broker: str, start_worker) -> None:
     assert [r.get(timeout=60) for r in results] == [i + 1 for i in range(24)]
 
 
-def test_second_signal_is_a_cold_shutdown(broker: str, start_worker) -> None:
-    sleep_then_add.delay(5, 1, 1)
-    worker = start_worker("-c", "1")
-    wait_for(lambda: TaskResult.objects.using(broker).filter(state=states.STARTED).exists(), what="task start")
-    worker.signal(signal.SIGTERM)
-    wait_for(lambda: "warm shutdown" in worker.output, what="warm shutdown log")
-    worker.signal(signal.SIGTERM)
-    assert worker.wait(timeout=10) == 1
-    assert "cold shutdown" in worker.output
-
-
 def _publish_raw(broker, body, headers, content_type="application/json", serializer=None) -> None:
     from djq.messaging.producer import broker_connection, task_queue
 

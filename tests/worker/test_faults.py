@@ -1,0 +1,128 @@
+"""Faults, tested as faults: a worker killed with -9, cold shutdown, a restart under the
+same name. Every execution is counted in a ledger outside djq (tests/ledger.py), and
+every stored state must agree with it: no task stays STARTED, none is called lost that
+finished, none runs twice that was acked early.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from djq import states
+from djq.models import TaskResult
+from tests.conftest import wait_for
+from tests.ledger import Ledger
+from tests.testapp.tasks import ledgered, ledgered_late
+
+pytestmark = pytest.mark.integration
+#: killed workers' messages come back quickly on djq:// and Redis
+FAST_REDELIVERY = {"DJQ_TEST_VISIBILITY_TIMEOUT": "5"}
+
+
+def _rows(alias: str, ids: list[str]) -> dict[str, TaskResult]:
+    return {row.task_id: row for row in TaskResult.objects.using(alias).filter(task_id__in=ids)}
+
+
+def _kill(worker) -> None:
+    """kill -9 of the worker and of its pool children (its own process group)."""
+    os.killpg(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait(timeout=10)
+
+
+def _assert_agrees_with_ledger(alias: str, ids: list[str], ledger: Ledger, lost_worker: str) -> None:
+    starts, ends = ledger.starts(), ledger.ends()
+    rows = _rows(alias, ids)
+    for task_id in ids:
+        row = rows[task_id]
+        assert starts[task_id] <= 1, f"{task_id} was acked early and ran {starts[task_id]} times"
+        if ends[task_id]:
+            assert row.state == states.SUCCESS, f"{task_id} ran to its end but is stored {row.state}"
+        else:
+            assert row.state == states.FAILURE, f"{task_id} was stopped mid-run but is stored {row.state}"
+            assert "WorkerLostError" in (row.traceback or ""), row.traceback
+            assert lost_worker in row.traceback and "last seen" in row.traceback, row.traceback
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_a_killed_workers_tasks_end_failed_once_its_heartbeats_stop(pool: str, broker, start_worker,
+                                                                    tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger")
+    long = [ledgered.delay(str(ledger), 30).id for _ in range(2)]
+    doomed = start_worker("-P", pool, "-c", "2", "-n", "doomed@%h", env=FAST_REDELIVERY)
+    wait_for(lambda: len(ledger.starts()) == 2, what="both long tasks to start")
+    short = [ledgered.delay(str(ledger), 0.05).id for _ in range(6)]  # reserved by doomed, or not yet taken
+    time.sleep(0.5)
+    _kill(doomed)
+    watcher = start_worker("-P", "threads", "-c", "2", "-n", "watcher@%h", env=FAST_REDELIVERY)
+    ids = long + short
+    wait_for(lambda: TaskResult.objects.using(broker).filter(task_id__in=ids, state__in=states.READY_STATES)
+             .count() == len(ids), timeout=60, interval=0.2, what="every task to end")
+    assert not TaskResult.objects.using(broker).filter(task_id__in=ids, state=states.STARTED).exists()
+    _assert_agrees_with_ledger(broker, ids, ledger, "doomed@")
+    assert all(_rows(broker, long)[i].state == states.FAILURE for i in long)
+    assert "failed: worker doomed@" in watcher.output
+
+
+def test_a_worker_restarted_under_its_name_resolves_what_it_left_running(broker, start_worker,
+                                                                         tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger")
+    running = [ledgered.delay(str(ledger), 30).id for _ in range(2)]
+    first = start_worker("-P", "threads", "-c", "2", "-n", "again@%h",
+                         env={"DJQ_TEST_HEARTBEAT_INTERVAL": "60"})  # its row stays "online" for 2 min
+    wait_for(lambda: len(ledger.starts()) == 2, what="both tasks to start")
+    _kill(first)
+    start_worker("-P", "threads", "-c", "2", "-n", "again@%h", env={"DJQ_TEST_HEARTBEAT_INTERVAL": "60"})
+    rows = _rows(broker, running)
+    assert [rows[i].state for i in running] == [states.FAILURE] * 2, "resolved before it consumes"
+    assert all("worker again@" in (rows[i].traceback or "") for i in running)
+
+
+def test_a_second_worker_of_the_same_name_is_reported_and_its_tasks_left_alone(broker, start_worker,
+                                                                               tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger")
+    first = start_worker("-P", "threads", "-c", "1", "-n", "twin@%h")
+    task_id = ledgered.delay(str(ledger), 3).id
+    wait_for(lambda: ledger.starts()[task_id] == 1, what="the task to start")
+    second = start_worker("-P", "threads", "-c", "1", "-n", "twin@%h")
+    assert "another worker named twin@" in second.output
+    second.stop()
+    wait_for(lambda: ledger.ends()[task_id] == 1, what="the task to end")
+    assert wait_for(lambda: TaskResult.objects.using(broker).get(task_id=task_id).state == states.SUCCESS,
+                    what="its SUCCESS")
+    assert first.proc.poll() is None
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork", "solo"])
+def test_cold_shutdown_records_the_task_it_stops_and_exits_0(pool: str, broker, start_worker,
+                                                             tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger")
+    task_id = ledgered.delay(str(ledger), 30).id
+    worker = start_worker("-P", pool, "-c", "1", "-n", "cold@%h")
+    wait_for(lambda: ledger.starts()[task_id] == 1, what="the task to start")
+    worker.signal(signal.SIGTERM)
+    wait_for(lambda: "warm shutdown" in worker.output, what="the warm shutdown")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0, worker.output[-3000:]
+    row = TaskResult.objects.using(broker).get(task_id=task_id)
+    assert row.state == states.FAILURE and not ledger.ends()[task_id]
+    assert "WorkerLostError" in row.traceback and "cold shutdown" in row.traceback, row.traceback
+
+
+def test_cold_shutdown_leaves_an_acks_late_task_to_its_redelivery(broker, start_worker, tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger")
+    result = ledgered_late.delay(str(ledger), 2)
+    worker = start_worker("-P", "threads", "-c", "1", "-n", "coldlate@%h", env=FAST_REDELIVERY)
+    wait_for(lambda: ledger.starts()[result.id] == 1, what="the task to start")
+    worker.signal(signal.SIGTERM)
+    wait_for(lambda: "warm shutdown" in worker.output, what="the warm shutdown")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0, worker.output[-3000:]
+    row = TaskResult.objects.using(broker).get(task_id=result.id)
+    assert row.state == states.STARTED and "delivers it again" in (row.traceback or ""), row.traceback
+    start_worker("-P", "threads", "-c", "1", env=FAST_REDELIVERY)
+    assert result.get(timeout=60) == "done"
+    assert ledger.starts()[result.id] == 2 and ledger.ends()[result.id] == 1
