@@ -156,25 +156,37 @@ class Consumer:
         logger.error("lost the broker connection (%s: %s); reconnecting", type(exc).__name__, exc)
         self.reserved.clear()  # their messages come back from the broker
         self.scheduled.clear()
+        self._release_broken()
+        if self.connect_patiently(first_delay=0.2):
+            logger.info("reconnected to %s", self.safe_url)
+
+    def connect_patiently(self, first_delay: float = 0.5) -> bool:
+        """``connect()``, tried again with backoff until it works or the worker stops.
+
+        Used at start too: a worker started while its broker (or, on djq://, its database)
+        is down waits for it, one log line per try. Returns False if stopped first."""
+        delay = first_delay
+        while not self.stopping:
+            try:
+                self.connect()
+                return True
+            except Exception as exc:
+                logger.error("broker connection to %s failed: %s; next try in %.1fs", self.safe_url, exc, delay)
+                self._release_broken()
+                # On djq:// the broker is a database: drop this thread's broken connections
+                # so the next try opens new ones (Django reconnects only a closed connection).
+                dbhygiene.close_all()
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return False
+
+    def _release_broken(self) -> None:
         try:
             if self.connection is not None:
                 self.connection.release()
         except Exception:  # the connection is already broken; releasing is best effort
             pass
         self.connection = None
-        delay = 0.2
-        while not self.stopping:
-            # On djq:// the broker is a database: drop this thread's broken connections
-            # so the next try opens new ones (Django reconnects only a closed connection).
-            dbhygiene.close_all()
-            try:
-                self.connect()
-                logger.info("reconnected to %s", self.safe_url)
-                return
-            except Exception as retry_exc:
-                logger.error("reconnect failed: %s; next try in %.1fs", retry_exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     def wake(self) -> None:
         transport = getattr(self.connection, "transport", None) if self.connection else None

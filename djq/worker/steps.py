@@ -100,7 +100,7 @@ class TaskConsumer(Step):
         )
 
     def start(self) -> None:
-        self.consumer.connect()
+        self.consumer.connect_patiently()
 
     def stop(self) -> None:
         self.consumer.stop()

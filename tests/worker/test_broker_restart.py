@@ -19,7 +19,8 @@ from django.db import DatabaseError, connections
 from djq import states
 from djq.models import TaskResult
 from tests.conftest import ROOT, wait_for
-from tests.testapp.tasks import sleep_then_add
+from tests.ledger import Ledger
+from tests.testapp.tasks import ledgered, ledgered_late, sleep_then_add
 
 SERVICES = ROOT / "scripts" / "services.sh"
 DOWN_FOR = 2.0  # seconds the server stays down: long enough for the worker to notice
@@ -81,3 +82,91 @@ def test_worker_survives_a_broker_restart_and_finishes_the_backlog(broker, start
     assert "reconnected to" in output, output[-3000:]
     values = dict(TaskResult.objects.using(broker).filter(task_id__in=ids).values_list("task_id", "result"))
     assert [values[r.id] for r in results] == [str(i + 1) for i in range(300)]
+
+
+ROUNDS = 10  # broker restarts per leg
+
+
+def _restart_quickly(leg: str) -> None:
+    """The restart of RESTART[leg], down for a shorter moment (ten of them run in a row)."""
+    global DOWN_FOR
+    saved, DOWN_FOR = DOWN_FOR, 0.3
+    try:
+        RESTART[leg]()
+    finally:
+        DOWN_FOR = saved
+
+
+def _send(task, ledger: Ledger, n: int, seconds: float) -> list[str]:
+    """Send n tasks; a publish the restart broke is tried again on a fresh connection."""
+    from djq.messaging.producer import reset_publishers
+
+    ids: list[str] = []
+    deadline = time.monotonic() + 60
+    while len(ids) < n:
+        try:
+            ids.append(task.delay(str(ledger), seconds).id)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            reset_publishers()
+            time.sleep(0.2)
+    return ids
+
+
+@pytest.mark.parametrize("db_alias", ["postgres", "redis", "amqp"], indirect=True)
+def test_broker_restarts_run_no_early_ack_task_twice_and_lose_no_late_one(broker, start_worker,
+                                                                          tmp_path) -> None:
+    ledger = Ledger(tmp_path / "ledger")
+    worker = start_worker("-P", "threads", "-c", "4", env={"DJQ_TEST_VISIBILITY_TIMEOUT": "5"})
+    early: list[str] = []
+    late: list[str] = []
+    for _ in range(ROUNDS):
+        batch = _send(ledgered, ledger, 20, 0.02)
+        late += _send(ledgered_late, ledger, 20, 0.02)
+        early += batch
+        wait_for(lambda: sum(ledger.starts()[i] > 0 for i in batch) >= 5, timeout=60, interval=0.05,
+                 what="this round's drain to be under way")
+        _restart_quickly(broker.leg)
+        connections[broker].close()
+    ids = early + late
+    wait_for(lambda: _count_done(broker, ids) == len(ids), timeout=180, interval=0.5,
+             what="every task to succeed after the restarts")
+    starts, ends = ledger.starts(), ledger.ends()
+    twice = [i for i in early if starts[i] != 1]
+    assert not twice, f"{len(twice)} early-ack task(s) ran {[starts[i] for i in twice]} times"
+    assert all(ends[i] >= 1 for i in late), "every acks_late task ran to its end"
+    assert worker.proc.poll() is None
+    assert "reconnected to" in worker.output
+
+
+def _stop_server(leg: str) -> Callable[[], None]:
+    """Stop the leg's server; returns the function that starts it again."""
+    if leg == "postgres":
+        port = urlsplit(os.environ["DJQ_TEST_POSTGRES_URL"]).port or 5432
+        _services("stop-postgres", port_var="DJQ_PG_PORT", port=port)
+        return lambda: _services("postgres", port_var="DJQ_PG_PORT", port=port)
+    if leg == "redis":
+        port = urlsplit(os.environ["DJQ_TEST_REDIS_URL"]).port or 6379
+        subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "shutdown", "save"],
+                       timeout=60, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return lambda: _services("redis", port_var="DJQ_REDIS_PORT", port=port)
+    port = urlsplit(os.environ["DJQ_TEST_AMQP_URL"]).port or 5672
+    _services("stop-rabbitmq", port_var="DJQ_AMQP_PORT", port=port)
+    return lambda: _services("rabbitmq", port_var="DJQ_AMQP_PORT", port=port)
+
+
+@pytest.mark.parametrize("db_alias", ["postgres", "redis", "amqp"], indirect=True)
+def test_a_worker_started_while_its_broker_is_down_waits_and_then_consumes(broker, start_worker) -> None:
+    start_again = _stop_server(broker.leg)
+    try:
+        worker = start_worker("-P", "threads", "-c", "2", ready=False)
+        wait_for(lambda: worker.output.count("next try in") >= 2 or worker.proc.poll() is not None,
+                 timeout=60, what="the worker's retry lines")
+        assert worker.proc.poll() is None, worker.output[-3000:]
+        assert "Traceback" not in worker.output and "missing 2 required" not in worker.output, worker.output[-3000:]
+    finally:
+        start_again()
+    connections[broker].close()
+    worker.wait_ready(timeout=90)
+    assert sleep_then_add.delay(0, 2, 3).get(timeout=60) == 5
