@@ -1,7 +1,8 @@
 """The consumer: takes messages from the broker, turns them into requests, feeds the pool.
 
 Only this thread touches the kombu connection. Pool threads report finished tasks
-through a queue and wake the consumer; acks happen here.
+through a queue and wake the consumer; acks happen here. What is recorded when a task
+ends (or will not run) is djq/worker/outcomes.py.
 
 A request's life: received -> (waiting for eta) -> reserved -> running -> done.
 Early-ack requests are acked just before they start, so a reserved (not started)
@@ -23,11 +24,8 @@ from typing import Any, Callable
 from kombu import Connection
 from kombu import Consumer as KombuConsumer
 
-from .. import orphans, states
-from ..backends import get_backend
-from ..backends.base import exception_to_meta
 from ..conf import djq_settings
-from ..exceptions import MessageError, NotRegistered, TaskRevokedError, WorkerLostError
+from ..exceptions import MessageError, NotRegistered
 from ..messaging.events import EventDispatcher, received_fields
 from ..messaging.producer import broker_connection, describe_broker, is_embedded, publish_now, task_queue
 from ..messaging.protocol import decode_task
@@ -35,6 +33,7 @@ from ..registry import registry
 from ..control import signal_number
 from . import dbhygiene
 from .eta import EtaParking
+from .outcomes import Outcomes
 from .ratelimit import TokenBucket
 from .rejects import record_rejected
 from .request import Request, TaskCall, run_call
@@ -89,6 +88,8 @@ class Consumer:
         self.revokes = Revokes()
         self.parking = EtaParking(is_embedded(self.broker_url))
         self.handles: dict[int, Any] = {}
+        self.outcomes = Outcomes(hostname, self.stats, events, self._ack,
+                                 lambda request: request.connection_generation == self.generation)
 
     # -- connection ---------------------------------------------------------------
     def connect(self) -> None:
@@ -215,7 +216,7 @@ class Consumer:
         self.stats["received"] += 1
         request = Request(message, msg, task, self.hostname, queue, self.generation)
         if request.id in self.revokes:
-            self._revoke(request)
+            self.outcomes.not_run(request)
             return
         if self.events is not None:
             self.events.send("task-received", **received_fields(request))
@@ -259,10 +260,10 @@ class Consumer:
         while free > 0 and self.reserved:
             request = self.reserved.popleft()
             if request.id in self.revokes:
-                self._revoke(request)
+                self.outcomes.not_run(request)
                 continue
             if request.expired():
-                self._expire(request)
+                self.outcomes.not_run(request, "expired", expired=True)
                 continue
             rate = request.task.rate_per_second
             if rate is not None:
@@ -339,34 +340,6 @@ class Consumer:
             logger.warning("task %s has %s, which the %s pool cannot enforce (see docs/pools.md)",
                            name, " and ".join(missing), self.pool.name)
 
-    def _expire(self, request: Request) -> None:
-        self.stats["expired"] += 1
-        logger.info("task %s[%s] expired before it could run", request.name, request.id)
-        self._store_revoked(request, "expired", expired=True)
-
-    def _store_revoked(self, request: Request, reason: str, *, expired: bool) -> None:
-        error = TaskRevokedError(reason)
-        try:
-            get_backend().store(request.info(), states.REVOKED, result=exception_to_meta(error), traceback=reason)
-        finally:
-            self._ack(request)
-        if self.events is not None:
-            self.events.send("task-revoked", uuid=request.id, terminated=False, signum=None, expired=expired)
-
-    def _revoke(self, request: Request, reason: str = "revoked") -> None:
-        """A revoked task that has not started: record REVOKED and drop its message."""
-        self.stats["revoked"] += 1
-        logger.info("task %s[%s] %s: not run", request.name, request.id, reason)
-        try:
-            get_backend().store(request.info(), states.REVOKED,
-                                result=exception_to_meta(TaskRevokedError(reason)), traceback=reason)
-        except Exception:
-            logger.exception("could not record the revoke of %s[%s]", request.name, request.id)
-        finally:
-            self._ack(request)
-        if self.events is not None:
-            self.events.send("task-revoked", uuid=request.id, terminated=False, signum=None, expired=False)
-
     def _release_parked(self) -> None:
         try:
             self.parking.release_due(lambda message: publish_now(message, self.broker_url))
@@ -424,41 +397,7 @@ class Consumer:
     def _finish(self, seq: int, outcome: Outcome) -> None:
         request = self.active.pop(seq)
         self.handles.pop(seq, None)
-        if not outcome.recorded and request.id in self.revokes.terminate:
-            self.stats["revoked"] += 1
-            signal = self.revokes.terminate[request.id]
-            reason = f"terminated ({signal})"
-            logger.warning("task %s[%s] %s", request.name, request.id, reason)
-            try:
-                get_backend().store(request.info(), states.REVOKED,
-                                    result=exception_to_meta(TaskRevokedError(reason)), traceback=reason)
-            finally:
-                self._ack(request)
-            if self.events is not None:
-                self.events.send("task-revoked", uuid=request.id, terminated=True, signum=signal_number(signal), expired=False)
-            return
-        if not outcome.recorded:
-            if self._requeue_lost(request, outcome):
-                self.stats["failed"] += 1
-                return
-            outcome = self._record_failure(request, outcome)
-        kind = {states.SUCCESS: "succeeded", states.RETRY: "retried"}.get(outcome.state, "failed")
-        self.stats[kind] += 1
-        if self.events is not None:
-            self._send_outcome(self.events, request, outcome)
-        if request.acks_late:
-            self._ack(request)
-
-    def _send_outcome(self, events: EventDispatcher, request: Request, outcome: Outcome) -> None:
-        if outcome.state == states.SUCCESS:
-            events.send("task-succeeded", uuid=request.id, result=outcome.value, runtime=outcome.runtime)
-        elif outcome.state == states.RETRY:
-            reason = outcome.value if outcome.value is not None else _last_line(outcome.traceback)
-            events.send("task-retried", uuid=request.id, exception=str(reason)[:1000], traceback=outcome.traceback)
-        else:
-            value = outcome.value if outcome.value is not None else _last_line(outcome.traceback)
-            events.send("task-failed", uuid=request.id, exception=str(value)[:1000],
-                        traceback=outcome.traceback, runtime=outcome.runtime)
+        self.outcomes.finished(request, outcome, self.revokes.terminate.get(request.id))
 
     def call_soon(self, function: Callable[[], Any]) -> Future[Any]:
         """Run ``function`` in the consumer thread (for remote control); returns its Future."""
@@ -475,39 +414,6 @@ class Consumer:
                 future.set_result(function())
             except Exception as exc:
                 future.set_exception(exc)
-
-    def _requeue_lost(self, request: Request, outcome: Outcome) -> bool:
-        """acks_late + reject_on_worker_lost: a task whose process died runs again."""
-        if not (isinstance(outcome.value, WorkerLostError) and request.acks_late and request.reject_on_worker_lost):
-            return False
-        logger.warning("task %s[%s]: its process died; requeued (reject_on_worker_lost)", request.name, request.id)
-        if request.connection_generation == self.generation:
-            try:
-                request.message.reject(requeue=True)
-            except Exception as exc:
-                logger.warning("could not requeue %s[%s]: %s", request.name, request.id, exc)
-        return True
-
-    def _record_failure(self, request: Request, outcome: Outcome) -> Outcome:
-        """Store the failure the pool reported for a task (its process died, a hard limit).
-
-        Returns the outcome that stands: the stored one when the task had already recorded
-        its own end (a child that stored SUCCESS and died before it could say so)."""
-        backend = get_backend()
-        try:
-            stored = backend.store(request.info(), states.FAILURE, result=exception_to_meta(outcome.value),
-                                   traceback=outcome.traceback)
-        except Exception:
-            logger.exception("could not record the failure of %s[%s]", request.name, request.id)
-            return outcome
-        if stored:
-            logger.error("task %s[%s] failed: %s", request.name, request.id, outcome.traceback)
-            return outcome
-        meta = backend.get(request.id)
-        state = meta.state if meta is not None else states.SUCCESS  # ignore_result: nothing was stored
-        logger.warning("task %s[%s]: %s after the task had ended; its stored %s stands", request.name,
-                       request.id, _last_line(outcome.traceback) or "its process was lost", state)
-        return Outcome(state, None, meta.traceback if meta is not None else None, outcome.runtime)
 
     def _ack(self, request: Request) -> bool:
         """Ack the request's message; False when the broker did not take the ack."""
@@ -618,12 +524,6 @@ class Consumer:
         Tasks that ended meanwhile keep their own end; acks_late ones are delivered again
         (their messages return when the channel closes) and their rows say so."""
         self._process_done()
-        if self.active:
-            logger.warning("cold shutdown: %d task(s) stopped while running", len(self.active))
-        orphans.abandon([request.info() for request in self.active.values()], self.hostname, events=self.events)
+        self.outcomes.abandon(list(self.active.values()))
         self.active.clear()
 
-
-def _last_line(text: str | None) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[-1] if lines else ""
