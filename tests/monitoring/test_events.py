@@ -156,3 +156,25 @@ def test_retried_revoked_rejected_and_offline_events_carry_their_fields(broker, 
     assert offline.hostname == hostname
     assert {"freq", "sw_ident", "sw_ver", "sw_sys", "active", "processed", "loadavg"} <= set(offline.fields)
     assert offline.fields["sw_ident"] == "djq" and offline.fields["active"] == 0 and offline.fields["processed"] >= 1
+
+
+def test_a_lost_workers_task_fails_as_a_task_failed_event(broker, start_worker, events_process, tmp_path) -> None:
+    import os
+    import signal as signals
+
+    from tests.ledger import Ledger
+    from tests.testapp.tasks import ledgered
+
+    ledger = Ledger(tmp_path / "ledger")
+    camera = events_process("--camera", "--frequency", "0.2")
+    doomed = start_worker("-P", "threads", "-c", "1", "-n", "gone@%h")
+    task_id = ledgered.delay(str(ledger), 30).id
+    wait_for(lambda: ledger.starts()[task_id] == 1, what="the task to start")
+    os.killpg(doomed.proc.pid, signals.SIGKILL)
+    doomed.proc.wait(timeout=10)
+    start_worker("-P", "threads", "-E", "-n", "notices@%h")
+    wait_for(lambda: "task-failed" in _events(broker, task_id), timeout=30, what="task-failed stored")
+    failed = TaskEvent.objects.using(broker).get(task_id=task_id, event="task-failed")
+    assert "worker gone@" in failed.fields["exception"] and "WorkerLostError" in failed.fields["traceback"]
+    assert failed.hostname.startswith("notices@")
+    assert camera.proc.poll() is None
