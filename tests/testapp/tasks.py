@@ -208,3 +208,16 @@ def mark_run(self, path: str) -> str:
         fh.write(f"{self.request.id} {self.request.hostname}\n")
     time.sleep(0.005)
     return self.request.hostname
+
+
+@task(bind=True, acks_late=True)
+def ledger_late(self, ledger: str, seconds: float) -> str:
+    """acks_late; appends its task id to ``ledger`` (O_APPEND + fsync), a count of runs kept outside djq."""
+    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{self.request.id}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    time.sleep(seconds)
+    return self.request.id
