@@ -94,7 +94,7 @@ class Channel(kombu_redis.Channel):
     QoS = QoS
     take_batch = 100
     watch_timeout = 10.0
-    from_transport_options = kombu_redis.Channel.from_transport_options + ("take_batch", "watch_timeout")
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, "take_batch", "watch_timeout")  # type: ignore[assignment]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -248,7 +248,7 @@ class Transport(kombu_redis.Transport):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.cycle = Poller(self)
+        self.cycle: Any = Poller(self)
         self._waker: Waker | None = None
 
     def waker(self) -> Waker:
@@ -262,7 +262,7 @@ class Transport(kombu_redis.Transport):
         if waker is not None:
             waker.wake()
 
-    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+    def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> None:
         deadline = None if timeout is None else monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(deadline - monotonic(), 0.0)
