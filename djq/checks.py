@@ -6,6 +6,7 @@ djq.E007 worker pool     djq.E008 task routes       djq.E009 beat schedule
 djq.E010 Django TASKS backend                       djq.W010 Django task queue no worker serves
 djq.E011 task lifecycle (result expiry, revokes, eta holding)
 djq.E012 monitoring (heartbeat, control timeout, events retention)
+djq.E013 a package the broker needs is not installed (names the extra: pip install 'djq[redis]')
 djq.W001 SQLite without WAL                         djq.W011 django_tasks app missing (Django 5.2)
 """
 from __future__ import annotations
@@ -144,11 +145,16 @@ def _check_broker() -> list[checks.CheckMessage]:
     scheme, rest = url.split("://", 1)
     if scheme not in KNOWN_SCHEMES:
         return [checks.Error(f"DJQ_BROKER_URL uses unknown scheme {scheme!r}", hint=f"known: {', '.join(KNOWN_SCHEMES)}", id="djq.E001")]
+    alias = rest.split("/", 1)[0] or "default"
+    if scheme == "djq" and alias not in connections.settings:
+        return [checks.Error(f"DJQ_BROKER_URL {url!r} names database alias {alias!r}, which is not in DATABASES", id="djq.E001")]
+    from .extras import missing_for_broker
+
+    missing = missing_for_broker(url)
+    if missing:
+        return [checks.Error(missing, id="djq.E013")]
     if scheme != "djq":
         return []
-    alias = rest.split("/", 1)[0] or "default"
-    if alias not in connections.settings:
-        return [checks.Error(f"DJQ_BROKER_URL {url!r} names database alias {alias!r}, which is not in DATABASES", id="djq.E001")]
     engine = connections.settings[alias].get("ENGINE", "")
     if engine.endswith("sqlite3"):
         init = str((connections.settings[alias].get("OPTIONS") or {}).get("init_command", "")).lower()

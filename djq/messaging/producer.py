@@ -13,9 +13,11 @@ import threading
 from django.db import transaction
 from kombu import Connection, Exchange, Queue
 from kombu.pools import ProducerPool
+from kombu.utils.url import maybe_sanitize_url
 
 from ..conf import djq_settings
-from ..exceptions import PublishError
+from ..exceptions import ConfigurationError, PublishError
+from ..extras import missing_for_broker
 from .protocol import OutgoingMessage
 from .routing import BROKER_MAX_PRIORITY, broker_priority, queue_arguments
 from .transport import register as register_transport
@@ -58,8 +60,13 @@ REDIS_PRIORITY_STEPS = list(range(BROKER_MAX_PRIORITY + 1))
 
 
 def broker_connection(url: str | None = None, *, side_channel: bool = False) -> Connection:
+    """A kombu connection to ``url``; ConfigurationError (with the extra to install) if
+    a package the broker needs is missing."""
     register_transport()
     url = url or djq_settings.BROKER_URL
+    missing = missing_for_broker(url)
+    if missing:
+        raise ConfigurationError(missing)
     options = dict(djq_settings.BROKER_TRANSPORT_OPTIONS)
     if side_channel and is_embedded(url):
         options.update(SIDE_CHANNEL_OPTIONS)
@@ -67,6 +74,11 @@ def broker_connection(url: str | None = None, *, side_channel: bool = False) -> 
         # kombu's Redis transport keeps four priority lists by default (0, 3, 6, 9); one per
         # level gives Redis the same ten levels as RabbitMQ
         options.setdefault("priority_steps", REDIS_PRIORITY_STEPS)
+        # djq's transport: kombu's, but a taken message is recorded as unacked in the
+        # same step (kombu's BRPOP loses a message whose reply dies with the connection)
+        from .redis import Transport as RedisTransport
+
+        return Connection(url, transport=RedisTransport, transport_options=options)
     return Connection(url, transport_options=options)
 
 
@@ -76,7 +88,10 @@ class _Publisher:
     def __init__(self, url: str) -> None:
         self.url = url
         self.embedded = is_embedded(url)
-        self.connection = broker_connection(url)
+        try:
+            self.connection = broker_connection(url)
+        except ConfigurationError as exc:
+            raise PublishError(f"could not send tasks to {maybe_sanitize_url(url)}: {exc}") from exc
         limit = int(djq_settings.BROKER_POOL_LIMIT)
         self.pool = ProducerPool(self.connection.Pool(limit=limit), limit=limit)
         self.declared: set[str] = set()

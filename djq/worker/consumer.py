@@ -25,7 +25,7 @@ from kombu import Connection
 from kombu import Consumer as KombuConsumer
 
 from ..conf import djq_settings
-from ..exceptions import MessageError, NotRegistered
+from ..exceptions import ConfigurationError, MessageError, NotRegistered
 from ..messaging.events import EventDispatcher, received_fields
 from ..messaging.producer import broker_connection, describe_broker, is_embedded, publish_now, task_queue
 from ..messaging.protocol import decode_task
@@ -171,6 +171,8 @@ class Consumer:
             try:
                 self.connect()
                 return True
+            except ConfigurationError:
+                raise  # a missing package or a wrong setting: waiting does not help
             except Exception as exc:
                 logger.error("broker connection to %s failed: %s; next try in %.1fs", self.safe_url, exc, delay)
                 self._release_broken()
