@@ -1,0 +1,323 @@
+"""The prefork pool's supervisor: one parent thread that watches every child.
+
+It waits (``multiprocessing.connection.wait``) on the children's result pipes, their
+process sentinels and a wake-up pipe, and so it:
+- reads "started" and "done" messages, frees the child and reports the outcome;
+- sees a child die, reads what it wrote before dying, and reports the job it still held
+  as lost (WorkerLostError, or TimeLimitExceeded when the parent killed it at its limit);
+- times the limits from the child's "started": SIGUSR1 at the soft one, SIGKILL at the
+  hard one;
+- notices a pool that makes no progress, says so in one line and recovers: a job sent but
+  not started within ``start_timeout``, a child not dead ``kill_grace`` after SIGKILL, a
+  child that exited without its sentinel firing (its pipes held open by a grandchild);
+- keeps the pool at its size: every child is forked here, at once when one leaves.
+Forking from this one long-lived thread matters: PR_SET_PDEATHSIG fires when the
+forking thread ends, and this thread ends only after every child has.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from multiprocessing.connection import wait
+from typing import TYPE_CHECKING, Any
+
+import billiard
+
+from . import child as child_main
+from .roster import Child, Job, Report, exit_text, lost
+from .wire import Channel
+
+if TYPE_CHECKING:
+    from .pool import PreforkPool
+
+logger = logging.getLogger(__name__)
+#: how often every child's process is polled, beside its sentinel
+POLL_INTERVAL = 1.0
+
+
+class Supervisor(threading.Thread):
+    def __init__(self, pool: PreforkPool) -> None:
+        super().__init__(name="djq-prefork-supervisor", daemon=True)
+        self.pool = pool
+        self.roster = pool.roster
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._context = billiard.get_context("fork")
+        self._next_poll = 0.0
+        self._spawn_after = 0.0
+        self._index = 0
+        self.spawned_once = threading.Event()
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"!")
+        except BlockingIOError:  # already awake
+            pass
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            while self._turn():
+                pass
+        finally:
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+
+    def _turn(self) -> bool:
+        try:
+            return self._step()
+        except Exception:  # this thread must outlive any one fault, or the pool freezes
+            logger.exception("prefork supervisor: unexpected error; carrying on")
+            time.sleep(0.1)
+            return True
+
+    def _step(self) -> bool:
+        roster = self.roster
+        with roster.lock:
+            if roster.closing and not roster.children:
+                return False
+            watched: dict[Any, Child] = {}
+            sentinels = set()
+            for child in roster.children.values():
+                watched[child.process.sentinel] = child
+                sentinels.add(child.process.sentinel)
+                if not child.channel.eof:
+                    watched[child.channel.from_child] = child
+            timeout = self._timeout(time.monotonic())
+        ready = wait([self._wake_r, *watched], timeout)
+        reports: list[Report] = []
+        with roster.lock:
+            if self._wake_r in ready:
+                self._drain_wake()
+            # results first: a child that reported and then died has its report read
+            for key in sorted(ready, key=lambda k: k in sentinels):
+                owner = watched.get(key)
+                if owner is not None and owner.pid in roster.children:
+                    if key in sentinels:
+                        self._exited(owner, reports)
+                    else:
+                        self._read(owner, reports)
+            now = time.monotonic()
+            if now >= self._next_poll:
+                self._next_poll = now + POLL_INTERVAL
+                self._poll(reports)
+            self._deadlines(now, reports)
+            for child in roster.children.values():
+                if child.channel.outbox:
+                    self._flush(child)
+            deficit = 0 if roster.closing else roster.concurrency - len(roster.serving())
+        self._report(reports)
+        if deficit > 0 and time.monotonic() >= self._spawn_after:
+            self._spawn(deficit)
+        self.spawned_once.set()
+        return True
+
+    def _timeout(self, now: float) -> float:
+        roster = self.roster
+        soonest = min(self._next_poll, now + POLL_INTERVAL)
+        if any(child.channel.outbox for child in roster.children.values()):
+            soonest = now + 0.01
+        if not roster.closing and roster.concurrency > len(roster.serving()):
+            soonest = min(soonest, self._spawn_after)
+        for job in roster.jobs.values():
+            for deadline in self._job_deadlines(job):
+                soonest = min(soonest, deadline)
+        return max(soonest - now, 0.0)
+
+    def _job_deadlines(self, job: Job) -> list[float]:
+        if job.child is None:
+            return []
+        if job.killed_at is not None:
+            return [job.killed_at + self.pool.kill_grace]
+        if job.started_at is None:
+            return [job.sent_at + self.pool.start_timeout] if job.sent_at is not None else []
+        deadlines = []
+        if job.soft and not job.soft_signalled:
+            deadlines.append(job.started_at + job.soft)
+        if job.hard:
+            deadlines.append(job.started_at + job.hard)
+        return deadlines
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _report(self, reports: list[Report]) -> None:
+        for report in reports:
+            self.pool.deliver(report)
+
+    # -- messages and deaths ----------------------------------------------------------
+    def _read(self, child: Child, reports: list[Report]) -> None:
+        try:
+            messages = child.channel.receive()
+        except Exception:  # a frame that does not unpickle: this child cannot be trusted
+            logger.exception("prefork: unreadable message from child %d; killing it", child.pid)
+            self._kill(child, "unreadable")
+            return
+        for message in messages:
+            kind, job_id = message[0], message[1]
+            job = child.job
+            if job is None or job.id != job_id:
+                continue  # a job this child no longer holds (already reported)
+            if kind == "started":
+                job.started_at = time.monotonic()
+            elif kind == "done":
+                self._done(child, job, message[2], message[3], reports)
+
+    def _done(self, child: Child, job: Job, outcome: Any, rss_kib: int, reports: list[Report]) -> None:
+        roster, pool = self.roster, self.pool
+        child.job, job.child = None, None
+        roster.jobs.pop(job.id, None)
+        child.tasks += 1
+        reports.append(Report(job.callback, job.arg, outcome))
+        reason = None
+        if pool.max_tasks_per_child and child.tasks >= pool.max_tasks_per_child:
+            reason = f"ran {child.tasks} task(s)"
+        elif pool.max_memory_per_child and rss_kib > pool.max_memory_per_child:
+            reason = f"uses {rss_kib} KiB, above --max-memory-per-child {pool.max_memory_per_child}"
+        elif child.retire:
+            reason = "restart"
+        if reason is None and not child.leaving:
+            roster.feed(child)
+            return
+        if reason and reason != "restart":
+            logger.info("prefork: replacing child %d: it %s", child.pid, reason)
+        roster.leave(child)
+
+    def _exited(self, child: Child, reports: list[Report]) -> None:
+        """The sentinel fired: read what the child wrote before it died, then settle its job."""
+        self._read(child, reports)
+        code = child.process.exitcode
+        for _ in range(50):  # the sentinel closes a moment before the exit status exists
+            if code is not None:
+                break
+            time.sleep(0.001)
+            code = child.process.exitcode
+        self._remove(child, code, reports)
+
+    def _remove(self, child: Child, code: int | None, reports: list[Report]) -> None:
+        roster = self.roster
+        expected = child.leaving or child.retire
+        roster.children.pop(child.pid, None)
+        child.leaving = True
+        child.channel.close()
+        job = child.job
+        how = exit_text(code)
+        if code is None:
+            roster.abandoned.append(child)
+        if job is None:
+            if not expected and not roster.closing:
+                logger.warning("prefork: child %d %s while idle; starting a new one", child.pid, how)
+            return
+        child.job, job.child = None, None
+        roster.jobs.pop(job.id, None)
+        outcome = lost(job, child.pid, how)
+        if job.kill_reason not in ("time limit", "terminated") and not roster.silenced:
+            logger.error("prefork: child %d %s while running %s: the task is lost (%s)",
+                         child.pid, how, job.describe(), type(outcome.value).__name__)
+        reports.append(Report(job.callback, job.arg, outcome))
+
+    def _poll(self, reports: list[Report]) -> None:
+        """Exited children whose sentinel did not fire (a grandchild keeps it open), and
+        the abandoned ones that can be reaped at last."""
+        for child in list(self.roster.children.values()):
+            code = child.process.exitcode
+            if code is not None:
+                logger.error("prefork: child %d %s but its pipes stayed open (a process it started holds "
+                             "them?); settling its task now", child.pid, exit_text(code))
+                self._read(child, reports)
+                self._remove(child, code, reports)
+        for child in list(self.roster.abandoned):
+            if child.process.exitcode is not None:
+                self.roster.abandoned.remove(child)
+
+    # -- time limits and stuck children -------------------------------------------------
+    def _deadlines(self, now: float, reports: list[Report]) -> None:
+        for job in list(self.roster.jobs.values()):
+            child = job.child
+            if child is None:
+                continue
+            if job.killed_at is not None:
+                if now >= job.killed_at + self.pool.kill_grace:
+                    logger.error("prefork: child %d is still there %.0fs after SIGKILL (%s of %s); "
+                                 "giving up on it, reporting its task and starting a new child",
+                                 child.pid, now - job.killed_at, job.kill_reason, job.describe())
+                    self._remove(child, None, reports)
+                continue
+            if job.started_at is None:
+                if job.sent_at is not None and now >= job.sent_at + self.pool.start_timeout:
+                    logger.error("prefork: child %d did not start %s within %.0fs of receiving it; "
+                                 "killing it and reporting the task as lost",
+                                 child.pid, job.describe(), self.pool.start_timeout)
+                    job.kill_reason = "not started"
+                    self._kill(child, "not started")
+                continue
+            if job.hard and now >= job.started_at + job.hard:
+                logger.warning("prefork: task %s ran past its hard time limit (%ss): killing child %d",
+                               job.describe(), job.hard, child.pid)
+                job.kill_reason = "time limit"
+                self._kill(child, "time limit")
+            elif job.soft and not job.soft_signalled and now >= job.started_at + job.soft:
+                job.soft_signalled = True
+                self.roster.signal(child, signal.SIGUSR1)
+
+    def _kill(self, child: Child, reason: str) -> None:
+        child.retire = True
+        if child.job is not None and child.job.killed_at is None:
+            child.job.killed_at = time.monotonic()
+            child.job.kill_reason = child.job.kill_reason or reason
+        self.roster.signal(child, signal.SIGKILL)
+
+    def _flush(self, child: Child) -> None:
+        try:
+            child.channel.flush()
+        except OSError:  # it died with bytes unsent: its sentinel settles its job
+            child.channel.outbox.clear()
+            child.leaving = True
+
+    # -- forking ------------------------------------------------------------------------
+    def _spawn(self, n: int) -> None:
+        for _ in range(n):
+            try:
+                child = self._fork()
+            except OSError as exc:
+                logger.error("prefork: cannot start a child process (%s); trying again in 1s", exc)
+                self._spawn_after = time.monotonic() + 1.0
+                return
+            with self.roster.lock:
+                if self.roster.closing:
+                    self.roster.leave(child)
+                self.roster.children[child.pid] = child
+                self.roster.feed(child)
+
+    def _fork(self) -> Child:
+        with self.roster.lock:
+            inherited = [self._wake_r, self._wake_w]
+            for other in self.roster.children.values():
+                if not other.channel.closed:
+                    inherited += [other.channel.to_child, other.channel.from_child]
+        jobs_r, jobs_w = os.pipe()
+        results_r, results_w = os.pipe()
+        self._index += 1
+        process = self._context.Process(
+            target=child_main.serve, name=f"djq-prefork-{self._index}", daemon=True,
+            args=(jobs_r, results_w, [*inherited, jobs_w, results_r], os.getpid(),
+                  bool(self.pool.max_memory_per_child)),
+        )
+        try:
+            process.start()
+        except BaseException:
+            os.close(jobs_w)
+            os.close(results_r)
+            raise
+        finally:
+            os.close(jobs_r)
+            os.close(results_w)
+        return Child(process, Channel(jobs_w, results_r))
