@@ -208,3 +208,31 @@ def mark_run(self, path: str) -> str:
         fh.write(f"{self.request.id} {self.request.hostname}\n")
     time.sleep(0.005)
     return self.request.hostname
+
+
+def _ledger(path: str, line: str) -> None:
+    """One line, appended whole and on disk before the task goes on."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{line}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@task(bind=True)
+def ledgered(self, path: str, seconds: float) -> int:
+    """Keeps a ledger of its runs outside djq: "start <id> <pid>", then "end <id>"."""
+    _ledger(path, f"start {self.request.id} {os.getpid()}")
+    time.sleep(seconds)
+    _ledger(path, f"end {self.request.id}")
+    return os.getpid()
+
+
+@task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def ledgered_requeued(self, path: str, seconds: float) -> int:
+    """``ledgered``, requeued when its process dies under it."""
+    _ledger(path, f"start {self.request.id} {os.getpid()}")
+    time.sleep(seconds)
+    _ledger(path, f"end {self.request.id}")
+    return os.getpid()

@@ -52,8 +52,21 @@ class Job:
 
 
 @dataclass(eq=False)
+class ChildProcess:
+    """A child as the parent sees it (the fork server is its real parent)."""
+
+    pid: int
+    #: readable (EOF) once the child has exited
+    sentinel: int
+    #: from the fork server's exit report: negative for a signal, as Process.exitcode
+    exitcode: int | None = None
+    #: when its sentinel fired (monotonic), while its exit report is awaited
+    ended_at: float | None = None
+
+
+@dataclass(eq=False)
 class Child:
-    process: Any
+    process: ChildProcess
     channel: Channel
     job: Job | None = None
     tasks: int = 0

@@ -1,7 +1,7 @@
 """The prefork pool's supervisor: one parent thread that watches every child.
 
 It waits (``multiprocessing.connection.wait``) on the children's result pipes, their
-process sentinels and a wake-up pipe, and so it:
+sentinels, the fork server's exit reports and a wake-up pipe, and so it:
 - reads "started" and "done" messages, frees the child and reports the outcome;
 - sees a child die, reads what it wrote before dying, and reports the job it still held
   as lost (WorkerLostError, or TimeLimitExceeded when the parent killed it at its limit);
@@ -9,10 +9,10 @@ process sentinels and a wake-up pipe, and so it:
   hard one;
 - notices a pool that makes no progress, says so in one line and recovers: a job sent but
   not started within ``start_timeout``, a child not dead ``kill_grace`` after SIGKILL, a
-  child that exited without its sentinel firing (its pipes held open by a grandchild);
-- keeps the pool at its size: every child is forked here, at once when one leaves.
-Forking from this one long-lived thread matters: PR_SET_PDEATHSIG fires when the
-forking thread ends, and this thread ends only after every child has.
+  dead child whose exit is not reported within ``REAP_GRACE``, a child that exited while
+  its sentinel stayed open (held by a process it started);
+- keeps the pool at its size: it asks the fork server (spawner.py) for a new child at
+  once when one leaves, and starts a new fork server if that one died.
 """
 from __future__ import annotations
 
@@ -24,18 +24,18 @@ import time
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
-import billiard
-
-from . import child as child_main
-from .roster import Child, Job, Report, exit_text, lost
-from .wire import Channel
+from .roster import Child, ChildProcess, Job, Report, exit_text, lost
+from .spawner import Spawner
+from .wire import Channel, Inbox
 
 if TYPE_CHECKING:
     from .pool import PreforkPool
 
 logger = logging.getLogger(__name__)
-#: how often every child's process is polled, beside its sentinel
+#: the longest wait between two looks at every deadline
 POLL_INTERVAL = 1.0
+#: seconds a dead child's exit report may take before the child is settled without it
+REAP_GRACE = 2.0
 
 
 class Supervisor(threading.Thread):
@@ -46,11 +46,19 @@ class Supervisor(threading.Thread):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._context = billiard.get_context("fork")
-        self._next_poll = 0.0
+        self.spawner = Spawner()
+        self._exits: Inbox | None = None
         self._spawn_after = 0.0
-        self._index = 0
         self.spawned_once = threading.Event()
+
+    def start(self) -> None:
+        self._start_spawner()
+        super().start()
+
+    def _start_spawner(self) -> None:
+        # the wake-up pipe is the worker's: the fork server and its children close it
+        self.spawner.start([self._wake_r, self._wake_w])
+        self._exits = Inbox(self.spawner.exits)
 
     def wake(self) -> None:
         try:
@@ -64,6 +72,8 @@ class Supervisor(threading.Thread):
             while self._turn():
                 pass
         finally:
+            self.spawner.close(kill=self.roster.silenced)
+            self.spawner.join(5.0)
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
 
@@ -83,12 +93,16 @@ class Supervisor(threading.Thread):
             watched: dict[Any, Child] = {}
             sentinels = set()
             for child in roster.children.values():
-                watched[child.process.sentinel] = child
-                sentinels.add(child.process.sentinel)
+                if child.process.ended_at is None:
+                    watched[child.process.sentinel] = child
+                    sentinels.add(child.process.sentinel)
                 if not child.channel.eof:
                     watched[child.channel.from_child] = child
             timeout = self._timeout(time.monotonic())
-        ready = wait([self._wake_r, *watched], timeout)
+        extra = [self._wake_r, self.spawner.process.sentinel]
+        if self._exits is not None and not self._exits.eof:
+            extra.append(self._exits.fd)
+        ready = wait([*extra, *watched], timeout)
         reports: list[Report] = []
         with roster.lock:
             if self._wake_r in ready:
@@ -101,16 +115,18 @@ class Supervisor(threading.Thread):
                         self._exited(owner, reports)
                     else:
                         self._read(owner, reports)
+            if self._exits is not None and self._exits.fd in ready:
+                self._exit_reports(reports)
             now = time.monotonic()
-            if now >= self._next_poll:
-                self._next_poll = now + POLL_INTERVAL
-                self._poll(reports)
+            self._unreaped(now, reports)
             self._deadlines(now, reports)
             for child in roster.children.values():
                 if child.channel.outbox:
                     self._flush(child)
             deficit = 0 if roster.closing else roster.concurrency - len(roster.serving())
         self._report(reports)
+        if self.spawner.process.sentinel in ready and not self.roster.closing:
+            self._replace_spawner()
         if deficit > 0 and time.monotonic() >= self._spawn_after:
             self._spawn(deficit)
         self.spawned_once.set()
@@ -118,7 +134,10 @@ class Supervisor(threading.Thread):
 
     def _timeout(self, now: float) -> float:
         roster = self.roster
-        soonest = min(self._next_poll, now + POLL_INTERVAL)
+        soonest = now + POLL_INTERVAL
+        for child in roster.children.values():
+            if child.process.ended_at is not None:
+                soonest = min(soonest, child.process.ended_at + REAP_GRACE)
         if any(child.channel.outbox for child in roster.children.values()):
             soonest = now + 0.01
         if not roster.closing and roster.concurrency > len(roster.serving()):
@@ -192,15 +211,37 @@ class Supervisor(threading.Thread):
         roster.leave(child)
 
     def _exited(self, child: Child, reports: list[Report]) -> None:
-        """The sentinel fired: read what the child wrote before it died, then settle its job."""
+        """The sentinel fired: read what the child wrote before it died, then settle its job
+        once the fork server reports its exit status."""
         self._read(child, reports)
-        code = child.process.exitcode
-        for _ in range(50):  # the sentinel closes a moment before the exit status exists
-            if code is not None:
-                break
-            time.sleep(0.001)
-            code = child.process.exitcode
-        self._remove(child, code, reports)
+        if child.process.exitcode is not None:
+            self._remove(child, child.process.exitcode, reports)
+        else:
+            child.process.ended_at = time.monotonic()
+
+    def _exit_reports(self, reports: list[Report]) -> None:
+        assert self._exits is not None
+        for pid, code in self._exits.receive():
+            child = self.roster.children.get(pid)
+            if child is None:
+                for gone in list(self.roster.abandoned):
+                    if gone.pid == pid:
+                        self.roster.abandoned.remove(gone)
+                continue
+            child.process.exitcode = code
+            if child.process.ended_at is None:
+                logger.error("prefork: child %d %s but its sentinel stayed open (a process it started "
+                             "holds it?); settling its task now", pid, exit_text(code))
+            self._read(child, reports)
+            self._remove(child, code, reports)
+
+    def _unreaped(self, now: float, reports: list[Report]) -> None:
+        for child in list(self.roster.children.values()):
+            ended = child.process.ended_at
+            if ended is not None and now >= ended + REAP_GRACE:
+                logger.error("prefork: child %d died but its exit was not reported within %.0fs; "
+                             "settling its task without it", child.pid, REAP_GRACE)
+                self._remove(child, None, reports)
 
     def _remove(self, child: Child, code: int | None, reports: list[Report]) -> None:
         roster = self.roster
@@ -208,6 +249,7 @@ class Supervisor(threading.Thread):
         roster.children.pop(child.pid, None)
         child.leaving = True
         child.channel.close()
+        _close(child.process.sentinel)
         job = child.job
         how = exit_text(code)
         if code is None:
@@ -223,20 +265,6 @@ class Supervisor(threading.Thread):
             logger.error("prefork: child %d %s while running %s: the task is lost (%s)",
                          child.pid, how, job.describe(), type(outcome.value).__name__)
         reports.append(Report(job.callback, job.arg, outcome))
-
-    def _poll(self, reports: list[Report]) -> None:
-        """Exited children whose sentinel did not fire (a grandchild keeps it open), and
-        the abandoned ones that can be reaped at last."""
-        for child in list(self.roster.children.values()):
-            code = child.process.exitcode
-            if code is not None:
-                logger.error("prefork: child %d %s but its pipes stayed open (a process it started holds "
-                             "them?); settling its task now", child.pid, exit_text(code))
-                self._read(child, reports)
-                self._remove(child, code, reports)
-        for child in list(self.roster.abandoned):
-            if child.process.exitcode is not None:
-                self.roster.abandoned.remove(child)
 
     # -- time limits and stuck children -------------------------------------------------
     def _deadlines(self, now: float, reports: list[Report]) -> None:
@@ -298,26 +326,27 @@ class Supervisor(threading.Thread):
                 self.roster.feed(child)
 
     def _fork(self) -> Child:
-        with self.roster.lock:
-            inherited = [self._wake_r, self._wake_w]
-            for other in self.roster.children.values():
-                if not other.channel.closed:
-                    inherited += [other.channel.to_child, other.channel.from_child]
-        jobs_r, jobs_w = os.pipe()
-        results_r, results_w = os.pipe()
-        self._index += 1
-        process = self._context.Process(
-            target=child_main.serve, name=f"djq-prefork-{self._index}", daemon=True,
-            args=(jobs_r, results_w, [*inherited, jobs_w, results_r], os.getpid(),
-                  bool(self.pool.max_memory_per_child)),
-        )
+        if not self.spawner.alive():
+            raise OSError("the fork server is not running")
+        pid, jobs, results, sentinel = self.spawner.fork(bool(self.pool.max_memory_per_child))
+        return Child(ChildProcess(pid, sentinel), Channel(jobs, results))
+
+    def _replace_spawner(self) -> None:
+        """The fork server died, and its children with it (they settle as their sentinels
+        fire). Forked from this thread, the new one may inherit SQLite lock state (see
+        spawner.py): that is the price of going on."""
+        logger.error("prefork: the fork server (pid %s) died; starting a new one", self.spawner.process.pid)
+        self.spawner.close()
+        self.spawner = Spawner()
         try:
-            process.start()
-        except BaseException:
-            os.close(jobs_w)
-            os.close(results_r)
-            raise
-        finally:
-            os.close(jobs_r)
-            os.close(results_w)
-        return Child(process, Channel(jobs_w, results_r))
+            self._start_spawner()
+        except OSError as exc:
+            logger.error("prefork: cannot start a fork server (%s); trying again in 1s", exc)
+            self._spawn_after = time.monotonic() + 1.0
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass

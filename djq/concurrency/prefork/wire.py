@@ -27,24 +27,69 @@ def frame(message: Any) -> bytes:
     return _SHORT.pack(len(payload)) + payload
 
 
+class Inbox:
+    """Whole frames from a non-blocking pipe, read as they come (never waits)."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self._data = bytearray()
+        #: the writer closed its end (it exited, or is exiting)
+        self.eof = False
+
+    def receive(self) -> list[Any]:
+        """Every whole message written so far."""
+        while not self.eof:
+            try:
+                data = os.read(self.fd, _CHUNK)
+            except BlockingIOError:
+                break
+            except OSError:  # the descriptor went away under us: nothing more will come
+                data = b""
+            if not data:
+                self.eof = True
+                break
+            self._data += data
+        return self._frames()
+
+    def _frames(self) -> list[Any]:
+        messages = []
+        data = self._data
+        while len(data) >= 4:
+            (size,) = _SHORT.unpack_from(data)
+            start = 4
+            if size == -1:
+                if len(data) < 12:
+                    break
+                (size,) = _LONG.unpack_from(data, 4)
+                start = 12
+            if len(data) < start + size:
+                break
+            messages.append(ForkingPickler.loads(bytes(data[start:start + size])))
+            del data[:start + size]
+        return messages
+
+
 class Channel:
     """Writes frames to a child's job pipe and reads whole frames from its result pipe."""
 
     def __init__(self, to_child: int, from_child: int) -> None:
         os.set_blocking(to_child, False)
-        os.set_blocking(from_child, False)
         self.to_child = to_child
         self.from_child = from_child
+        self.inbox = Inbox(from_child)
         self.outbox = bytearray()
-        self._inbox = bytearray()
-        #: the child closed its end (it exited, or is exiting)
-        self.eof = False
         self.closed = False
+
+    @property
+    def eof(self) -> bool:
+        """The child closed its end of the result pipe."""
+        return self.inbox.eof
 
     def post(self, data: bytes) -> bool:
         """Queue ``data`` and write what the pipe takes now; False if some is left over.
 
-        Raises BrokenPipeError when the child is gone and nothing of ``data`` was sent."""
+        Raises BrokenPipeError when the child is gone."""
         self.outbox += data
         return self.flush()
 
@@ -58,44 +103,15 @@ class Channel:
         return True
 
     def receive(self) -> list[Any]:
-        """Every whole message the child has written so far (never waits)."""
-        while not self.eof:
-            try:
-                data = os.read(self.from_child, _CHUNK)
-            except BlockingIOError:
-                break
-            except OSError:  # the descriptor went away under us: nothing more will come
-                data = b""
-            if not data:
-                self.eof = True
-                break
-            self._inbox += data
-        return self._frames()
-
-    def _frames(self) -> list[Any]:
-        messages = []
-        inbox = self._inbox
-        while len(inbox) >= 4:
-            (size,) = _SHORT.unpack_from(inbox)
-            start = 4
-            if size == -1:
-                if len(inbox) < 12:
-                    break
-                (size,) = _LONG.unpack_from(inbox, 4)
-                start = 12
-            if len(inbox) < start + size:
-                break
-            messages.append(ForkingPickler.loads(bytes(inbox[start:start + size])))
-            del inbox[:start + size]
-        return messages
+        return self.inbox.receive()
 
     def close(self) -> None:
         if self.closed:  # closing twice could close a descriptor since reused elsewhere
             return
         self.closed = True
+        self.inbox.eof = True
         for fd in (self.to_child, self.from_child):
             try:
                 os.close(fd)
             except OSError:
                 pass
-        self.eof = True
