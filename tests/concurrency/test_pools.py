@@ -171,7 +171,7 @@ def test_prefork_children_die_with_a_killed_worker(broker: str, start_worker) ->
     worker = start_worker("-P", "prefork", "-c", "2")
     tasks.add.delay(1, 1).get(timeout=60)
     children = _children(worker.proc.pid)
-    assert children
+    assert tasks.pid.delay().get(timeout=60) in children
     worker.signal(signal.SIGKILL)
     worker.wait(timeout=10)
     wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in children),
@@ -179,11 +179,13 @@ def test_prefork_children_die_with_a_killed_worker(broker: str, start_worker) ->
 
 
 def _children(pid: int) -> list[int]:
-    """The processes ``pid`` forked, from any of its threads (the pool forks from its own)."""
+    """Every process under ``pid``, forked from any of its threads (the pool's children are
+    forked by its fork server)."""
     found = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{tid}/children") as fh:
-            found += [int(p) for p in fh.read().split()]
+            for child in (int(p) for p in fh.read().split()):
+                found += [child, *_children(child)]
     return found
 
 

@@ -47,8 +47,6 @@ class PreforkPool(BasePool):
         self._lock = self.roster.lock  # BasePool's accounting shares the roster's lock
         self._idle = threading.Condition(self._lock)
         self._ids = itertools.count(1)
-        #: jobs accepted and not yet reported through their callback
-        self._unreported = 0
         self._reporting = threading.Lock()
         self._supervisor = Supervisor(self)
 
@@ -64,7 +62,7 @@ class PreforkPool(BasePool):
         roster = self.roster
         with roster.lock:
             roster.jobs[record.id] = record
-            self._unreported += 1
+            self._active += 1  # BasePool's count: jobs accepted and not yet reported
             roster.place(record)
             stalled = record.child is None or bool(record.child.channel.outbox)
         if stalled:  # waiting for a child, or not all written: the supervisor takes over
@@ -79,10 +77,7 @@ class PreforkPool(BasePool):
                     report.callback(report.arg, report.outcome)
                 except Exception:
                     logger.exception("prefork: the callback of a finished job failed")
-        with self._lock:
-            self._unreported -= 1
-            if not self._unreported:
-                self._idle.notify_all()
+        self._finished()
 
     def terminate_job(self, handle: Any, signum: int) -> bool:
         """Signal the child running job ``handle``; that child is replaced after it.
@@ -108,9 +103,6 @@ class PreforkPool(BasePool):
     # -- accounting ---------------------------------------------------------------------
     def free_slots(self) -> int:
         return max(self.roster.concurrency - len(self.roster.jobs), 0)
-
-    def active(self) -> int:
-        return self._unreported
 
     # -- stopping -----------------------------------------------------------------------
     def stop(self, timeout: float | None = None) -> bool:
