@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from ..base import BasePool, Callback, Job as JobFunction
-from .roster import Job, Report, Roster, withdrawn
+from .roster import TERMINATED, Job, Report, Roster, withdrawn
 from .supervisor import Supervisor
 from .wire import frame
 
@@ -90,7 +90,7 @@ class PreforkPool(BasePool):
                 return True
             if job.child is not None:
                 job.child.retire = True
-                job.kill_reason = "terminated"
+                job.kill_reason = TERMINATED
                 if signum == signal.SIGKILL:
                     job.killed_at = time.monotonic()
                 roster.signal(job.child, signum)
@@ -117,7 +117,8 @@ class PreforkPool(BasePool):
                 if child.job is None and not child.leaving:
                     self.roster.leave(child)
         self._supervisor.wake()
-        self._supervisor.join(timeout=10)
+        if self._supervisor.is_alive():
+            self._supervisor.join(timeout=10)
         if self._supervisor.is_alive():
             logger.warning("prefork: children did not exit within 10s of the warm stop; killing them")
             self.terminate()

@@ -23,6 +23,9 @@ from ..base import Callback, Job as JobFunction
 from .wire import Channel, frame
 
 logger = logging.getLogger(__name__)
+#: why the parent signalled a job's child (``Job.kill_reason``)
+TIME_LIMIT = "time limit"
+TERMINATED = "terminated"
 
 
 @dataclass(eq=False)
@@ -39,7 +42,7 @@ class Job:
     sent_at: float | None = None
     started_at: float | None = None
     soft_signalled: bool = False
-    #: why the parent signalled its child ("time limit", "not started", "terminated"), and when
+    #: why the parent signalled its child (TIME_LIMIT, TERMINATED, deadlines.NOT_STARTED), and when
     kill_reason: str | None = None
     killed_at: float | None = None
 
@@ -99,8 +102,6 @@ class Roster:
     #: every job not yet finished: in a child, or waiting in ``pending`` for a free one
     jobs: dict[int, Job] = field(default_factory=dict)
     pending: deque[Job] = field(default_factory=deque)
-    #: children whose death could not be confirmed: kept only to be reaped
-    abandoned: list[Child] = field(default_factory=list)
     #: stop() or terminate() began: no new children
     closing: bool = False
     #: terminate() began: report nothing more
@@ -164,7 +165,7 @@ class Roster:
 
 def lost(job: Job, pid: int, how: str) -> Outcome:
     """The outcome of a job whose process ended before it reported."""
-    if job.kill_reason == "time limit":
+    if job.kill_reason == TIME_LIMIT:
         error: BaseException = TimeLimitExceeded(
             f"task {job.describe()} ran past its hard time limit ({job.hard}s); its process {pid} was killed")
     else:

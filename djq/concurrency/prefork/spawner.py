@@ -73,13 +73,18 @@ class Spawner:
     def alive(self) -> bool:
         return self.process is not None and self.process.exitcode is None
 
-    def close(self, kill: bool = False) -> None:
-        """Let it go: it exits once its children have (at once with ``kill``)."""
-        if self.process is not None and kill:
+    def kill(self) -> None:
+        """SIGKILL it (its children die with it)."""
+        if self.process is not None and self.process.pid:
             try:
                 os.kill(self.process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def close(self, kill: bool = False) -> None:
+        """Let it go: it exits once its children have (at once with ``kill``)."""
+        if kill:
+            self.kill()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

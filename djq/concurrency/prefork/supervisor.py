@@ -24,7 +24,8 @@ import time
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
-from .roster import Child, ChildProcess, Job, Report, exit_text, lost
+from .deadlines import GIVE_UP, HARD, NOT_STARTED, deadlines, due
+from .roster import TERMINATED, TIME_LIMIT, Child, ChildProcess, Job, Report, exit_text, lost
 from .spawner import Spawner
 from .wire import Channel, Inbox
 
@@ -99,7 +100,9 @@ class Supervisor(threading.Thread):
                 if not child.channel.eof:
                     watched[child.channel.from_child] = child
             timeout = self._timeout(time.monotonic())
-        extra = [self._wake_r, self.spawner.process.sentinel]
+        extra = [self._wake_r]
+        if self.spawner.process is not None:
+            extra.append(self.spawner.process.sentinel)
         if self._exits is not None and not self._exits.eof:
             extra.append(self._exits.fd)
         ready = wait([*extra, *watched], timeout)
@@ -125,7 +128,7 @@ class Supervisor(threading.Thread):
                     self._flush(child)
             deficit = 0 if roster.closing else roster.concurrency - len(roster.serving())
         self._report(reports)
-        if self.spawner.process.sentinel in ready and not self.roster.closing:
+        if not self.spawner.alive() and not self.roster.closing and time.monotonic() >= self._spawn_after:
             self._replace_spawner()
         if deficit > 0 and time.monotonic() >= self._spawn_after:
             self._spawn(deficit)
@@ -143,23 +146,9 @@ class Supervisor(threading.Thread):
         if not roster.closing and roster.concurrency > len(roster.serving()):
             soonest = min(soonest, self._spawn_after)
         for job in roster.jobs.values():
-            for deadline in self._job_deadlines(job):
+            for deadline in deadlines(job, self.pool.start_timeout, self.pool.kill_grace):
                 soonest = min(soonest, deadline)
         return max(soonest - now, 0.0)
-
-    def _job_deadlines(self, job: Job) -> list[float]:
-        if job.child is None:
-            return []
-        if job.killed_at is not None:
-            return [job.killed_at + self.pool.kill_grace]
-        if job.started_at is None:
-            return [job.sent_at + self.pool.start_timeout] if job.sent_at is not None else []
-        deadlines = []
-        if job.soft and not job.soft_signalled:
-            deadlines.append(job.started_at + job.soft)
-        if job.hard:
-            deadlines.append(job.started_at + job.hard)
-        return deadlines
 
     def _drain_wake(self) -> None:
         try:
@@ -220,13 +209,9 @@ class Supervisor(threading.Thread):
             child.process.ended_at = time.monotonic()
 
     def _exit_reports(self, reports: list[Report]) -> None:
-        assert self._exits is not None
-        for pid, code in self._exits.receive():
+        for pid, code in self._exits.receive() if self._exits is not None else []:
             child = self.roster.children.get(pid)
-            if child is None:
-                for gone in list(self.roster.abandoned):
-                    if gone.pid == pid:
-                        self.roster.abandoned.remove(gone)
+            if child is None:  # settled already (it left, or was given up on)
                 continue
             child.process.exitcode = code
             if child.process.ended_at is None:
@@ -252,8 +237,6 @@ class Supervisor(threading.Thread):
         _close(child.process.sentinel)
         job = child.job
         how = exit_text(code)
-        if code is None:
-            roster.abandoned.append(child)
         if job is None:
             if not expected and not roster.closing:
                 logger.warning("prefork: child %d %s while idle; starting a new one", child.pid, how)
@@ -261,7 +244,7 @@ class Supervisor(threading.Thread):
         child.job, job.child = None, None
         roster.jobs.pop(job.id, None)
         outcome = lost(job, child.pid, how)
-        if job.kill_reason not in ("time limit", "terminated") and not roster.silenced:
+        if job.kill_reason not in (TIME_LIMIT, TERMINATED) and not roster.silenced:
             logger.error("prefork: child %d %s while running %s: the task is lost (%s)",
                          child.pid, how, job.describe(), type(outcome.value).__name__)
         reports.append(Report(job.callback, job.arg, outcome))
@@ -270,29 +253,24 @@ class Supervisor(threading.Thread):
     def _deadlines(self, now: float, reports: list[Report]) -> None:
         for job in list(self.roster.jobs.values()):
             child = job.child
-            if child is None:
+            action = due(job, now, self.pool.start_timeout, self.pool.kill_grace)
+            if child is None or action is None:
                 continue
-            if job.killed_at is not None:
-                if now >= job.killed_at + self.pool.kill_grace:
-                    logger.error("prefork: child %d is still there %.0fs after SIGKILL (%s of %s); "
-                                 "giving up on it, reporting its task and starting a new child",
-                                 child.pid, now - job.killed_at, job.kill_reason, job.describe())
-                    self._remove(child, None, reports)
-                continue
-            if job.started_at is None:
-                if job.sent_at is not None and now >= job.sent_at + self.pool.start_timeout:
-                    logger.error("prefork: child %d did not start %s within %.0fs of receiving it; "
-                                 "killing it and reporting the task as lost",
-                                 child.pid, job.describe(), self.pool.start_timeout)
-                    job.kill_reason = "not started"
-                    self._kill(child, "not started")
-                continue
-            if job.hard and now >= job.started_at + job.hard:
+            if action == GIVE_UP:
+                logger.error("prefork: child %d is still there %.0fs after SIGKILL (%s of %s); "
+                             "giving up on it, reporting its task and starting a new child",
+                             child.pid, now - (job.killed_at or now), job.kill_reason, job.describe())
+                self._remove(child, None, reports)
+            elif action == NOT_STARTED:
+                logger.error("prefork: child %d did not start %s within %.0fs of receiving it; "
+                             "killing it and reporting the task as lost",
+                             child.pid, job.describe(), self.pool.start_timeout)
+                self._kill(child, NOT_STARTED)
+            elif action == HARD:
                 logger.warning("prefork: task %s ran past its hard time limit (%ss): killing child %d",
                                job.describe(), job.hard, child.pid)
-                job.kill_reason = "time limit"
-                self._kill(child, "time limit")
-            elif job.soft and not job.soft_signalled and now >= job.started_at + job.soft:
+                self._kill(child, HARD)
+            else:
                 job.soft_signalled = True
                 self.roster.signal(child, signal.SIGUSR1)
 
@@ -320,7 +298,9 @@ class Supervisor(threading.Thread):
                 self._spawn_after = time.monotonic() + 1.0
                 return
             with self.roster.lock:
-                if self.roster.closing:
+                if self.roster.silenced:  # terminate() began while it was forked
+                    self.roster.signal(child, signal.SIGKILL)
+                elif self.roster.closing:
                     self.roster.leave(child)
                 self.roster.children[child.pid] = child
                 self.roster.feed(child)
@@ -335,7 +315,8 @@ class Supervisor(threading.Thread):
         """The fork server died, and its children with it (they settle as their sentinels
         fire). Forked from this thread, the new one may inherit SQLite lock state (see
         spawner.py): that is the price of going on."""
-        logger.error("prefork: the fork server (pid %s) died; starting a new one", self.spawner.process.pid)
+        if self.spawner.process is not None:
+            logger.error("prefork: the fork server (pid %s) died; starting a new one", self.spawner.process.pid)
         self.spawner.close()
         self.spawner = Spawner()
         try:
