@@ -26,6 +26,16 @@ def marked_sleep(arg: tuple[Any, ...], limiter: Any) -> int:
     return os.getpid()
 
 
+def leave_a_grandchild_then_die(path: str, limiter: Any) -> None:
+    """Forks a process that keeps this child's pipes open for 5 s, then dies under its task."""
+    grandchild = os.fork()
+    if grandchild == 0:
+        time.sleep(5)
+        os._exit(0)
+    Path(path).write_text(str(grandchild))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def own_pid(arg: Any, limiter: Any) -> int:
     return os.getpid()
 
@@ -217,3 +227,39 @@ def test_terminate_kills_children_and_reports_nothing_afterwards(make_pool, tmp_
     time.sleep(0.5)
     assert outcomes.got == {}
     wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids), timeout=10, what="children to die")
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_child_that_dies_while_a_process_it_started_holds_its_pipes_is_settled(make_pool, tmp_path: Path) -> None:
+    pool, outcomes = make_pool(1), Outcomes()
+    marker = tmp_path / "grandchild"
+    pool.apply_async(leave_a_grandchild_then_die, str(marker), outcomes)
+    _lost(outcomes.wait(str(marker), timeout=4))
+    grandchild = int(marker.read_text())
+    assert os.path.exists(f"/proc/{grandchild}"), "settled from the exit report, not from the pipes closing"
+    pool.apply_async(own_pid, "next", outcomes)
+    assert isinstance(outcomes.wait("next"), int)
+
+
+def test_a_dead_child_whose_exit_is_not_reported_is_settled_after_a_grace(make_pool, tmp_path: Path,
+                                                                          caplog) -> None:
+    pool, outcomes = make_pool(1), Outcomes()
+    job = tmp_path / "job"
+    pool.apply_async(marked_sleep, (str(job), 30), outcomes)
+    child = _pid_in(job)
+    fork_server = _parent_of(child)
+    os.kill(fork_server, signal.SIGSTOP)  # it cannot reap the child nor report its exit
+    try:
+        with caplog.at_level(logging.ERROR, logger="djq.concurrency.prefork"):
+            os.kill(child, signal.SIGKILL)
+            error = _lost(outcomes.wait(str(job)))
+        assert f"worker process {child} could not be reaped while running" in str(error)
+        assert [r for r in caplog.records if "exit was not reported" in r.getMessage()]
+    finally:
+        os.kill(fork_server, signal.SIGCONT)
+    pool.apply_async(own_pid, "next", outcomes)
+    assert isinstance(outcomes.wait("next"), int)
