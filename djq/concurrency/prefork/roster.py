@@ -2,8 +2,10 @@
 
 Each child holds at most one job, and each job is in at most one child; the job is
 recorded as the child's before its bytes are written, so whatever happens to the child
-afterwards, the parent knows exactly which job it took with it. Nothing here waits on a
-child: writes go through non-blocking pipes (wire.py).
+afterwards, the parent knows exactly which job it took with it. The transitions live
+here: a job given (``place``/``feed``), finished (``finish``: free the child or replace a
+worn one) or lost with its child (``settle``). Nothing here waits on a child: writes go
+through non-blocking pipes (wire.py).
 """
 from __future__ import annotations
 
@@ -155,6 +157,45 @@ class Roster:
             child.channel.post(frame(("exit",)))
         except OSError:  # already gone: its sentinel says so
             pass
+
+    def finish(self, child: Child, job: Job, outcome: Outcome, rss_kib: int, max_tasks: int | None,
+               max_memory_kib: int | None) -> Report:
+        """``child`` reported ``job`` done: free it for the next job, or replace it when it is worn."""
+        child.job, job.child = None, None
+        self.jobs.pop(job.id, None)
+        child.tasks += 1
+        worn = None
+        if max_tasks and child.tasks >= max_tasks:
+            worn = f"ran {child.tasks} task(s)"
+        elif max_memory_kib and rss_kib > max_memory_kib:
+            worn = f"uses {rss_kib} KiB, above --max-memory-per-child {max_memory_kib}"
+        if worn:
+            logger.info("prefork: replacing child %d: it %s", child.pid, worn)
+        if worn or child.retire or child.leaving:
+            self.leave(child)
+        else:
+            self.feed(child)
+        return Report(job.callback, job.arg, outcome)
+
+    def settle(self, child: Child, code: int | None) -> Report | None:
+        """``child`` is gone (``code`` None: its exit was never confirmed): drop it, and
+        report the job it still held as lost."""
+        expected = child.leaving or child.retire
+        self.children.pop(child.pid, None)
+        child.leaving = True
+        child.channel.close()
+        job, how = child.job, exit_text(code)
+        if job is None:
+            if not expected and not self.closing:
+                logger.warning("prefork: child %d %s while idle; starting a new one", child.pid, how)
+            return None
+        child.job, job.child = None, None
+        self.jobs.pop(job.id, None)
+        outcome = lost(job, child.pid, how)
+        if job.kill_reason not in (TIME_LIMIT, TERMINATED) and not self.silenced:
+            logger.error("prefork: child %d %s while running %s: the task is lost (%s)",
+                         child.pid, how, job.describe(), type(outcome.value).__name__)
+        return Report(job.callback, job.arg, outcome)
 
     def signal(self, child: Child, signum: int) -> None:
         try:

@@ -25,7 +25,7 @@ from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from .deadlines import GIVE_UP, HARD, NOT_STARTED, deadlines, due
-from .roster import TERMINATED, TIME_LIMIT, Child, ChildProcess, Job, Report, exit_text, lost
+from .roster import Child, ChildProcess, Job, Report, exit_text
 from .spawner import Spawner
 from .wire import Channel, Inbox
 
@@ -180,24 +180,9 @@ class Supervisor(threading.Thread):
                 self._done(child, job, message[2], message[3], reports)
 
     def _done(self, child: Child, job: Job, outcome: Any, rss_kib: int, reports: list[Report]) -> None:
-        roster, pool = self.roster, self.pool
-        child.job, job.child = None, None
-        roster.jobs.pop(job.id, None)
-        child.tasks += 1
-        reports.append(Report(job.callback, job.arg, outcome))
-        reason = None
-        if pool.max_tasks_per_child and child.tasks >= pool.max_tasks_per_child:
-            reason = f"ran {child.tasks} task(s)"
-        elif pool.max_memory_per_child and rss_kib > pool.max_memory_per_child:
-            reason = f"uses {rss_kib} KiB, above --max-memory-per-child {pool.max_memory_per_child}"
-        elif child.retire:
-            reason = "restart"
-        if reason is None and not child.leaving:
-            roster.feed(child)
-            return
-        if reason and reason != "restart":
-            logger.info("prefork: replacing child %d: it %s", child.pid, reason)
-        roster.leave(child)
+        pool = self.pool
+        reports.append(self.roster.finish(child, job, outcome, rss_kib, pool.max_tasks_per_child,
+                                          pool.max_memory_per_child))
 
     def _exited(self, child: Child, reports: list[Report]) -> None:
         """The sentinel fired: read what the child wrote before it died, then settle its job
@@ -229,25 +214,10 @@ class Supervisor(threading.Thread):
                 self._remove(child, None, reports)
 
     def _remove(self, child: Child, code: int | None, reports: list[Report]) -> None:
-        roster = self.roster
-        expected = child.leaving or child.retire
-        roster.children.pop(child.pid, None)
-        child.leaving = True
-        child.channel.close()
         _close(child.process.sentinel)
-        job = child.job
-        how = exit_text(code)
-        if job is None:
-            if not expected and not roster.closing:
-                logger.warning("prefork: child %d %s while idle; starting a new one", child.pid, how)
-            return
-        child.job, job.child = None, None
-        roster.jobs.pop(job.id, None)
-        outcome = lost(job, child.pid, how)
-        if job.kill_reason not in (TIME_LIMIT, TERMINATED) and not roster.silenced:
-            logger.error("prefork: child %d %s while running %s: the task is lost (%s)",
-                         child.pid, how, job.describe(), type(outcome.value).__name__)
-        reports.append(Report(job.callback, job.arg, outcome))
+        report = self.roster.settle(child, code)
+        if report is not None:
+            reports.append(report)
 
     # -- time limits and stuck children -------------------------------------------------
     def _deadlines(self, now: float, reports: list[Report]) -> None:
