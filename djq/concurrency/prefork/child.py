@@ -99,6 +99,14 @@ def setup(parent: int, inherited_fds: list[int]) -> None:
     forget_parent_connections()
 
 
+def name_process(name: str) -> None:
+    """The name log records show (``%(processName)s``): a child is not its fork server."""
+    for module in ("multiprocessing", "billiard"):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            loaded.current_process().name = name
+
+
 def resident_kib() -> int:
     try:
         with open("/proc/self/statm") as fh:
@@ -129,6 +137,7 @@ def serve(jobs_fd: int, results_fd: int, inherited_fds: list[int], parent: int, 
     """The child's whole life (the target of its Process)."""
     global _soft_pending
     setup(parent, inherited_fds)
+    name_process(f"djq-prefork-child-{os.getpid()}")
     jobs = Connection(jobs_fd, writable=False)
     results = Connection(results_fd, readable=False)
     while True:
