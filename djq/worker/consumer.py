@@ -88,6 +88,8 @@ class Consumer:
         self.revokes = Revokes()
         self.parking = EtaParking(is_embedded(self.broker_url))
         self.handles: dict[int, Any] = {}
+        #: task ids this worker terminated lately (revoke), and when (time.monotonic())
+        self._terminated: dict[str, float] = {}
         self.outcomes = Outcomes(hostname, self.stats, events, self._ack,
                                  lambda request: request.connection_generation == self.generation)
 
@@ -362,6 +364,9 @@ class Consumer:
         handle = self.handles.get(seq)
         if handle is not None and self.pool.terminate_job(handle, signal_number(signal)):
             logger.warning("task %s[%s] revoked: terminating it with %s", request.name, request.id, signal)
+            now = time.monotonic()
+            self._terminated = {i: t for i, t in self._terminated.items() if now - t < 60}
+            self._terminated[request.id] = now
             return True
         logger.warning("task %s[%s] revoked with terminate, but the %s pool cannot stop a running task: "
                        "it runs to its end", request.name, request.id, self.pool.name)
@@ -380,6 +385,9 @@ class Consumer:
             for seq, request in list(self.active.items()):
                 if request.id in task_ids:
                     (stopped if self._terminate(seq, request, signal) else unstoppable).append(request.id)
+            # the revoke's database row can reach this worker first (_check_revokes): a
+            # task it already stopped is stopped, not "none running here"
+            stopped += [i for i in task_ids if i in self._terminated and i not in stopped]
         return stopped, unstoppable
 
     def _on_done(self, call: TaskCall, outcome: Outcome) -> None:

@@ -170,12 +170,23 @@ def test_beat_inside_a_green_worker_is_refused(broker: str, start_worker) -> Non
 def test_prefork_children_die_with_a_killed_worker(broker: str, start_worker) -> None:
     worker = start_worker("-P", "prefork", "-c", "2")
     tasks.add.delay(1, 1).get(timeout=60)
-    children = [int(p) for p in open(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children").read().split()]
-    assert children
+    children = _children(worker.proc.pid)
+    assert tasks.pid.delay().get(timeout=60) in children
     worker.signal(signal.SIGKILL)
     worker.wait(timeout=10)
     wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in children),
              timeout=10, what="the children to die with their worker")
+
+
+def _children(pid: int) -> list[int]:
+    """Every process under ``pid``, forked from any of its threads (the pool's children are
+    forked by its fork server)."""
+    found = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as fh:
+            for child in (int(p) for p in fh.read().split()):
+                found += [child, *_children(child)]
+    return found
 
 
 def _alive(pid: int) -> bool:

@@ -235,3 +235,12 @@ def ledgered_late(self, ledger: str, seconds: float) -> str:
     time.sleep(seconds)
     _append(ledger, f"end {self.request.id}")
     return "done"
+
+
+@task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def ledgered_requeued(self, ledger: str, seconds: float) -> str:
+    """``ledgered``, requeued when its process dies under it."""
+    _append(ledger, f"start {self.request.id} {os.getpid()}")
+    time.sleep(seconds)
+    _append(ledger, f"end {self.request.id}")
+    return "done"
