@@ -95,10 +95,15 @@ class Consumer:
 
     # -- connection ---------------------------------------------------------------
     def connect(self) -> None:
+        if not self.generation:
+            self.revokes.refresh(force=True)  # before the first message can arrive
         self.connection = broker_connection(self.broker_url)
         self.connection.ensure_connection(max_retries=None, interval_start=0.5, interval_step=1,
                                           interval_max=5, errback=self._on_connection_retry)
         self.channel = self.connection.channel()
+        # Messages can arrive while consume() waits for the broker's reply (AMQP), so they
+        # must already carry this connection's generation, or their acks would be refused.
+        self.generation += 1
         queues = [task_queue(name, self.broker_url) for name in self.queue_names]
         self.kombu_consumer = KombuConsumer(
             self.channel, queues=queues, on_message=self.on_message, accept=list(self.accept),
@@ -110,9 +115,6 @@ class Consumer:
         self.kombu_consumer.consume()
         self._applied_prefetch = self.prefetch_count
         self.parking.configure(self.channel)
-        if not self.generation:
-            self.revokes.refresh(force=True)
-        self.generation += 1
 
     def add_queue(self, name: str) -> bool:
         """Start consuming ``name`` too (remote control); False if already consumed."""
