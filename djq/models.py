@@ -11,6 +11,7 @@ from django.utils import timezone
 from . import states
 from .beat import timing
 from .beat.cron import Crontab, default_timezone
+from .beat.cron_fields import CronFieldError
 from .beat.schedules import PERIODS, Clocked, Interval, Schedule, ScheduleError
 from .beat.sun import EVENTS, Solar
 
@@ -258,6 +259,8 @@ class CrontabSchedule(models.Model):
             values = {field: "*" for field in fields[:5]} | {"timezone": "UTC", name: getattr(self, name)}
             try:
                 Crontab(**values)
+            except CronFieldError as exc:
+                errors[name] = exc.reason  # the form shows it under the field: do not name it twice
             except ScheduleError as exc:
                 errors[name] = str(exc)
         if not errors:

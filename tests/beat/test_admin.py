@@ -125,8 +125,16 @@ def test_crontab_admin_reports_each_bad_field(admin_client: Client) -> None:
         "minute": "*/0", "hour": "25", "day_of_month": "*", "month_of_year": "*", "day_of_week": "*",
         "timezone": "Europe/Paris"})
     html = response.content.decode()
-    assert "minute: step &#x27;0&#x27; in &#x27;*/0&#x27; must be a whole number &gt;= 1" in html
-    assert "hour: 25 is out of range 0-23" in html
+    assert "step &#x27;0&#x27; in &#x27;*/0&#x27; must be a whole number &gt;= 1" in html
+    assert "hour: 25" not in html and "25 is out of range 0-23" in html, "each message sits under its field"
+
+
+def test_crontab_admin_turns_a_superscript_digit_into_a_form_error(admin_client: Client) -> None:
+    response = admin_client.post(reverse("admin:djq_crontabschedule_add"), {
+        "minute": "²", "hour": "2", "day_of_month": "*", "month_of_year": "*", "day_of_week": "*",
+        "timezone": "UTC"})
+    assert response.status_code == 200, "a form error, not a server error"
+    assert "only the digits 0-9 count" in response.content.decode()
 
 
 @pytest.mark.parametrize("model", ["intervalschedule", "crontabschedule", "solarschedule", "clockedschedule",
