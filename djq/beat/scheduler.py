@@ -20,14 +20,14 @@ Sending, by broker:
   in the instant between the broker taking the message and the row being marked.
 
 Beat's own writes are ``UPDATE``s that leave ``date_changed`` alone, so they never count
-as edits. A tick reads every enabled task, which costs about 60 µs of CPU per task; a
-tick with nothing due and nothing changed is spared that. It first asks one aggregate
-query for a fingerprint of the table (row count, latest edit of a task and of each kind
-of schedule, latest and missing ``last_run_at``). When that fingerprint matches the last
-full read's and no run is due yet, the tick ends there: an admin edit (which stamps
-``date_changed``) still applies on the next tick. Edits made with ``QuerySet.update()``
-that leave ``date_changed`` alone are picked up by the full read done at least every
-``FULL_READ_EVERY`` seconds.
+as edits. Each task keeps its next run in ``due_at`` (indexed): the claim moves it on, and
+``save()`` and beat recompute it after an edit. So a tick reads only the rows due now and
+the rows edited since the last tick (their ``date_changed``, or their schedule's, moved),
+not the whole table. It first asks one aggregate query for a fingerprint of the table
+(row count, latest edit of a task and of each kind of schedule, latest and missing
+``last_run_at``); when that matches the last tick's and no run is due yet, the tick ends
+there. Edits made with ``QuerySet.update()`` that leave ``date_changed`` alone are picked
+up by the full read done at least every ``FULL_READ_EVERY`` seconds.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, router, transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, F, Max, Min, Q, QuerySet
 
 from ..conf import djq_settings
 from ..exceptions import DjqError
@@ -70,7 +70,7 @@ class Scheduler:
         self._reported: dict[int, str] = {}
         self._pruned_at: float | None = None
         #: what the last full read saw: the table's fingerprint, the next due run, and when
-        self._fingerprint: tuple[Any, ...] | None = None
+        self._fingerprint: dict[str, Any] | None = None
         self._upcoming: datetime | None = None
         self._read_at = 0.0
         #: a due run was not sent (an error): the next tick must read the table again
@@ -84,29 +84,53 @@ class Scheduler:
 
     def tick(self, now: datetime | None = None) -> datetime | None:
         """Send every due run; returns when the next one is due (None: nothing is scheduled)."""
-        from ..models import SCHEDULE_FIELDS, PeriodicTask
-
         now = now or timing.now()
         fingerprint = self._table_fingerprint()
-        quiet = (fingerprint == self._fingerprint and not self._unsent
-                 and time.monotonic() - self._read_at < FULL_READ_EVERY
+        full = self._fingerprint is None or time.monotonic() - self._read_at >= FULL_READ_EVERY
+        quiet = (not full and fingerprint == self._fingerprint and not self._unsent
                  and (self._upcoming is None or now < self._upcoming))
         if not quiet:
             self._unsent = False
-            upcoming: datetime | None = None
-            rows = PeriodicTask.objects.using(self.using).filter(enabled=True).select_related(*SCHEDULE_FIELDS)
-            for row in rows.order_by("pk"):
-                following = self._handle(row, now)
-                if following is not None and (upcoming is None or following < upcoming):
-                    upcoming = following
+            for row in self._rows_to_read(now, fingerprint, full):
+                self._handle(row, now)
             # Taken before the read: an edit made during it shows as a change next tick.
-            self._fingerprint, self._upcoming, self._read_at = fingerprint, upcoming, time.monotonic()
+            self._fingerprint, self._upcoming = fingerprint, self._next_due(now)
+            if full:
+                self._read_at = time.monotonic()
         if not self.one_transaction:
             self._send_orphans()
         self._prune()
         return self._upcoming
 
-    def _table_fingerprint(self) -> tuple[Any, ...]:
+    def _rows_to_read(self, now: datetime, fingerprint: dict[str, Any], full: bool) -> QuerySet[PeriodicTask]:
+        """Every task (a full read), or those due now and those edited since the last tick."""
+        from ..models import SCHEDULE_FIELDS, PeriodicTask
+
+        rows = PeriodicTask.objects.using(self.using).select_related(*SCHEDULE_FIELDS).order_by("pk")
+        if full:
+            return rows.filter(enabled=True)
+        wanted = Q(enabled=True, due_at__lte=timing.to_db(now))
+        if fingerprint["never_ran"]:  # last_run_at = None means "due now", however it was written
+            wanted |= Q(enabled=True, last_run_at__isnull=True)
+        before = self._fingerprint or {}
+        for key, prefix in (("edited", ""), *((name, f"{name}__") for name in SCHEDULE_FIELDS)):
+            edited, seen = fingerprint[key], before.get(key)
+            if edited is None or edited == seen:
+                continue
+            # An edit stamped before ``seen`` but committed after it is left to the full read.
+            wanted |= (Q(**{f"{prefix}date_changed__gt": seen}) if seen is not None
+                       else Q(**{f"{prefix}date_changed__isnull": False}))
+        return rows.filter(wanted)
+
+    def _next_due(self, now: datetime) -> datetime | None:
+        """The next run due after this tick (runs still due now failed to send, and are retried each tick)."""
+        from ..models import PeriodicTask
+
+        due = (PeriodicTask.objects.using(self.using).filter(enabled=True, due_at__gt=timing.to_db(now))
+               .aggregate(due=Min("due_at"))["due"])
+        return timing.from_db(due)
+
+    def _table_fingerprint(self) -> dict[str, Any]:
         """One aggregate query that changes whenever a full read could find something new."""
         from ..models import SCHEDULE_FIELDS, PeriodicTask
 
@@ -115,10 +139,13 @@ class Scheduler:
             "never_ran": Count("pk", filter=Q(last_run_at__isnull=True)),
         }
         aggregates.update({field: Max(f"{field}__date_changed") for field in SCHEDULE_FIELDS})
-        return tuple(PeriodicTask.objects.using(self.using).aggregate(**aggregates).values())
+        return PeriodicTask.objects.using(self.using).aggregate(**aggregates)
 
-    def _handle(self, row: PeriodicTask, now: datetime) -> datetime | None:
-        """Send ``row``'s due run, if any; returns its next run time."""
+    def _handle(self, row: PeriodicTask, now: datetime) -> None:
+        """Send ``row``'s due run, if any, and keep its stored next run right."""
+        if not row.enabled:  # edited since the last tick, and now disabled
+            self._store_due(row, None)
+            return
         try:
             schedule = row.schedule
             timeline: dict[str, Any] = {
@@ -126,22 +153,34 @@ class Scheduler:
                 "start_time": timing.from_db(row.start_time), "run_count": row.total_run_count,
             }
             scheduled = timing.run_to_send(schedule, now=now, **timeline)
+            if scheduled is None:
+                self._store_due(row, timing.next_run(schedule, now=now, **timeline))
+                return
+            disable = row.one_off or isinstance(schedule, Clocked)
+            # The claim moves last_run_at to ``scheduled``; the schedule carries on from there.
+            timeline.update(last_run_at=scheduled, run_count=row.total_run_count + 1, changed_at=None)
+            following = None if disable else timing.next_run(schedule, now=now, **timeline)
         except ScheduleError as exc:
             self._report(row, f"periodic task {row.name!r} is skipped: {exc}")
-            return None
+            self._store_due(row, None)  # the full read tries it again
+            return
         expires = timing.from_db(row.expires)
-        if scheduled is not None and expires is not None and now >= expires:
+        if expires is not None and now >= expires:
             self._expire(row)
-            return None
-        if scheduled is not None:
-            self._send(row, schedule, scheduled)
-            if row.one_off or isinstance(schedule, Clocked):
-                return None
-            # Whoever won the claim moved last_run_at to ``scheduled``; carry on from there.
-            timeline.update(last_run_at=scheduled, run_count=row.total_run_count + 1, changed_at=None)
-        return timing.next_run(schedule, now=now, **timeline)
+            return
+        self._send(row, schedule, scheduled, following)
 
-    def _send(self, row: PeriodicTask, schedule: Schedule, scheduled: datetime) -> bool:
+    def _store_due(self, row: PeriodicTask, due: datetime | None) -> None:
+        """Write the next run worked out from what this beat read, unless the row moved on since."""
+        from ..models import PeriodicTask
+
+        if timing.from_db(row.due_at) == due:
+            return
+        PeriodicTask.objects.using(self.using).filter(
+            pk=row.pk, date_changed=row.date_changed, last_run_at=row.last_run_at,
+        ).update(due_at=timing.to_db(due))
+
+    def _send(self, row: PeriodicTask, schedule: Schedule, scheduled: datetime, following: datetime | None) -> bool:
         """Claim and send one run; False when another beat had it (or it could not be sent)."""
         from ..models import PeriodicRun
 
@@ -149,11 +188,12 @@ class Scheduler:
             task = registry.get(row.task)
         except DjqError as exc:
             self._report(row, f"periodic task {row.name!r} is skipped: {exc}")
+            self._store_due(row, scheduled)
             return False
         disable = row.one_off or isinstance(schedule, Clocked)
         try:
             with transaction.atomic(using=self.using):
-                if not self._claim(row, scheduled, disable):
+                if not self._claim(row, scheduled, following, disable):
                     logger.debug("beat: %r for %s was claimed by another beat", row.name, scheduled.isoformat())
                     return False
                 sent = timing.to_db(timing.now())
@@ -167,10 +207,12 @@ class Scheduler:
         except IntegrityError:
             self._report(row, f"periodic task {row.name!r}: the run for {scheduled.isoformat()} was already sent; "
                               "was last_run_at moved back by hand?")
+            self._store_due(row, scheduled)
             return False
         except DjqError as exc:
             self._report(row, f"periodic task {row.name!r}: could not send the run for {scheduled.isoformat()}: {exc}",
                          retry=True)
+            self._store_due(row, scheduled)  # rolled back with the claim: still due, next tick
             return False
         if not self.one_transaction:
             try:
@@ -186,7 +228,7 @@ class Scheduler:
                     run.task_id, "; disabled it (runs once)" if disable else "")
         return True
 
-    def _claim(self, row: PeriodicTask, scheduled: datetime, disable: bool) -> bool:
+    def _claim(self, row: PeriodicTask, scheduled: datetime, following: datetime | None, disable: bool) -> bool:
         from ..models import PeriodicTask
 
         seen = PeriodicTask.objects.using(self.using).filter(pk=row.pk, enabled=True, date_changed=row.date_changed)
@@ -195,7 +237,7 @@ class Scheduler:
         else:
             seen = seen.filter(last_run_at=row.last_run_at)
         return seen.update(last_run_at=timing.to_db(scheduled), total_run_count=F("total_run_count") + 1,
-                           enabled=not disable) == 1
+                           enabled=not disable, due_at=timing.to_db(following)) == 1
 
     def _unclaim(self, row: PeriodicTask, run: PeriodicRun) -> None:
         from ..models import PeriodicRun, PeriodicTask
@@ -203,7 +245,8 @@ class Scheduler:
         with transaction.atomic(using=self.using):
             PeriodicRun.objects.using(self.using).filter(pk=run.pk).delete()
             PeriodicTask.objects.using(self.using).filter(pk=row.pk, last_run_at=run.scheduled_at).update(
-                last_run_at=row.last_run_at, total_run_count=F("total_run_count") - 1, enabled=row.enabled)
+                last_run_at=row.last_run_at, total_run_count=F("total_run_count") - 1, enabled=row.enabled,
+                due_at=run.scheduled_at)  # due again: the next tick retries it
 
     def _send_orphans(self) -> None:
         """Publish runs whose beat claimed them and died before the broker had the message."""
@@ -234,7 +277,7 @@ class Scheduler:
     def _expire(self, row: PeriodicTask) -> None:
         from ..models import PeriodicTask
 
-        if PeriodicTask.objects.using(self.using).filter(pk=row.pk, enabled=True).update(enabled=False):
+        if PeriodicTask.objects.using(self.using).filter(pk=row.pk, enabled=True).update(enabled=False, due_at=None):
             logger.warning("beat: periodic task %r expired at %s: disabled", row.name, row.expires)
 
     def _report(self, row: PeriodicTask, message: str, *, retry: bool = False) -> None:
