@@ -1,4 +1,5 @@
-"""Claiming many due runs with one statement: a compare-and-set over a batch of rows.
+"""Claiming many due runs with one statement: a compare-and-set over a batch of rows (and
+writing many rows' next runs the same way).
 
 Each due run is claimed by moving its task's ``last_run_at`` from what the beat read to
 the run's scheduled time, on the condition that ``last_run_at`` and ``date_changed`` are
@@ -45,16 +46,31 @@ class Due:
     task: Any
 
 
-def _as_read(due: Due) -> Q:
-    row = due.row
+def as_read(row: PeriodicTask) -> Q:
+    """The row still as this beat read it: neither claimed nor edited since."""
     seen = Q(pk=row.pk, date_changed=row.date_changed)
     return seen & (Q(last_run_at__isnull=True) if row.last_run_at is None else Q(last_run_at=row.last_run_at))
+
+
+def store_due(found: list[tuple[PeriodicTask, datetime | None]], using: str) -> None:
+    """Write the next runs worked out from rows as read, a batch a statement; rows that moved on are left."""
+    from ..models import PeriodicTask
+
+    for start in range(0, len(found), BATCH):
+        batch = found[start:start + BATCH]
+        condition = Q()
+        for row, _ in batch:
+            condition |= as_read(row)
+        field = DateTimeField()
+        PeriodicTask.objects.using(using).filter(condition).update(due_at=Case(
+            *(When(pk=row.pk, then=Value(timing.to_db(due), output_field=field)) for row, due in batch),
+            output_field=field))
 
 
 def claim_one(due: Due, using: str) -> bool:
     from ..models import PeriodicTask
 
-    return PeriodicTask.objects.using(using).filter(_as_read(due), enabled=True).update(
+    return PeriodicTask.objects.using(using).filter(as_read(due.row), enabled=True).update(
         last_run_at=timing.to_db(due.scheduled), total_run_count=F("total_run_count") + 1,
         enabled=not due.disable, due_at=timing.to_db(due.following)) == 1
 
@@ -71,7 +87,7 @@ def claim_many(batch: list[Due], using: str) -> set[int]:
         return {due.row.pk for due in batch if claim_one(due, using)}
     condition = Q()
     for due in batch:
-        condition |= _as_read(due)
+        condition |= as_read(due.row)
     rows = PeriodicTask.objects.using(using).filter(condition, enabled=True)
     if connection.features.has_select_for_update_skip_locked:
         locked = (PeriodicTask.objects.using(using).filter(pk__in=[due.row.pk for due in batch])

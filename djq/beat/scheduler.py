@@ -46,7 +46,7 @@ from ..conf import djq_settings
 from ..exceptions import DjqError
 from ..registry import registry
 from . import timing
-from .claims import BATCH, Due, claim_many, claim_one
+from .claims import BATCH, Due, claim_many, claim_one, store_due
 from .runs import ORPHAN_AFTER, embedded_here, mark_published, publish, run_now, send_orphans  # noqa: F401 (public here)
 from .schedules import Clocked, ScheduleError
 
@@ -75,6 +75,8 @@ class Scheduler:
         self._read_at = 0.0
         #: a due run was not sent (an error): the next tick must read the table again
         self._unsent = False
+        #: next runs this tick worked out for rows it did not claim, written together at its end
+        self._due_found: list[tuple[PeriodicTask, datetime | None]] = []
 
     @property
     def one_transaction(self) -> bool:
@@ -90,9 +92,12 @@ class Scheduler:
                  and (self._upcoming is None or now < self._upcoming))
         if not quiet:
             self._unsent = False
+            self._due_found.clear()
             due = [run for row in self._rows_to_read(now, fingerprint, full) if (run := self._handle(row, now))]
             for start in range(0, len(due), BATCH):
                 self._send_batch(due[start:start + BATCH])
+            store_due(self._due_found, self.using)
+            self._due_found.clear()
             # Taken before the read: an edit made during it shows as a change next tick.
             self._fingerprint, self._upcoming = fingerprint, self._next_due(now)
             if full:
@@ -231,14 +236,9 @@ class Scheduler:
                     run.task_id, "; disabled it (runs once)" if due.disable else "")
 
     def _store_due(self, row: PeriodicTask, due: datetime | None) -> None:
-        """Write the next run worked out from what this beat read, unless the row moved on since."""
-        from ..models import PeriodicTask
-
-        if timing.from_db(row.due_at) == due:
-            return
-        PeriodicTask.objects.using(self.using).filter(
-            pk=row.pk, date_changed=row.date_changed, last_run_at=row.last_run_at,
-        ).update(due_at=timing.to_db(due))
+        """Note the next run worked out from what this beat read; written at the end of the tick."""
+        if timing.from_db(row.due_at) != due:
+            self._due_found.append((row, due))
 
     def _send(self, due: Due) -> bool:
         """Claim and send one run on its own; False when another beat had it (or it could not be sent)."""

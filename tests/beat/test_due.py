@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.test.utils import CaptureQueriesContext
 
 from djq.beat import scheduler as scheduler_module
 from djq.beat import timing
@@ -84,6 +85,20 @@ def test_an_update_that_leaves_date_changed_alone_is_seen_by_the_next_full_read(
     monkeypatch.setattr(scheduler_module, "FULL_READ_EVERY", 0.0)
     beat.tick(T0 + timedelta(seconds=2))
     assert due() == T0 + timedelta(minutes=1)
+
+
+def test_tasks_made_by_bulk_create_get_their_next_run_at_the_first_tick() -> None:
+    hourly = IntervalSchedule.objects.create(every=1, period="hours")
+    PeriodicTask.objects.bulk_create(PeriodicTask(name=f"job {n:03d}", task="tests.testapp.tasks.noop", interval=hourly)
+                                     for n in range(250))  # bulk_create does not call save()
+    PeriodicTask.objects.update(last_run_at=T0, date_changed=T0)
+    IntervalSchedule.objects.update(date_changed=T0)
+    assert set(PeriodicTask.objects.values_list("due_at", flat=True)) == {None}
+    with CaptureQueriesContext(connection) as seen:
+        Scheduler().tick(T0 + timedelta(seconds=1))
+    writes = [query for query in seen.captured_queries if query["sql"].startswith('UPDATE "djq_periodictask"')]
+    assert len(writes) == 3, "written a batch of 100 at a time, not a statement per task"
+    assert set(PeriodicTask.objects.values_list("due_at", flat=True)) == {timing.to_db(T0 + timedelta(hours=1))}
 
 
 @pytest.mark.django_db(transaction=True)
