@@ -45,6 +45,15 @@ class Due:
     task: Any
 
 
+@dataclass(frozen=True)
+class AsRead:
+    """What a compare-and-set compares: a row's id, ``date_changed`` and ``last_run_at`` as read."""
+
+    pk: int
+    date_changed: datetime
+    last_run_at: datetime | None
+
+
 def as_read(row: PeriodicTask) -> Q:
     """The row still as this beat read it: neither claimed nor edited since."""
     seen = Q(pk=row.pk, date_changed=row.date_changed)
@@ -74,11 +83,11 @@ class _Statement:
         self.params.append(value)
         return "%s"
 
-    def per_row(self, name: str, rows: list[tuple[PeriodicTask, Any]], moment: bool) -> str:
+    def per_row(self, name: str, rows: list[tuple[PeriodicTask | AsRead, Any]], moment: bool) -> str:
         whens = " ".join(f"WHEN {self.value(row.pk)} THEN {self.at(v) if moment else self.value(v)}" for row, v in rows)
         return f"{self.column[name]} = CASE {self.column['id']} {whens} END"
 
-    def as_read(self, rows: list[PeriodicTask]) -> str:
+    def as_read(self, rows: list[PeriodicTask | AsRead]) -> str:
         c = self.column
         return " OR ".join(
             f"({c['id']} = {self.value(row.pk)} AND {c['date_changed']} = {self.at(row.date_changed)} AND "
@@ -86,10 +95,11 @@ class _Statement:
             for row in rows)
 
 
-def store_due(found: list[tuple[PeriodicTask, datetime | None]], using: str) -> None:
+def store_due(found: list[tuple[AsRead, datetime | None]], using: str) -> None:
     """Write the next runs worked out from rows as read, a batch a statement; rows that moved on are left."""
     for start in range(0, len(found), BATCH):
-        batch = [(row, timing.to_db(due)) for row, due in found[start:start + BATCH]]
+        batch: list[tuple[PeriodicTask | AsRead, Any]] = [
+            (row, timing.to_db(due)) for row, due in found[start:start + BATCH]]
         sql = _Statement(using)
         statement = (f"UPDATE {sql.table} SET {sql.per_row('due_at', batch, moment=True)} "
                      f"WHERE {sql.as_read([row for row, _ in batch])}")
@@ -116,7 +126,7 @@ def claim_many(batch: list[Due], using: str) -> set[int]:
     if connection.vendor not in ("postgresql", "sqlite"):
         return {due.row.pk for due in batch if claim_one(due, using)}
     sql = _Statement(using)
-    rows = [due.row for due in batch]
+    rows: list[PeriodicTask | AsRead] = [due.row for due in batch]
     c = sql.column
     assignments = ", ".join((
         sql.per_row("last_run_at", [(due.row, timing.to_db(due.scheduled)) for due in batch], moment=True),

@@ -46,7 +46,7 @@ from ..conf import djq_settings
 from ..exceptions import DjqError
 from ..registry import registry
 from . import timing
-from .claims import BATCH, Due, claim_many, claim_one, store_due
+from .claims import BATCH, AsRead, Due, claim_many, claim_one, store_due
 from .runs import ORPHAN_AFTER, embedded_here, mark_published, publish, run_now, send_orphans  # noqa: F401 (public here)
 from .schedules import Clocked, ScheduleError
 
@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 PRUNE_EVERY = 3600.0
 #: Seconds between full reads of the table even when its fingerprint has not changed.
 FULL_READ_EVERY = 60.0
+#: Rows fetched at a time when reading the table.
+READ_CHUNK = 2000
 
 
 class Scheduler:
@@ -76,7 +78,7 @@ class Scheduler:
         #: a due run was not sent (an error): the next tick must read the table again
         self._unsent = False
         #: next runs this tick worked out for rows it did not claim, written together at its end
-        self._due_found: list[tuple[PeriodicTask, datetime | None]] = []
+        self._due_found: list[tuple[AsRead, datetime | None]] = []
 
     @property
     def one_transaction(self) -> bool:
@@ -93,7 +95,9 @@ class Scheduler:
         if not quiet:
             self._unsent = False
             self._due_found.clear()
-            due = [run for row in self._rows_to_read(now, fingerprint, full) if (run := self._handle(row, now))]
+            # In chunks: a full read of 100,000 rows held at once costs hundreds of MiB.
+            rows = self._rows_to_read(now, fingerprint, full).iterator(chunk_size=READ_CHUNK)
+            due = [run for row in rows if (run := self._handle(row, now))]
             for start in range(0, len(due), BATCH):
                 self._send_batch(due[start:start + BATCH])
             store_due(self._due_found, self.using)
@@ -238,7 +242,7 @@ class Scheduler:
     def _store_due(self, row: PeriodicTask, due: datetime | None) -> None:
         """Note the next run worked out from what this beat read; written at the end of the tick."""
         if timing.from_db(row.due_at) != due:
-            self._due_found.append((row, due))
+            self._due_found.append((AsRead(row.pk, row.date_changed, row.last_run_at), due))
 
     def _send(self, due: Due) -> bool:
         """Claim and send one run on its own; False when another beat had it (or it could not be sent)."""
