@@ -123,7 +123,8 @@ def claim_many(batch: list[Due], using: str) -> set[int]:
     from ..models import PeriodicTask
 
     connection = connections[using]
-    if connection.vendor not in ("postgresql", "sqlite"):
+    # RETURNING: PostgreSQL, and SQLite from 3.35 (Django's flag for it on inserts says the same)
+    if connection.vendor not in ("postgresql", "sqlite") or not connection.features.can_return_columns_from_insert:
         return {due.row.pk for due in batch if claim_one(due, using)}
     sql = _Statement(using)
     rows: list[PeriodicTask | AsRead] = [due.row for due in batch]

@@ -209,6 +209,9 @@ class Scheduler:
             return
         for due in batch:
             if due.row.pk not in taken:
+                # Another beat claimed it, or (SKIP LOCKED) is claiming it now and may yet die
+                # before it commits: look at the rows due again next tick.
+                self._unsent = True
                 logger.debug("beat: %r for %s was claimed by another beat", due.row.name, due.scheduled.isoformat())
         if not self.one_transaction:
             mine = [(due, run) for due, run in mine if self._publish_claimed(due, run)]
