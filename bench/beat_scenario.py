@@ -1,4 +1,5 @@
-"""One ``djq_beat`` on 10,000 periodic tasks, run in its own process (``python -m bench.beat_scenario``).
+"""One ``djq_beat`` on N periodic tasks (10,000 by default, ``--tasks 100000``), in its own process
+(``python -m bench.beat_scenario``).
 
 On the database in ``DJQ_BENCH_DB`` (a fresh PostgreSQL database made by bench.py):
 1. ``bulk_create`` N enabled periodic tasks of ``bench.noop``, interval and crontab in
@@ -9,9 +10,10 @@ On the database in ``DJQ_BENCH_DB`` (a fresh PostgreSQL database made by bench.p
 3. A real ``djq_beat -l DEBUG --max-tick 1``. It logs one line per tick, "tick took X ms
    (Y ms CPU)" (djq.beat.service), and one line per run it sends.
 4. Idle: the ticks of ``--idle-seconds`` with nothing due.
-5. Due: ``last_run_at`` set to NULL ("never ran: due now") on the first N/10 tasks by pk,
-   then on all N. The next tick sends every one of them: claim, run row and message
-   commit in one transaction (``djq://`` on the same database).
+5. Due: ``last_run_at`` set to NULL ("never ran: due now") on the first 1,000 tasks by
+   pk, then on the first N/10, then (up to 10,000 tasks) on all N. The next tick sends
+   every one of them, in batches: claim, run rows and messages commit in one transaction
+   per batch (``djq://`` on the same database).
 6. The beat's VmRSS after start-up, after the idle ticks and after each due tick; its
    VmHWM at the end.
 The figures go to ``--out`` as JSON. The beat is stopped whatever happens.
@@ -160,7 +162,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         figures["rss_kb_ready"] = beat.memory_kb().get("VmRSS")
         figures["startup_s"] = (beat.ready_at or 0.0) - beat.spawned_at
         figures["idle"] = idle_ticks(beat, args.idle_seconds)
-        figures["due"] = [make_due(beat, count, args.timeout) for count in (args.tasks // 10, args.tasks)]
+        counts = sorted({min(1_000, args.tasks), args.tasks // 10} | ({args.tasks} if args.tasks <= 10_000 else set()))
+        figures["due"] = [make_due(beat, count, args.timeout) for count in counts]
         figures["memory_kb"] = beat.memory_kb()
     finally:
         figures["beat_exit_code"] = beat.stop()

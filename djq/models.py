@@ -3,6 +3,7 @@ beat's periodic tasks with their schedules and run log."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -11,6 +12,7 @@ from django.utils import timezone
 from . import states
 from .beat import timing
 from .beat.cron import Crontab, default_timezone
+from .beat.cron_fields import CronFieldError
 from .beat.schedules import PERIODS, Clocked, Interval, Schedule, ScheduleError
 from .beat.sun import EVENTS, Solar
 
@@ -258,6 +260,8 @@ class CrontabSchedule(models.Model):
             values = {field: "*" for field in fields[:5]} | {"timezone": "UTC", name: getattr(self, name)}
             try:
                 Crontab(**values)
+            except CronFieldError as exc:
+                errors[name] = exc.reason  # the form shows it under the field: do not name it twice
             except ScheduleError as exc:
                 errors[name] = str(exc)
         if not errors:
@@ -360,6 +364,8 @@ class PeriodicTask(models.Model):
     last_run_at = models.DateTimeField(null=True, blank=True, default=timezone.now,
                                        help_text="Scheduled time of the last run sent (at creation: the creation time).")
     total_run_count = models.PositiveIntegerField(default=0, help_text="Runs sent on schedule (Run now is not counted).")
+    due_at = models.DateTimeField("next run", null=True, blank=True, db_index=True, editable=False,
+                                  help_text="When beat sends this task next (empty: disabled, or never again).")
     description = models.TextField(blank=True, default="")
     declared_in_code = models.BooleanField(default=False, editable=False,
                                            help_text="Comes from DJQ_BEAT_SCHEDULE or @periodic.")
@@ -413,6 +419,38 @@ class PeriodicTask(models.Model):
             self.schedule, last_run_at=timing.from_db(self.last_run_at), changed_at=self.changed_at(),
             start_time=timing.from_db(self.start_time), run_count=self.total_run_count, now=now or timing.now(),
         )
+
+    def computed_due_at(self, now: datetime | None = None, using: str | None = None) -> datetime | None:
+        """``next_run_at`` as an edit saved now sees it (None when it cannot run), for the database."""
+        now = now or timing.now()
+        if not self.enabled:
+            return None
+        if using is not None and self._state.db is None:
+            self._state.db = using  # a new row: read its schedule where the row is being written
+        try:
+            model = self.schedule_model
+        except models.ObjectDoesNotExist:
+            return None  # the database refuses the row anyway
+        if model is None:
+            return None
+        # Saving stamps date_changed with now: runs missed before this edit are not made up.
+        changed = max(m for m in (now, timing.from_db(model.date_changed)) if m is not None)
+        try:
+            due = timing.next_run(
+                self.schedule, last_run_at=timing.from_db(self.last_run_at), changed_at=changed,
+                start_time=timing.from_db(self.start_time), run_count=self.total_run_count, now=now,
+            )
+        except ScheduleError:
+            return None  # beat reports it (its full read retries such rows)
+        return timing.to_db(due)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # The stored next run is what a tick's "due now" query reads; beat also recomputes it
+        # for every row whose date_changed moved, so this only has to be a good first value.
+        self.due_at = self.computed_due_at(using=kwargs.get("using"))
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "due_at"}
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         from .registry import registry

@@ -12,8 +12,9 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import display_for_value
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -22,11 +23,11 @@ from ..models import (SCHEDULE_FIELDS, ClockedSchedule, CrontabSchedule, Interva
                       SolarSchedule)
 from . import timing
 from .forms import PeriodicTaskForm
-from .scheduler import run_now
+from .runs import run_now
 from .schedules import ScheduleError
 
 #: Written by beat, not by the admin form.
-BOOKKEEPING = frozenset({"last_run_at", "total_run_count", "date_created", "id"})
+BOOKKEEPING = frozenset({"last_run_at", "total_run_count", "date_created", "id", "due_at"})
 
 
 @admin.register(PeriodicTask)
@@ -58,18 +59,43 @@ class PeriodicTaskAdmin(admin.ModelAdmin):
 
     @admin.display(description="next run")
     def next_run(self, obj: PeriodicTask) -> str:
+        """The stored next run (what beat's "due now" query reads), in words when there is none."""
         if not obj.pk:
             return "-"
         if not obj.enabled:
             return "disabled"
         try:
-            upcoming = obj.next_run_at()
+            obj.schedule
         except ScheduleError as exc:
             return f"never: {exc}"
+        upcoming = timing.from_db(obj.due_at)
         if upcoming is None:
             return "never"
         # Formatted here: on the change page Django would show a returned datetime with str().
-        return "due now" if upcoming <= timing.now() else str(display_for_value(upcoming, "-"))
+        return "due now" if upcoming <= timing.now() else str(display_for_value(obj.due_at, "-"))
+
+    def get_fieldsets(self, request: HttpRequest, obj: PeriodicTask | None = None) -> Any:
+        # A task being added has no runs yet: no "last run at <now>" before it exists.
+        fieldsets = super().get_fieldsets(request, obj)
+        return fieldsets if obj is not None else [entry for entry in fieldsets if entry[0] != "Runs"]
+
+    def get_urls(self) -> list[Any]:
+        run = path("<path:object_id>/run-now/", self.admin_site.admin_view(self.run_now_view),
+                   name="djq_periodictask_run_now")
+        return [run, *super().get_urls()]
+
+    def run_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The change page's Run now button: send the task once, outside its schedule."""
+        row = self.get_object(request, object_id)
+        if row is None or request.method != "POST" or not self.has_change_permission(request, row):
+            raise PermissionDenied
+        try:
+            sent = run_now(row, sent_by=f"admin:{request.user}")
+        except DjqError as exc:
+            self.message_user(request, f"{row.name} was not sent: {exc}", messages.ERROR)
+        else:
+            self.message_user(request, f"Sent {row.name} now as task {sent}. Its schedule is unchanged.")
+        return HttpResponseRedirect(reverse("admin:djq_periodictask_change", args=[row.pk]))
 
     def save_model(self, request: HttpRequest, obj: PeriodicTask, form: ModelForm, change: bool) -> None:
         if not change:

@@ -2,8 +2,11 @@
 
 A string takes the cron order ``minute hour day-of-month month day-of-week``, or an alias
 such as ``@daily``; each field's syntax is in djq.beat.cron_fields. Day matching follows
-cron(8): when both day fields are restricted (neither starts with ``*``), a day matches
-if either one does.
+cron(8) (Vixie cron and cronie): when both day fields are restricted (neither starts with
+``*``), a day matches if either one does. A day field that starts with ``*`` only takes
+both fields out of that OR rule: its values still count, and a day must match both
+(``0 0 */2 * *`` runs on odd days, ``0 0 */10 * mon`` on Mondays that are the 1st, 11th,
+21st or 31st).
 
 Wall-clock times are turned into instants in the schedule's timezone. As in cron(8),
 DST changes treat two kinds of job differently:
@@ -30,8 +33,10 @@ ALIASES = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
     "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
 }
-#: A schedule that matches nothing within this many years never runs (covers leap days).
-SEARCH_YEARS = 9
+#: A schedule that matches nothing within this many years never runs. The longest wait
+#: between two runs of a valid crontab is a 29 February on one weekday (``0 0 29 2 mon``):
+#: 28 years within a century, 40 across a skipped leap year such as 2100.
+SEARCH_YEARS = 41
 _DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _MINUTE = timedelta(minutes=1)
 #: Clock changes are shorter than this; a repeated hour is looked for this far around a moment.
@@ -68,7 +73,10 @@ class Crontab(Schedule):
         }
         for name, value in parsed.items():
             object.__setattr__(self, name, value)
-        if self.day_of_week.strip().startswith("*") and not any(
+        # Both day fields must match (see day_matches), so a day of the month must exist in one
+        # of the months; any such date falls on every weekday within SEARCH_YEARS. With the
+        # OR rule every month has each weekday, so such a crontab always runs.
+        if self.both_days_must_match and not any(
             day <= _DAYS_IN_MONTH[month - 1] for month in self.months for day in self.days
         ):
             raise ScheduleError(f"day_of_month {self.day_of_month!r} never occurs in month_of_year "
@@ -103,17 +111,20 @@ class Crontab(Schedule):
         return describe(self)
 
     # -- matching wall-clock times ------------------------------------------------
+    @property
+    def both_days_must_match(self) -> bool:
+        """cron's DOM_STAR/DOW_STAR: a day field starting with ``*`` turns the OR rule into AND."""
+        return self.day_of_month.strip().startswith("*") or self.day_of_week.strip().startswith("*")
+
     def day_matches(self, day: datetime) -> bool:
         weekday = day.isoweekday() % 7  # cron counts from Sunday = 0
-        dom_any = self.day_of_month.strip().startswith("*")
-        dow_any = self.day_of_week.strip().startswith("*")
-        if dom_any or dow_any:
-            return (dom_any or day.day in self.days) and (dow_any or weekday in self.weekdays)
+        if self.both_days_must_match:
+            return day.day in self.days and weekday in self.weekdays
         return day.day in self.days or weekday in self.weekdays
 
     def next_wall(self, wall: datetime) -> datetime | None:
         """The first naive wall-clock minute at or after ``wall`` that the fields match."""
-        limit = wall.year + SEARCH_YEARS
+        limit = min(wall.year + SEARCH_YEARS, 9998)  # datetime stops at 9999
         while wall.year <= limit:
             if wall.month not in self.months:
                 wall = _next_month(wall, self.months)

@@ -13,10 +13,10 @@ MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "
 MAX_LISTED_TIMES = 6
 
 
-def join(words: list[str]) -> str:
+def join(words: list[str], conjunction: str = "and") -> str:
     if len(words) <= 1:
         return "".join(words)
-    return f"{', '.join(words[:-1])} and {words[-1]}"
+    return f"{', '.join(words[:-1])} {conjunction} {words[-1]}"
 
 
 def runs(values: Iterable[int]) -> list[tuple[int, int]]:
@@ -30,7 +30,8 @@ def runs(values: Iterable[int]) -> list[tuple[int, int]]:
     return result
 
 
-def spans(values: Iterable[int], name: Callable[[int], str] = str, through: str = "-") -> str:
+def spans(values: Iterable[int], name: Callable[[int], str] = str, through: str = "-",
+          conjunction: str = "and") -> str:
     words = []
     for first, last in runs(values):
         if first == last:
@@ -39,7 +40,7 @@ def spans(values: Iterable[int], name: Callable[[int], str] = str, through: str 
             words += [name(first), name(last)]
         else:
             words.append(f"{name(first)}{through}{name(last)}")
-    return join(words)
+    return join(words, conjunction)
 
 
 def _step(values: tuple[int, ...], size: int) -> int | None:
@@ -72,25 +73,27 @@ def _time(cron: Crontab) -> str:
     return f"{text}, during hours {spans(hours, lambda h: f'{h:02d}')}"
 
 
-def _weekdays(days: Iterable[int]) -> str:
+def _weekdays(days: Iterable[int], conjunction: str = "and") -> str:
     # Monday first, Sunday last, so that sat-sun reads as one span.
     shifted = [day or 7 for day in days]
-    return spans(shifted, lambda d: DAY_NAMES[d % 7], " through ")
+    return spans(shifted, lambda d: DAY_NAMES[d % 7], " through ", conjunction)
 
 
 def _days(cron: Crontab) -> str:
-    dom_any = cron.day_of_month.strip().startswith("*") and len(cron.days) == 31
-    dow_any = cron.day_of_week.strip().startswith("*") and len(cron.weekdays) == 7
+    """The days a crontab runs on, worded from the sets and the rule that combines them."""
+    every_date, every_weekday = len(cron.days) == 31, len(cron.weekdays) == 7
     month_days = f"on day{'s' if len(cron.days) > 1 else ''} {spans(cron.days)} of the month"
-    weekdays = f"on {_weekdays(cron.weekdays)}"
-    if dom_any and dow_any:
+    if not cron.both_days_must_match:  # cron's OR rule: either field's days
+        if every_date or every_weekday:
+            return "every day"
+        return f"{month_days} and every {_weekdays(cron.weekdays)}"
+    if every_date and every_weekday:
         return "every day"
-    if dom_any:
-        return weekdays
-    if dow_any:
+    if every_date:
+        return f"on {_weekdays(cron.weekdays)}"
+    if every_weekday:
         return month_days
-    either = not cron.day_of_month.strip().startswith("*") and not cron.day_of_week.strip().startswith("*")
-    return f"{month_days} {'or' if either else 'if it is'} {weekdays[3:] if not either else weekdays}"
+    return f"{month_days}, if it falls on {_weekdays(cron.weekdays, 'or')}"
 
 
 def describe(cron: Crontab) -> str:

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -31,6 +32,11 @@ class JSONValueField(forms.JSONField):
         kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 2, "cols": 60}))
         kwargs.setdefault("required", False)
         super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        # An Add form has no value yet: show the empty list or object the model stores, not
+        # "null", which this field would refuse.
+        return super().prepare_value(self.kind() if value is None else value)
 
     def to_python(self, value: Any) -> Any:
         if value in self.empty_values:
@@ -86,9 +92,21 @@ class PeriodicTaskForm(forms.ModelForm):
 
     @staticmethod
     def _add_links() -> str:
-        links = format_html_join(", ", '<a href="{}" target="_blank">{}</a>', (
-            (reverse(f"admin:djq_{model.__name__.lower()}_add"), kind) for kind, model in SCHEDULE_MODELS.items()))
-        return format_html("Exactly one schedule. None fits? Add one: {} (then reload this page).", links)
+        # Django's add-another popups (RelatedObjectLookups.js) fill the element named by the
+        # link's id: a hidden select per kind, copied into the picker by schedule_picker.js.
+        links = format_html_join(" ", (
+            '<a class="related-widget-wrapper-link add-related" id="add_id_schedule_{}" data-popup="yes" '
+            'href="{}?_to_field=id&amp;_popup=1" title="Add another {} schedule">'
+            '<img src="{}" alt="" width="20" height="20"> {}</a>'
+            '<select id="id_schedule_{}" data-schedule-kind="{}" data-schedule-group="{}" hidden></select>'
+        ), (
+            (kind, reverse(f"admin:djq_{model.__name__.lower()}_add"), kind, static("admin/img/icon-addlink.svg"),
+             kind, kind, kind, kind.capitalize())
+            for kind, model in SCHEDULE_MODELS.items()))
+        return format_html("Exactly one schedule. None fits? Add one: {}", links)
+
+    class Media:
+        js = ("djq/schedule_picker.js",)
 
     def clean_task(self) -> str:
         name: str = self.cleaned_data["task"]

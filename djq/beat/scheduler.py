@@ -5,7 +5,9 @@ run>, total_run_count = total_run_count + 1 WHERE id = ... AND last_run_at = <wh
 beat read> AND enabled AND date_changed = <what this beat read>``. One beat's update
 matches; every other beat's matches nothing (PostgreSQL makes them wait for the row lock
 and then re-checks the WHERE; SQLite lets one writer in at a time). The run is also
-logged as a PeriodicRun whose (task, scheduled time) is unique, a second guard.
+logged as a PeriodicRun whose (task, scheduled time) is unique, a second guard. Due runs
+are claimed in batches (djq.beat.claims: one statement and one run-log insert per batch);
+a batch that fails is rolled back and its runs are sent one by one.
 
 Sending, by broker:
 - ``djq://`` on the database beat uses: the claim, the run log row and the message row
@@ -20,14 +22,14 @@ Sending, by broker:
   in the instant between the broker taking the message and the row being marked.
 
 Beat's own writes are ``UPDATE``s that leave ``date_changed`` alone, so they never count
-as edits. A tick reads every enabled task, which costs about 60 µs of CPU per task; a
-tick with nothing due and nothing changed is spared that. It first asks one aggregate
-query for a fingerprint of the table (row count, latest edit of a task and of each kind
-of schedule, latest and missing ``last_run_at``). When that fingerprint matches the last
-full read's and no run is due yet, the tick ends there: an admin edit (which stamps
-``date_changed``) still applies on the next tick. Edits made with ``QuerySet.update()``
-that leave ``date_changed`` alone are picked up by the full read done at least every
-``FULL_READ_EVERY`` seconds.
+as edits. Each task keeps its next run in ``due_at`` (indexed): the claim moves it on, and
+``save()`` and beat recompute it after an edit. So a tick reads only the rows due now and
+the rows edited since the last tick (their ``date_changed``, or their schedule's, moved),
+not the whole table. It first asks one aggregate query for a fingerprint of the table
+(row count, latest edit of a task and of each kind of schedule, latest and missing
+``last_run_at``); when that matches the last tick's and no run is due yet, the tick ends
+there. Edits made with ``QuerySet.update()`` that leave ``date_changed`` alone are picked
+up by the full read done at least every ``FULL_READ_EVERY`` seconds.
 """
 from __future__ import annotations
 
@@ -38,25 +40,25 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, router, transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, F, Max, Min, Q, QuerySet
 
 from ..conf import djq_settings
 from ..exceptions import DjqError
-from ..messaging import producer
 from ..registry import registry
 from . import timing
-from .schedules import Clocked, Schedule, ScheduleError
+from .claims import BATCH, AsRead, Due, claim_many, claim_one, store_due
+from .runs import ORPHAN_AFTER, embedded_here, mark_published, publish, run_now, send_orphans  # noqa: F401 (public here)
+from .schedules import Clocked, ScheduleError
 
 if TYPE_CHECKING:
     from ..models import PeriodicRun, PeriodicTask
 
 logger = logging.getLogger(__name__)
 PRUNE_EVERY = 3600.0
-#: Seconds after which a run row still unpublished is taken to be a dead beat's (well
-#: past the producer's own retries, about a second).
-ORPHAN_AFTER = 60.0
 #: Seconds between full reads of the table even when its fingerprint has not changed.
 FULL_READ_EVERY = 60.0
+#: Rows fetched at a time when reading the table.
+READ_CHUNK = 2000
 
 
 class Scheduler:
@@ -70,43 +72,74 @@ class Scheduler:
         self._reported: dict[int, str] = {}
         self._pruned_at: float | None = None
         #: what the last full read saw: the table's fingerprint, the next due run, and when
-        self._fingerprint: tuple[Any, ...] | None = None
+        self._fingerprint: dict[str, Any] | None = None
         self._upcoming: datetime | None = None
         self._read_at = 0.0
         #: a due run was not sent (an error): the next tick must read the table again
         self._unsent = False
+        #: next runs this tick worked out for rows it did not claim, written together at its end
+        self._due_found: list[tuple[AsRead, datetime | None]] = []
 
     @property
     def one_transaction(self) -> bool:
         """True when the claim and the message can commit together (djq:// on our database)."""
-        url = djq_settings.BROKER_URL
-        return producer.is_embedded(url) and producer.embedded_alias(url) == self.using
+        return embedded_here(self.using)
 
     def tick(self, now: datetime | None = None) -> datetime | None:
         """Send every due run; returns when the next one is due (None: nothing is scheduled)."""
-        from ..models import SCHEDULE_FIELDS, PeriodicTask
-
         now = now or timing.now()
         fingerprint = self._table_fingerprint()
-        quiet = (fingerprint == self._fingerprint and not self._unsent
-                 and time.monotonic() - self._read_at < FULL_READ_EVERY
+        full = self._fingerprint is None or time.monotonic() - self._read_at >= FULL_READ_EVERY
+        quiet = (not full and fingerprint == self._fingerprint and not self._unsent
                  and (self._upcoming is None or now < self._upcoming))
         if not quiet:
             self._unsent = False
-            upcoming: datetime | None = None
-            rows = PeriodicTask.objects.using(self.using).filter(enabled=True).select_related(*SCHEDULE_FIELDS)
-            for row in rows.order_by("pk"):
-                following = self._handle(row, now)
-                if following is not None and (upcoming is None or following < upcoming):
-                    upcoming = following
+            self._due_found.clear()
+            # In chunks: a full read of 100,000 rows held at once costs hundreds of MiB.
+            rows = self._rows_to_read(now, fingerprint, full).iterator(chunk_size=READ_CHUNK)
+            due = [run for row in rows if (run := self._handle(row, now))]
+            for start in range(0, len(due), BATCH):
+                self._send_batch(due[start:start + BATCH])
+            store_due(self._due_found, self.using)
+            self._due_found.clear()
             # Taken before the read: an edit made during it shows as a change next tick.
-            self._fingerprint, self._upcoming, self._read_at = fingerprint, upcoming, time.monotonic()
+            self._fingerprint, self._upcoming = fingerprint, self._next_due(now)
+            if full:
+                self._read_at = time.monotonic()
         if not self.one_transaction:
-            self._send_orphans()
+            send_orphans(self.using, self.beat_name, self._report)
         self._prune()
         return self._upcoming
 
-    def _table_fingerprint(self) -> tuple[Any, ...]:
+    def _rows_to_read(self, now: datetime, fingerprint: dict[str, Any], full: bool) -> QuerySet[PeriodicTask]:
+        """Every task (a full read), or those due now and those edited since the last tick."""
+        from ..models import SCHEDULE_FIELDS, PeriodicTask
+
+        rows = PeriodicTask.objects.using(self.using).select_related(*SCHEDULE_FIELDS).order_by("pk")
+        if full:
+            return rows.filter(enabled=True)
+        wanted = Q(enabled=True, due_at__lte=timing.to_db(now))
+        if fingerprint["never_ran"]:  # last_run_at = None means "due now", however it was written
+            wanted |= Q(enabled=True, last_run_at__isnull=True)
+        before = self._fingerprint or {}
+        for key, prefix in (("edited", ""), *((name, f"{name}__") for name in SCHEDULE_FIELDS)):
+            edited, seen = fingerprint[key], before.get(key)
+            if edited is None or edited == seen:
+                continue
+            # An edit stamped before ``seen`` but committed after it is left to the full read.
+            wanted |= (Q(**{f"{prefix}date_changed__gt": seen}) if seen is not None
+                       else Q(**{f"{prefix}date_changed__isnull": False}))
+        return rows.filter(wanted)
+
+    def _next_due(self, now: datetime) -> datetime | None:
+        """The next run due after this tick (runs still due now failed to send, and are retried each tick)."""
+        from ..models import PeriodicTask
+
+        due = (PeriodicTask.objects.using(self.using).filter(enabled=True, due_at__gt=timing.to_db(now))
+               .aggregate(due=Min("due_at"))["due"])
+        return timing.from_db(due)
+
+    def _table_fingerprint(self) -> dict[str, Any]:
         """One aggregate query that changes whenever a full read could find something new."""
         from ..models import SCHEDULE_FIELDS, PeriodicTask
 
@@ -115,10 +148,13 @@ class Scheduler:
             "never_ran": Count("pk", filter=Q(last_run_at__isnull=True)),
         }
         aggregates.update({field: Max(f"{field}__date_changed") for field in SCHEDULE_FIELDS})
-        return tuple(PeriodicTask.objects.using(self.using).aggregate(**aggregates).values())
+        return PeriodicTask.objects.using(self.using).aggregate(**aggregates)
 
-    def _handle(self, row: PeriodicTask, now: datetime) -> datetime | None:
-        """Send ``row``'s due run, if any; returns its next run time."""
+    def _handle(self, row: PeriodicTask, now: datetime) -> Due | None:
+        """The run of ``row`` to send now, if any; keeps its stored next run right otherwise."""
+        if not row.enabled:  # edited since the last tick, and now disabled
+            self._store_due(row, None)
+            return None
         try:
             schedule = row.schedule
             timeline: dict[str, Any] = {
@@ -126,115 +162,135 @@ class Scheduler:
                 "start_time": timing.from_db(row.start_time), "run_count": row.total_run_count,
             }
             scheduled = timing.run_to_send(schedule, now=now, **timeline)
+            if scheduled is None:
+                self._store_due(row, timing.next_run(schedule, now=now, **timeline))
+                return None
+            disable = row.one_off or isinstance(schedule, Clocked)
+            # The claim moves last_run_at to ``scheduled``; the schedule carries on from there.
+            timeline.update(last_run_at=scheduled, run_count=row.total_run_count + 1, changed_at=None)
+            following = None if disable else timing.next_run(schedule, now=now, **timeline)
         except ScheduleError as exc:
             self._report(row, f"periodic task {row.name!r} is skipped: {exc}")
+            self._store_due(row, None)  # the full read tries it again
             return None
         expires = timing.from_db(row.expires)
-        if scheduled is not None and expires is not None and now >= expires:
+        if expires is not None and now >= expires:
             self._expire(row)
             return None
-        if scheduled is not None:
-            self._send(row, schedule, scheduled)
-            if row.one_off or isinstance(schedule, Clocked):
-                return None
-            # Whoever won the claim moved last_run_at to ``scheduled``; carry on from there.
-            timeline.update(last_run_at=scheduled, run_count=row.total_run_count + 1, changed_at=None)
-        return timing.next_run(schedule, now=now, **timeline)
-
-    def _send(self, row: PeriodicTask, schedule: Schedule, scheduled: datetime) -> bool:
-        """Claim and send one run; False when another beat had it (or it could not be sent)."""
-        from ..models import PeriodicRun
-
         try:
             task = registry.get(row.task)
         except DjqError as exc:
             self._report(row, f"periodic task {row.name!r} is skipped: {exc}")
-            return False
-        disable = row.one_off or isinstance(schedule, Clocked)
+            self._store_due(row, scheduled)
+            return None
+        return Due(row, schedule, scheduled, following, disable, task)
+
+    def _send_batch(self, batch: list[Due]) -> None:
+        """Claim a batch with one statement, log the runs with one insert, send the messages.
+
+        Any error rolls the batch back, and its runs are then sent one by one, so that one
+        bad run is reported alone and does not hold up the others.
+        """
+        from ..models import PeriodicRun
+
         try:
             with transaction.atomic(using=self.using):
-                if not self._claim(row, scheduled, disable):
+                taken = claim_many(batch, self.using)
+                sent = timing.to_db(timing.now())
+                mine = [(due, self._run_row(due, sent)) for due in batch if due.row.pk in taken]
+                PeriodicRun.objects.using(self.using).bulk_create([run for _, run in mine])
+                if self.one_transaction:
+                    for due, run in mine:
+                        publish(due.task, due.row, run)
+        except (IntegrityError, DjqError) as exc:
+            logger.debug("beat: a batch of %d runs failed (%s); sending them one by one", len(batch), exc)
+            for due in batch:
+                self._send(due)
+            return
+        for due in batch:
+            if due.row.pk not in taken:
+                # Another beat claimed it, or (SKIP LOCKED) is claiming it now and may yet die
+                # before it commits: look at the rows due again next tick.
+                self._unsent = True
+                logger.debug("beat: %r for %s was claimed by another beat", due.row.name, due.scheduled.isoformat())
+        if not self.one_transaction:
+            mine = [(due, run) for due, run in mine if self._publish_claimed(due, run)]
+            mark_published([run for _, run in mine], self.using)
+        for due, run in mine:
+            self._sent(due, run)
+
+    def _run_row(self, due: Due, sent: datetime) -> PeriodicRun:
+        from ..models import PeriodicRun
+
+        return PeriodicRun(periodic_task_id=due.row.pk, scheduled_at=timing.to_db(due.scheduled), sent_at=sent,
+                           task_id=str(uuid.uuid4()), beat=self.beat_name[:255],
+                           published_at=sent if self.one_transaction else None)
+
+    def _publish_claimed(self, due: Due, run: PeriodicRun) -> bool:
+        """Publish a committed claim to a broker outside the database; undo the claim if it fails."""
+        try:
+            publish(due.task, due.row, run)
+        except DjqError as exc:
+            self._unclaim(due.row, run)
+            self._report(due.row, f"periodic task {due.row.name!r}: could not send the run for "
+                                  f"{due.scheduled.isoformat()} ({exc}); trying again next tick", retry=True)
+            return False
+        return True
+
+    def _sent(self, due: Due, run: PeriodicRun) -> None:
+        self._reported.pop(due.row.pk, None)
+        logger.info("beat: sent %r (%s) for %s as task %s%s", due.row.name, due.row.task, due.scheduled.isoformat(),
+                    run.task_id, "; disabled it (runs once)" if due.disable else "")
+
+    def _store_due(self, row: PeriodicTask, due: datetime | None) -> None:
+        """Note the next run worked out from what this beat read; written at the end of the tick."""
+        if timing.from_db(row.due_at) != due:
+            self._due_found.append((AsRead(row.pk, row.date_changed, row.last_run_at), due))
+
+    def _send(self, due: Due) -> bool:
+        """Claim and send one run on its own; False when another beat had it (or it could not be sent)."""
+        from ..models import PeriodicRun
+
+        row, scheduled = due.row, due.scheduled
+        try:
+            with transaction.atomic(using=self.using):
+                if not claim_one(due, self.using):
                     logger.debug("beat: %r for %s was claimed by another beat", row.name, scheduled.isoformat())
                     return False
-                sent = timing.to_db(timing.now())
-                run = PeriodicRun.objects.using(self.using).create(
-                    periodic_task_id=row.pk, scheduled_at=timing.to_db(scheduled), sent_at=sent,
-                    task_id=str(uuid.uuid4()), beat=self.beat_name[:255],
-                    published_at=sent if self.one_transaction else None,
-                )
+                run = self._run_row(due, timing.to_db(timing.now()))
+                run.save(using=self.using, force_insert=True)
                 if self.one_transaction:
-                    publish(task, row, run)
+                    publish(due.task, row, run)
         except IntegrityError:
             self._report(row, f"periodic task {row.name!r}: the run for {scheduled.isoformat()} was already sent; "
                               "was last_run_at moved back by hand?")
+            self._store_due(row, scheduled)
             return False
         except DjqError as exc:
             self._report(row, f"periodic task {row.name!r}: could not send the run for {scheduled.isoformat()}: {exc}",
                          retry=True)
+            self._store_due(row, scheduled)  # rolled back with the claim: still due, next tick
             return False
         if not self.one_transaction:
-            try:
-                publish(task, row, run)
-            except DjqError as exc:
-                self._unclaim(row, run)
-                self._report(row, f"periodic task {row.name!r}: could not send the run for "
-                                  f"{scheduled.isoformat()} ({exc}); trying again next tick", retry=True)
+            if not self._publish_claimed(due, run):
                 return False
-            mark_published(run, self.using)
-        self._reported.pop(row.pk, None)
-        logger.info("beat: sent %r (%s) for %s as task %s%s", row.name, row.task, scheduled.isoformat(),
-                    run.task_id, "; disabled it (runs once)" if disable else "")
+            mark_published([run], self.using)
+        self._sent(due, run)
         return True
-
-    def _claim(self, row: PeriodicTask, scheduled: datetime, disable: bool) -> bool:
-        from ..models import PeriodicTask
-
-        seen = PeriodicTask.objects.using(self.using).filter(pk=row.pk, enabled=True, date_changed=row.date_changed)
-        if row.last_run_at is None:
-            seen = seen.filter(last_run_at__isnull=True)
-        else:
-            seen = seen.filter(last_run_at=row.last_run_at)
-        return seen.update(last_run_at=timing.to_db(scheduled), total_run_count=F("total_run_count") + 1,
-                           enabled=not disable) == 1
 
     def _unclaim(self, row: PeriodicTask, run: PeriodicRun) -> None:
         from ..models import PeriodicRun, PeriodicTask
 
         with transaction.atomic(using=self.using):
-            PeriodicRun.objects.using(self.using).filter(pk=run.pk).delete()
+            PeriodicRun.objects.using(self.using).filter(task_id=run.task_id).delete()
             PeriodicTask.objects.using(self.using).filter(pk=row.pk, last_run_at=run.scheduled_at).update(
-                last_run_at=row.last_run_at, total_run_count=F("total_run_count") - 1, enabled=row.enabled)
-
-    def _send_orphans(self) -> None:
-        """Publish runs whose beat claimed them and died before the broker had the message."""
-        from ..models import PeriodicRun
-
-        now = timing.now()
-        stale = timing.to_db(now - timedelta(seconds=ORPHAN_AFTER))
-        orphans = (PeriodicRun.objects.using(self.using).filter(published_at__isnull=True, sent_at__lt=stale)
-                   .select_related("periodic_task"))
-        for run in orphans:
-            taken = PeriodicRun.objects.using(self.using).filter(
-                pk=run.pk, published_at__isnull=True, sent_at=run.sent_at,
-            ).update(sent_at=timing.to_db(now), beat=self.beat_name[:255])
-            if not taken:
-                continue  # another beat took it
-            row = run.periodic_task
-            try:
-                publish(registry.get(row.task), row, run)
-            except DjqError as exc:
-                self._report(row, f"periodic task {row.name!r}: could not send the run for "
-                                  f"{timing.from_db(run.scheduled_at).isoformat()} left by a stopped beat ({exc}); "
-                                  "trying again later")
-                continue
-            mark_published(run, self.using)
-            logger.warning("beat: sent %r for %s as task %s: the beat that claimed it (%s) stopped before sending",
-                           row.name, timing.from_db(run.scheduled_at).isoformat(), run.task_id, run.beat or "?")
+                last_run_at=row.last_run_at, total_run_count=F("total_run_count") - 1, enabled=row.enabled,
+                due_at=run.scheduled_at)  # due again: the next tick retries it
 
     def _expire(self, row: PeriodicTask) -> None:
         from ..models import PeriodicTask
 
-        if PeriodicTask.objects.using(self.using).filter(pk=row.pk, enabled=True).update(enabled=False):
+        if PeriodicTask.objects.using(self.using).filter(pk=row.pk, enabled=True).update(enabled=False, due_at=None):
             logger.warning("beat: periodic task %r expired at %s: disabled", row.name, row.expires)
 
     def _report(self, row: PeriodicTask, message: str, *, retry: bool = False) -> None:
@@ -253,41 +309,3 @@ class Scheduler:
         self._pruned_at = time.monotonic()
         cutoff = timing.to_db(timing.now() - timedelta(days=days))
         PeriodicRun.objects.using(self.using).filter(sent_at__lt=cutoff).delete()
-
-
-def mark_published(run: PeriodicRun, using: str) -> None:
-    from ..models import PeriodicRun
-
-    PeriodicRun.objects.using(using).filter(pk=run.pk).update(published_at=timing.to_db(timing.now()))
-
-
-def publish(task: Any, row: PeriodicTask, run: PeriodicRun) -> None:
-    """Send ``row``'s task through the normal producer, with the run's task id."""
-    expires: float | datetime | None = timing.from_db(row.expires) or row.expire_seconds
-    task.apply_async(row.args, row.kwargs, queue=row.queue or None, priority=row.priority, expires=expires,
-                     task_id=run.task_id)
-
-
-def run_now(row: PeriodicTask, *, using: str | None = None, sent_by: str = "") -> str:
-    """Send ``row``'s task once now, outside its schedule (the admin's Run now); returns the task id."""
-    from ..models import PeriodicRun
-
-    using = using or router.db_for_write(type(row))
-    task = registry.get(row.task)
-    scheduler = Scheduler(using=using)
-    sent = timing.now()
-    with transaction.atomic(using=using):
-        run = PeriodicRun.objects.using(using).create(
-            periodic_task_id=row.pk, scheduled_at=timing.to_db(sent), sent_at=timing.to_db(sent),
-            task_id=str(uuid.uuid4()), beat=sent_by[:255], manual=True,
-            published_at=timing.to_db(sent) if scheduler.one_transaction else None)
-        if scheduler.one_transaction:
-            publish(task, row, run)
-    if not scheduler.one_transaction:
-        try:
-            publish(task, row, run)
-        except DjqError:
-            PeriodicRun.objects.using(using).filter(pk=run.pk).delete()
-            raise
-        mark_published(run, using)
-    return run.task_id

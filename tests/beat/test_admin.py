@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -125,8 +126,16 @@ def test_crontab_admin_reports_each_bad_field(admin_client: Client) -> None:
         "minute": "*/0", "hour": "25", "day_of_month": "*", "month_of_year": "*", "day_of_week": "*",
         "timezone": "Europe/Paris"})
     html = response.content.decode()
-    assert "minute: step &#x27;0&#x27; in &#x27;*/0&#x27; must be a whole number &gt;= 1" in html
-    assert "hour: 25 is out of range 0-23" in html
+    assert "step &#x27;0&#x27; in &#x27;*/0&#x27; must be a whole number &gt;= 1" in html
+    assert "hour: 25" not in html and "25 is out of range 0-23" in html, "each message sits under its field"
+
+
+def test_crontab_admin_turns_a_superscript_digit_into_a_form_error(admin_client: Client) -> None:
+    response = admin_client.post(reverse("admin:djq_crontabschedule_add"), {
+        "minute": "²", "hour": "2", "day_of_month": "*", "month_of_year": "*", "day_of_week": "*",
+        "timezone": "UTC"})
+    assert response.status_code == 200, "a form error, not a server error"
+    assert "only the digits 0-9 count" in response.content.decode()
 
 
 @pytest.mark.parametrize("model", ["intervalschedule", "crontabschedule", "solarschedule", "clockedschedule",
@@ -134,3 +143,51 @@ def test_crontab_admin_reports_each_bad_field(admin_client: Client) -> None:
 def test_schedule_and_run_lists_open(admin_client: Client, nightly: CrontabSchedule, model: str) -> None:
     make_task(name="nightly", schedule=nightly)
     assert admin_client.get(reverse(f"admin:djq_{model}_changelist")).status_code == 200
+
+
+def test_the_add_form_saves_its_own_defaults(admin_client: Client, nightly: CrontabSchedule) -> None:
+    html = admin_client.get(ADD).content.decode()
+    shown = dict(re.findall(r'<textarea name="(args|kwargs)"[^>]*>\s*([^<]*)</textarea>', html))
+    assert shown == {"args": "[]", "kwargs": "{}"}
+    response = admin_client.post(ADD, form_data(schedule=f"crontab:{nightly.pk}", **shown))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert (PeriodicTask.objects.get().args, PeriodicTask.objects.get().kwargs) == ([], {})
+    assert "Last run at" not in html and "Next run" not in html, "a task not yet made has no runs to show"
+
+
+def test_the_add_form_offers_add_another_popups_for_each_kind_of_schedule(admin_client: Client) -> None:
+    html = admin_client.get(ADD).content.decode()
+    for kind in ("interval", "crontab", "solar", "clocked"):
+        link = re.search(rf'<a class="related-widget-wrapper-link add-related" id="add_id_schedule_{kind}" '
+                         rf'data-popup="yes" href="([^"]+)"', html)
+        assert link is not None, kind
+        assert link[1] == reverse(f"admin:djq_{kind}schedule_add") + "?_to_field=id&amp;_popup=1"
+        assert f'<select id="id_schedule_{kind}" data-schedule-kind="{kind}"' in html, "where the popup puts it"
+    assert "djq/schedule_picker.js" in html and "admin/js/admin/RelatedObjectLookups.js" in html
+    # what the popup does when it saves: Django answers with the new schedule for the opener
+    response = admin_client.post(reverse("admin:djq_intervalschedule_add") + "?_to_field=id&_popup=1",
+                                 {"every": "7", "period": "minutes", "_popup": "1", "_to_field": "id"})
+    created = IntervalSchedule.objects.get(every=7)
+    assert response.status_code == 200 and f"&quot;value&quot;: &quot;{created.pk}&quot;" in response.content.decode()
+
+
+def test_the_change_page_shows_the_stored_next_run(admin_client: Client, nightly: CrontabSchedule) -> None:
+    job = make_task(name="nightly", schedule=nightly)
+    PeriodicTask.objects.filter(pk=job.pk).update(due_at=datetime(2031, 7, 14, 0, 30, tzinfo=UTC))
+    html = admin_client.get(reverse("admin:djq_periodictask_change", args=[job.pk])).content.decode()
+    assert re.search(r"Next run:</label>\s*<div class=\"readonly\">July 14, 2031", html), "the column, as stored"
+
+
+def test_run_now_on_the_change_page(admin_client: Client, nightly: CrontabSchedule) -> None:
+    job = make_task(name="nightly", schedule=nightly, task="tests.testapp.tasks.add", args=[4, 5])
+    change = reverse("admin:djq_periodictask_change", args=[job.pk])
+    button = reverse("admin:djq_periodictask_run_now", args=[job.pk])
+    assert f'action="{button}"' in admin_client.get(change).content.decode()
+    assert admin_client.get(button).status_code == 403, "sending takes a POST"
+    response = admin_client.post(button, follow=True)
+    run = PeriodicRun.objects.get()
+    assert response.redirect_chain[-1][0] == change and run.manual
+    assert f"Sent nightly now as task {run.task_id}. Its schedule is unchanged." in response.content.decode()
+    assert PeriodicTask.objects.get(pk=job.pk).total_run_count == 0
+    body = json.loads(json.loads(QueueMessage.objects.get().payload)["body"])
+    assert body[0] == [4, 5]

@@ -49,8 +49,27 @@ def test_weekdays_by_number_and_name(day_of_week: str, expected: set[int]) -> No
     ("* * * 13 *", "month_of_year: 13 is out of range 1-12"),
     ("* * * * fun", "day_of_week: 'fun' is neither a number (0-7) nor a name (sun-sat)"),
     ("*/0 * * * *", "minute: step '0' in '*/0' must be a whole number >= 1"),
-    ("30-10 * * * *", "minute: range '30-10' goes backwards"),
+    ("30-10 * * * *", "minute: range '30-10' goes backwards (ranges do not wrap around); write 30-59,0-10"),
     ("1,,2 * * * *", "minute: empty item in a list"),
+    ("61 * * * *", "minute: 61 is out of range 0-59"),
+    ("-5 * * * *", "minute: '-5' is not a value or a range: a range is first-last, such as 0-1 (there are no "
+                   "negative numbers)"),
+    ("1-/2 * * * *", "minute: range '1-/2' has no end: a range is first-last, such as 0-1"),
+    ("1-2-3 * * * *", "minute: '1-2-3' has more than one '-'"),
+    ("٣ * * * *", "minute: '٣' is not a number (0-59) (only the digits 0-9 count)"),
+    ("１ * * * *", "minute: '１' is not a number (0-59) (only the digits 0-9 count)"),
+    ("² * * * *", "minute: '²' is not a number (0-59) (only the digits 0-9 count)"),
+    ("0 */² * * *", "hour: step '²' in '*/²' must be a whole number >= 1"),
+    ("0 22-2 * * *", "hour: range '22-2' goes backwards (ranges do not wrap around); write 22-23,0-2"),
+    ("0 0 * dec-feb *", "month_of_year: range 'dec-feb' goes backwards (ranges do not wrap around); write dec,jan-feb"),
+    # cronie refuses a range whose end is below its start, and sun is 0, never 7, in a range.
+    ("0 0 * * sat-sun", "day_of_week: range 'sat-sun' goes backwards (ranges do not wrap around); write sat,sun"),
+    ("0 0 * * fri-mon", "day_of_week: range 'fri-mon' goes backwards (ranges do not wrap around); "
+                        "write fri-sat,sun-mon"),
+    ("0 0 * * 5-1", "day_of_week: range '5-1' goes backwards (ranges do not wrap around); write 5-6,0-1"),
+    ("0 0 * * 7/2", "day_of_week: '7/2' matches no day: a step runs from its start to 6 (sat); write 0/2 to start "
+                    "on Sunday"),
+    ("0 0 * * 7/1", "day_of_week: '7/1' matches no day"),
     ("* * * *", "needs 5 fields"),
     ("0 0 30 feb *", "would never run"),
     ("0 0 31 apr,jun *", "would never run"),
@@ -59,6 +78,16 @@ def test_invalid_crontabs_say_what_is_wrong(expression: str, message: str) -> No
     with pytest.raises(ScheduleError) as info:
         Crontab.parse(expression, "UTC")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("expression", ["61 * * * *", "* 24 * * *", "* * 1-/2 * *", "* * * ² *", "* * * * 7/2",
+                                        "-5 * * * *", "* * * * sat-sun"])
+def test_each_error_names_its_field_once(expression: str) -> None:
+    with pytest.raises(ScheduleError) as info:
+        Crontab.parse(expression, "UTC")
+    field = str(info.value).partition(":")[0]
+    assert field in ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+    assert str(info.value).count(field) == 1
 
 
 def test_unknown_timezone_is_an_error() -> None:
@@ -77,6 +106,51 @@ def test_next_after_is_strictly_after_and_uses_the_schedule_timezone() -> None:
     assert schedule.next_after(at_run - timedelta(seconds=1)) == at_run
     assert schedule.next_after(at_run) == datetime(2026, 6, 11, 2, 30, tzinfo=PARIS)
     assert schedule.next_after(at_run).tzinfo == UTC  # type: ignore[union-attr]
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# Worked out by hand from cron(8)'s rules (Vixie cron, cronie): a day field starting with
+# '*' sets DOM_STAR/DOW_STAR, and then a day must match both fields; otherwise either.
+# 2026-12-01 is a Tuesday.
+@pytest.mark.parametrize(("expression", "after", "expected"), [
+    # */2 in day-of-month is 1, 3, 5, ..., 31: odd days, not every day
+    ("0 0 */2 * *", "2026-12-01 00:00", ["2026-12-03", "2026-12-05", "2026-12-07"]),
+    ("0 0 */2 * *", "2026-12-29 00:00", ["2026-12-31", "2027-01-01", "2027-01-03"]),
+    # */10 is 1, 11, 21, 31, and both fields must match: Mondays that are one of those
+    ("0 0 */10 * mon", "2026-12-01 00:00", ["2026-12-21", "2027-01-11", "2027-02-01"]),
+    # */7 in day-of-week is 0 and 7: Sunday only; a 29 February that is a Sunday
+    ("0 0 29 2 */7", "2026-12-01 00:00", ["2032-02-29", "2060-02-29"]),
+    # Saturday or Sunday: 2032 (Sun), 2048 (Sat), 2060 (Sun)
+    ("0 0 29 2 */6", "2026-12-01 00:00", ["2032-02-29", "2048-02-29", "2060-02-29"]),
+    # 2100 is no leap year: the Sunday 29 February after 2088 is in 2128, 40 years later
+    ("0 0 29 2 */7", "2088-03-01 00:00", ["2128-02-29"]),
+    # both restricted: the 13th, and every Friday
+    ("0 0 13 * fri", "2026-12-01 00:00", ["2026-12-04", "2026-12-11", "2026-12-13", "2026-12-18"]),
+    ("0 0 1 * sun", "2026-12-01 00:00", ["2026-12-06", "2026-12-13", "2026-12-20", "2026-12-27", "2027-01-01"]),
+    # 1-31 does not start with '*': restricted, so the OR rule holds and every day matches
+    ("0 0 1-31 * mon", "2026-12-01 00:00", ["2026-12-02", "2026-12-03"]),
+    # odd days that are Sundays; */1 is every day yet still takes the field out of the OR rule
+    ("0 0 */2 * sun", "2026-12-01 00:00", ["2026-12-13", "2026-12-27", "2027-01-03"]),
+    ("0 0 */1 * fri", "2026-12-01 00:00", ["2026-12-04", "2026-12-11"]),
+    # 7 is Sunday; 1-7/2 is 1, 3, 5, 7: Monday, Wednesday, Friday, Sunday
+    ("0 0 * * 7", "2026-12-01 00:00", ["2026-12-06", "2026-12-13"]),
+    ("0 0 * * 1-7/2", "2026-12-01 00:00", ["2026-12-02", "2026-12-04", "2026-12-06", "2026-12-07"]),
+    ("0 0 * * sat-7", "2026-12-01 00:00", ["2026-12-05", "2026-12-06", "2026-12-12"]),
+    ("0 0 * * sat,sun", "2026-12-01 00:00", ["2026-12-05", "2026-12-06", "2026-12-12"]),
+    # a restricted day field and a month: the OR rule still applies within the month
+    ("0 0 30 2 mon", "2026-12-01 00:00", ["2027-02-01", "2027-02-08"]),
+    ("@weekly", "2026-12-01 00:00", ["2026-12-06", "2026-12-13"]),
+    ("@monthly", "2026-12-01 00:00", ["2027-01-01", "2027-02-01"]),
+])
+def test_days_as_cron_runs_them(expression: str, after: str, expected: list[str]) -> None:
+    schedule, moment, found = Crontab.parse(expression, "UTC"), at(after), []
+    for _ in expected:
+        moment = schedule.next_after(moment)  # type: ignore[assignment]
+        found.append(moment.date().isoformat() if moment else None)
+    assert found == expected
 
 
 def test_day_of_month_or_day_of_week_when_both_are_restricted() -> None:
@@ -169,7 +243,13 @@ def test_crontab_without_timezone_uses_time_zone_setting(settings) -> None:
     ("0 0 1 * *", "At 00:00, on day 1 of the month (Europe/Paris)"),
     ("0 0 1,15 jan-mar *", "At 00:00, on days 1 and 15 of the month, in January through March (Europe/Paris)"),
     ("0 7 * * sat,sun", "At 07:00, on Saturday and Sunday (Europe/Paris)"),
-    ("0 0 13 * fri", "At 00:00, on day 13 of the month or on Friday (Europe/Paris)"),
+    ("0 0 13 * fri", "At 00:00, on day 13 of the month and every Friday (Europe/Paris)"),
+    ("0 0 */10 * mon", "At 00:00, on days 1, 11, 21 and 31 of the month, if it falls on Monday (Europe/Paris)"),
+    ("0 0 */10 * tue,thu,sun",
+     "At 00:00, on days 1, 11, 21 and 31 of the month, if it falls on Tuesday, Thursday or Sunday (Europe/Paris)"),
+    ("0 0 */2 * *", "At 00:00, on days 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29 and 31 of the month "
+                    "(Europe/Paris)"),
+    ("0 0 1-31 * mon", "At 00:00, every day (Europe/Paris)"),
 ])
 def test_described_in_words(expression: str, text: str) -> None:
     assert Crontab.parse(expression, "Europe/Paris").describe() == text

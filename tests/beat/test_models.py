@@ -66,11 +66,18 @@ def test_priority_range(every_minute: IntervalSchedule) -> None:
 def test_crontab_fields_are_validated_one_by_one() -> None:
     bad = CrontabSchedule(minute="61", hour="2", day_of_week="funday", timezone="Nowhere/Land")
     errors = errors_of(bad)
-    assert errors["minute"] == ["minute: 61 is out of range 0-59"]
-    assert errors["day_of_week"][0].startswith("day_of_week: 'funday' is neither a number")
+    # The form shows each message under its field, so the message does not name it again.
+    assert errors["minute"] == ["61 is out of range 0-59"]
+    assert errors["day_of_week"][0].startswith("'funday' is neither a number")
     assert errors["timezone"] == ["unknown timezone 'Nowhere/Land'; use an IANA name such as 'Europe/Paris'"]
     never = CrontabSchedule(minute="0", hour="0", day_of_month="31", month_of_year="feb", timezone="UTC")
     assert "would never run" in errors_of(never)["__all__"][0]
+
+
+@pytest.mark.parametrize("minute", ["²", "٣", "１"])
+def test_crontab_with_a_non_ascii_digit_is_a_validation_error(minute: str) -> None:
+    errors = errors_of(CrontabSchedule(minute=minute, hour="2", timezone="UTC"))
+    assert errors["minute"] == [f"{minute!r} is not a number (0-59) (only the digits 0-9 count)"]
 
 
 def test_crontab_timezone_defaults_to_time_zone(settings) -> None:
