@@ -198,11 +198,22 @@ def test_shrink_stops_idle_children_only_and_grow_adds_them(make_pool, tmp_path:
     assert pool.free_slots() == 3
 
 
-def test_restart_replaces_every_child(make_pool) -> None:
-    pool = make_pool(2)
+def test_restart_replaces_every_child(make_pool, tmp_path: Path) -> None:
+    pool, outcomes = make_pool(2), Outcomes()
     before = set(pool.info()["pids"])
     pool.restart()
-    wait_for(lambda: len(p := set(pool.info()["pids"])) == 2 and not p & before, what="two new children")
+    def replaced() -> set[int] | None:
+        pids = set(pool.info()["pids"])
+        return pids if len(pids) == 2 and not pids & before else None
+
+    after = wait_for(replaced, what="two new children")
+    assert not after & before
+    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in before), timeout=10,
+             what="the old children to exit")
+    job = tmp_path / "job"
+    pool.apply_async(marked_sleep, (str(job), 0.01), outcomes)
+    assert _pid_in(job) in after, "a job after the restart runs in a new child"
+    outcomes.wait(str(job))
 
 
 def test_warm_stop_waits_for_the_running_job_then_children_exit(make_pool, tmp_path: Path) -> None:
