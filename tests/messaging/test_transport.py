@@ -145,6 +145,7 @@ def test_two_concurrent_consumers_never_share_a_message(broker: str) -> None:
             for n in range(total):
                 producer.publish({"n": n}, routing_key="q", exchange="", serializer="json")
     seen: list[list[int]] = [[], []]
+    second_took_one = threading.Event()
 
     def consume(index: int) -> None:
         try:
@@ -155,6 +156,13 @@ def test_two_concurrent_consumers_never_share_a_message(broker: str) -> None:
                 def on_message(message):
                     seen[index].append(message.payload["n"])
                     message.ack()
+                    if index == 1:
+                        second_took_one.set()
+                    elif len(seen[0]) == 1:
+                        # The first consumer holds after its first message until
+                        # the second has one too, however late that thread
+                        # starts: both must be able to take from the queue.
+                        second_took_one.wait(timeout=10)
 
                 with Consumer(channel, [Queue("q")], on_message=on_message, accept=["json"]):
                     deadline = time.monotonic() + 20
