@@ -102,8 +102,13 @@ class AsyncResult(Generic[R]):
     def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.1) -> R:
         """Wait for the task to finish and return its value (or raise its exception).
 
-        Polls the backend, starting at 5 ms and backing off to ``interval``.
+        On PostgreSQL it sleeps until the worker's store announces the end (backends/wake.py);
+        it also polls the backend, starting at 1 ms (SQLite) or 5 ms and backing off to
+        ``interval``.
         """
+        from .backends import get_backend
+        from .backends.wake import first_poll, listener_for
+
         request = current_request.get()
         if request is not None and not request.is_eager:
             raise DjqError(
@@ -111,14 +116,25 @@ class AsyncResult(Generic[R]):
                 "(use a chain or a callback instead)"
             )
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.005
+        backend = get_backend()
+        listener = listener_for(backend)
+        delay = first_poll(str(getattr(backend, "alias", "default")))
         while True:
-            meta = self._meta()
-            if meta is not None and meta.state in states.READY_STATES:
-                return self._outcome(meta.state, meta.result, propagate)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"task {self.id} was not ready after {timeout} s")
-            time.sleep(delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0)))
+            woken = listener.watch(self.id) if listener is not None else None
+            try:
+                meta = self._meta()
+                if meta is not None and meta.state in states.READY_STATES:
+                    return self._outcome(meta.state, meta.result, propagate)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"task {self.id} was not ready after {timeout} s")
+                wait = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0))
+                if woken is None:
+                    time.sleep(wait)
+                else:
+                    woken.wait(wait)
+            finally:
+                if woken is not None:
+                    listener.unwatch(self.id, woken)  # type: ignore[union-attr]
             delay = min(delay * 2, interval)
 
     def _outcome(self, state: str, value: Any, propagate: bool) -> R:

@@ -194,3 +194,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float 
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def _close_result_listeners() -> Iterator[None]:
+    """get() on PostgreSQL keeps a LISTEN connection (djq/backends/wake.py): closed after
+    each test, so that the test database can be dropped."""
+    yield
+    from djq.backends.wake import close_all
+
+    close_all()

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
@@ -55,6 +56,60 @@ def get_backend() -> ResultBackend:
                 _backend = load_backend(djq_settings.RESULT_BACKEND)
             backend = _backend
     return backend
+
+
+def install_writer() -> Any:
+    """In a worker process: start a ResultWriter and make it the way this process stores
+    states (backends/writer.py). Returns the writer, or None for a backend that cannot
+    store rows in batches (then every store goes straight to it)."""
+    global _backend
+    from .writer import ResultWriter, WriterBackend
+
+    backend = get_backend()
+    if isinstance(backend, WriterBackend):
+        backend = backend.inner
+    if not hasattr(backend, "store_rows"):
+        return None
+    writer = ResultWriter(backend)
+    writer.start()
+    with _lock:
+        _backend = WriterBackend(backend, writer)
+    return writer
+
+
+def remove_writer(writer: Any) -> None:
+    """Store what the writer holds, stop it, and store straight to the backend again."""
+    global _backend
+    from .writer import WriterBackend
+
+    writer.stop()
+    with _lock:
+        if isinstance(_backend, WriterBackend) and _backend.writer is writer:
+            _backend = _backend.inner
+
+
+def store_row(row: dict[str, Any]) -> None:
+    """Store a row built elsewhere (a prefork child's task end): through this process's
+    writer, or at once. Never raises: the task's worker records what could not be."""
+    import logging
+
+    writer = current_writer()
+    try:
+        if writer is not None:
+            writer.put_row(row)
+        else:
+            get_backend().store_rows([row])  # type: ignore[attr-defined]
+    except Exception:
+        logging.getLogger(__name__).exception("could not store the %s state of task %s", row.get("state"),
+                                              row.get("task_id"))
+
+
+def current_writer() -> Any:
+    """The running ResultWriter of this process, if any."""
+    from .writer import WriterBackend
+
+    backend = _backend
+    return backend.writer if isinstance(backend, WriterBackend) else None
 
 
 def database_alias() -> str:

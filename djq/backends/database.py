@@ -6,6 +6,7 @@ rule of ``supersedes``: a stored state never moves backwards.
 """
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ _INFO_FIELDS = ("task_name", "args_repr", "kwargs_repr", "worker", "queue", "ret
 _COLUMNS = ("task_id", "state", "result", "traceback", "date_created", "date_started", "date_done", "runtime",
             *_INFO_FIELDS)
 _TABLE = TaskResult._meta.db_table
+#: PostgreSQL: the channel a stored final state is announced on, with the task id
+NOTIFY_CHANNEL = "djq_results"
 _FINAL = ", ".join(f"'{state}'" for state in sorted(states.READY_STATES))
 #: ``supersedes`` (backends/base.py) in SQL: ``t`` is the stored row, ``excluded`` the write
 _SUPERSEDES = (
@@ -41,13 +44,35 @@ def _assignment(column: str) -> str:
         return f"{column} = COALESCE(NULLIF(excluded.{column}, ''), t.{column})"
     if column in _KEEP_IF_NO_ATTEMPT:
         return f"{column} = CASE WHEN excluded.attempt = 0 THEN t.{column} ELSE excluded.{column} END"
+    if column == "date_started":  # a write without it (PROGRESS, a revoke) keeps the stored one
+        return "date_started = COALESCE(excluded.date_started, t.date_started)"
+    if column in ("date_done", "runtime"):  # taken with the end that sets date_done
+        return f"{column} = CASE WHEN excluded.date_done IS NULL THEN t.{column} ELSE excluded.{column} END"
     return f"{column} = excluded.{column}"
+
+
+_UPDATED = ("state", "result", "traceback", *_INFO_FIELDS, "date_started", "date_done", "runtime")
+_UPSERT_HEAD = f"INSERT INTO {_TABLE} AS t ({', '.join(_COLUMNS)}) VALUES"
+_UPSERT_TAIL = (f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(_assignment(c) for c in _UPDATED)} "
+                f"WHERE {_SUPERSEDES} RETURNING task_id")
+
+
+@functools.cache
+def _sqlite_returning() -> bool:
+    import sqlite3
+
+    return sqlite3.sqlite_version_info >= (3, 35)
 
 
 class DatabaseBackend(ResultBackend):
     def __init__(self, option: str = "") -> None:
         super().__init__(option)
         self.alias = option or "default"
+
+    @property
+    def notify_channel(self) -> str | None:
+        """Where stored final states are announced (PostgreSQL), for get() to wait on."""
+        return NOTIFY_CHANNEL if connections[self.alias].vendor == "postgresql" else None
 
     def describe(self) -> str:
         settings = connections.settings[self.alias] if self.alias in connections.settings else {}
@@ -64,40 +89,56 @@ class DatabaseBackend(ResultBackend):
         date_done: datetime | None = None,
         runtime: float | None = None,
     ) -> bool:
+        row = self.build_row(info, state, result=result, traceback=traceback, date_started=date_started,
+                             date_done=date_done, runtime=runtime)
+        return info.task_id in self.store_rows([row])
+
+    @staticmethod
+    def build_row(info: TaskInfo, state: str, *, result: Any = None, traceback: str | None = None,
+                  date_started: datetime | None = None, date_done: datetime | None = None,
+                  runtime: float | None = None) -> dict[str, Any]:
+        """The row a write stores (the result encoded: EncodeError here, not later)."""
+        now = timezone.now()
         if date_done is None and state in states.READY_STATES:
-            date_done = timezone.now()
-        row = {
+            date_done = now
+        return {
             "task_id": info.task_id, "state": state, "result": None if result is None else encode_value(result),
-            "traceback": traceback, "date_created": timezone.now(), "date_started": date_started,
+            "traceback": traceback, "date_created": now, "date_started": date_started,
             "date_done": date_done, "runtime": runtime,
             **{name: getattr(info, name) for name in _INFO_FIELDS},
         }
-        update = ["state", "result", "traceback", *_INFO_FIELDS]
-        if date_started is not None:
-            update.append("date_started")
-        if date_done is not None:
-            update += ["date_done", "runtime"]
+
+    def store_rows(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Store rows of distinct tasks, each unless ``supersedes`` forbids it; the ids stored.
+
+        On SQLite (3.35+) and PostgreSQL, one statement for all of them, in autocommit."""
         connection = connections[self.alias]
-        if connection.vendor in ("sqlite", "postgresql"):
-            return self._upsert(connection, row, update)
-        return self._store_locked(row, update)
+        if connection.vendor == "postgresql" or (connection.vendor == "sqlite" and _sqlite_returning()):
+            return self._upsert(connection, rows)
+        stored = set()
+        for row in rows:
+            if self._store_locked(row):
+                stored.add(row["task_id"])
+        return stored
 
     @staticmethod
-    def _upsert(connection: Any, row: dict[str, Any], update: list[str]) -> bool:
-        """One conditional ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` in autocommit."""
-        ops = connection.ops
-        values = [ops.adapt_datetimefield_value(row[name]) if name.startswith("date_") else row[name]
-                  for name in _COLUMNS]
-        sql = (
-            f"INSERT INTO {_TABLE} AS t ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
-            f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(_assignment(c) for c in update)} "
-            f"WHERE {_SUPERSEDES}"
-        )
+    def _upsert(connection: Any, rows: list[dict[str, Any]]) -> set[str]:
+        """One conditional ``INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING``."""
+        adapt = connection.ops.adapt_datetimefield_value
+        values: list[Any] = []
+        for row in rows:
+            values += [adapt(row[name]) if name.startswith("date_") else row[name] for name in _COLUMNS]
+        one = f"({', '.join(['%s'] * len(_COLUMNS))})"
+        sql = f"{_UPSERT_HEAD} {', '.join([one] * len(rows))} {_UPSERT_TAIL}"
+        if connection.vendor == "postgresql":
+            # the same statement wakes the clients waiting in get() (backends/wake.py)
+            sql = (f"WITH s AS ({sql}, state) SELECT s.task_id FROM s LEFT JOIN LATERAL "
+                   f"(SELECT pg_notify('{NOTIFY_CHANNEL}', s.task_id) WHERE s.state IN ({_FINAL})) n ON true")
         with connection.cursor() as cursor:
             cursor.execute(sql, values)
-            return cursor.rowcount == 1
+            return {task_id for (task_id,) in cursor.fetchall()}
 
-    def _store_locked(self, row: dict[str, Any], update: list[str]) -> bool:
+    def _store_locked(self, row: dict[str, Any]) -> bool:
         """Other databases: read the row under a lock and apply ``supersedes`` in Python."""
         with transaction.atomic(using=self.alias):
             rows = TaskResult.objects.using(self.alias).select_for_update().filter(task_id=row["task_id"])
@@ -107,7 +148,11 @@ class DatabaseBackend(ResultBackend):
                 return True
             if not supersedes(row["state"], row["retries"], row["attempt"], *current):
                 return False
-            changes = {name: row[name] for name in update}
+            changes = {name: row[name] for name in ("state", "result", "traceback", *_INFO_FIELDS)}
+            if row["date_started"] is not None:
+                changes["date_started"] = row["date_started"]
+            if row["date_done"] is not None:
+                changes.update(date_done=row["date_done"], runtime=row["runtime"])
             for name in _KEEP_IF_EMPTY:
                 if not changes.get(name):
                     changes.pop(name, None)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from kombu import Connection
 from kombu import Consumer as KombuConsumer
 
+from ..backends import current_writer
 from ..conf import djq_settings
 from ..exceptions import ConfigurationError, MessageError, NotRegistered
 from ..messaging.events import EventDispatcher, received_fields
@@ -393,10 +394,26 @@ class Consumer:
         return stopped, unstoppable
 
     def _on_done(self, call: TaskCall, outcome: Outcome) -> None:
-        """Called from the pool when a task finished."""
-        self._done.put((call.seq, outcome))
-        self._done_event.set()
-        self.wake()
+        """Called from the pool when a task finished; handled here once its states are stored."""
+        def done() -> None:
+            self._done.put((call.seq, outcome))
+            self._done_event.set()
+            self.wake()
+
+        writer = current_writer()
+        if writer is None:
+            done()
+        else:
+            writer.after(done)
+
+    def _wait_for_writer(self) -> None:
+        """Until the result writer has stored what the pool reported (and said so here)."""
+        writer = current_writer()
+        if writer is not None:
+            stored = threading.Event()
+            writer.after(stored.set)
+            if not stored.wait(timeout=writer.patience + 5):
+                logger.error("the result writer has not stored the pool's states after %.0fs", writer.patience)
 
     def _process_done(self) -> None:
         while True:
@@ -462,9 +479,9 @@ class Consumer:
             flush()
 
     def _timeout(self) -> float:
-        # While tasks run, come back often enough to ack them; the embedded broker is woken
-        # at once anyway, other brokers only by their own traffic.
-        timeout = 0.1 if self.pool.active() else 1.0
+        # While tasks run (or their ends are being stored), come back often enough to ack
+        # them; djq:// and Redis are woken at once anyway, AMQP only by its own traffic.
+        timeout = 0.1 if self.active or self.pool.active() else 1.0
         if self.scheduled:
             timeout = min(timeout, max(self.scheduled[0][0] - time.monotonic(), 0.0))
         if self.reserved and self.buckets:
@@ -515,6 +532,7 @@ class Consumer:
         while self.pool.active() and not self.cold:
             self._process_done()
             time.sleep(0.01)  # not a blocking queue get: green pools must get to run
+        self._wait_for_writer()
         self._process_done()
         try:
             self._flush_acks()
@@ -535,6 +553,7 @@ class Consumer:
 
         Tasks that ended meanwhile keep their own end; acks_late ones are delivered again
         (their messages return when the channel closes) and their rows say so."""
+        self._wait_for_writer()
         self._process_done()
         self.outcomes.abandon(list(self.active.values()))
         self.active.clear()

@@ -5,6 +5,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..backends import install_writer, remove_writer
 from ..beat.step import EmbeddedBeat
 from ..concurrency import get_pool_class
 from ..concurrency.base import BasePool
@@ -63,6 +64,24 @@ class Pool(Step):
 
     def describe(self) -> dict[str, Any]:
         return self.pool.info()
+
+
+class Results(Step):
+    """The result writer (djq/backends/writer.py): the pool's states, stored in batches.
+
+    Started after the pool, so a prefork pool's fork server has no writer thread to copy;
+    stopped after the consumer has drained, storing what is left."""
+
+    requires = (Pool,)
+    writer: Any = None
+
+    def start(self) -> None:
+        self.writer = install_writer()
+
+    def stop(self) -> None:
+        if self.writer is not None:
+            remove_writer(self.writer)
+            self.writer = None
 
 
 class Events(Step):
@@ -179,5 +198,5 @@ class HeartbeatStep(Step):
 
 
 STEPS: tuple[type[Step], ...] = (
-    Database, Pool, Events, TaskConsumer, Autoscale, Control, HeartbeatStep, EmbeddedBeat,
+    Database, Pool, Results, Events, TaskConsumer, Autoscale, Control, HeartbeatStep, EmbeddedBeat,
 )

@@ -6,7 +6,7 @@ import sys
 import time
 import traceback as tb
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
@@ -38,6 +38,10 @@ class Outcome:
     #: stopped at its hard time limit): the worker records ``value`` for it.
     recorded: bool = True
 
+
+#: In a prefork child: where a task's end goes instead of the database (the pipe to the
+#: worker, whose result writer stores it in a batch with the other children's).
+END_SINK: Callable[[dict[str, Any]], None] | None = None
 
 #: In a prefork child, SystemExit means the pool is stopping this process (hard time limit,
 #: shutdown): the parent records the outcome, so the child must not record one too.
@@ -116,10 +120,18 @@ def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_
     started_at = timezone.now()
     try:
         if djq_settings.TASK_TRACK_STARTED and not ignore_result:
-            backend.store(info, states.STARTED, date_started=started_at)
+            # An early-acked task is stored STARTED before it runs, so a worker killed
+            # meanwhile leaves a row the orphan sweep ends; a late-acked one returns to
+            # the queue instead, so its STARTED may wait and give way to its end.
+            if info.acks_late:
+                backend.put(info, states.STARTED, date_started=started_at)
+            else:
+                backend.store(info, states.STARTED, date_started=started_at)
         outcome = execute(task, context, limiter or no_limits, soft_time_limit, time_limit)
-        record(backend, info, outcome, ignore_result, started_at)
-        if outcome.state in (states.SUCCESS, states.FAILURE) and any(context.embed.values()):
+        follows = any(context.embed.values())
+        # what follows a task (a chord's count) reads its stored end: store it first
+        record(backend, info, outcome, ignore_result, started_at, wait=follows)
+        if outcome.state in (states.SUCCESS, states.FAILURE) and follows:
             from .flow import follow_up
 
             try:
@@ -146,6 +158,23 @@ class PatientStore:
     def __init__(self, backend: Any) -> None:
         self.backend = backend
 
+    def put(self, info: TaskInfo, state: str, **fields: Any) -> None:
+        """Store, without waiting where the backend can store later (a worker's result
+        writer, which waits out an outage itself)."""
+        put = getattr(self.backend, "put", None)
+        if put is None:
+            self.store(info, state, **fields)
+        else:
+            put(info, state, **fields)
+
+    def put_end(self, info: TaskInfo, state: str, **fields: Any) -> None:
+        """A task's end: ``put``, or in a prefork child sent to the worker to store."""
+        build = getattr(self.backend, "build_row", None)
+        if END_SINK is not None and build is not None:
+            END_SINK(build(info, state, **fields))
+        else:
+            self.put(info, state, **fields)
+
     def store(self, info: TaskInfo, state: str, **fields: Any) -> None:
         delay, deadline = 0.1, time.monotonic() + self.patience
         while True:
@@ -162,19 +191,22 @@ class PatientStore:
                 delay = min(delay * 2, 5.0)
 
 
-def record(backend: Any, info: TaskInfo, outcome: Outcome, ignore_result: bool, started_at: Any) -> None:
+def record(backend: Any, info: TaskInfo, outcome: Outcome, ignore_result: bool, started_at: Any,
+           wait: bool = False) -> None:
+    """Store a task's end: later through the result writer, unless ``wait``."""
+    store = backend.store if wait else backend.put_end
     if outcome.state == states.SUCCESS:
         if logger.isEnabledFor(logging.INFO):
             logger.info("task %s[%s] succeeded in %.4fs", info.task_name, info.task_id, outcome.runtime)
         if ignore_result:
             return
         try:
-            backend.store(info, states.SUCCESS, result=outcome.value, date_started=started_at, runtime=outcome.runtime)
+            store(info, states.SUCCESS, result=outcome.value, date_started=started_at, runtime=outcome.runtime)
         except EncodeError as exc:
             error = EncodeError(f"task {info.task_name} returned a value that cannot be stored: {exc}")
             outcome.state, outcome.value, outcome.traceback = states.FAILURE, error, None
-            backend.store(info, states.FAILURE, result=exception_to_meta(error), traceback=str(error),
-                          date_started=started_at, runtime=outcome.runtime)
+            store(info, states.FAILURE, result=exception_to_meta(error), traceback=str(error),
+                  date_started=started_at, runtime=outcome.runtime)
         return
     if outcome.state == states.RETRY:
         logger.info("task %s[%s] %s", info.task_name, info.task_id, outcome.value)
@@ -184,5 +216,5 @@ def record(backend: Any, info: TaskInfo, outcome: Outcome, ignore_result: bool, 
         logger.error("task %s[%s] raised %s: %s", info.task_name, info.task_id, type(error).__name__, error)
         return
     logger.error("task %s[%s] raised %s: %s", info.task_name, info.task_id, type(error).__name__, error)
-    backend.store(info, states.FAILURE, result=exception_to_meta(error), traceback=outcome.traceback,
-                  date_started=started_at, runtime=outcome.runtime)
+    store(info, states.FAILURE, result=exception_to_meta(error), traceback=outcome.traceback,
+          date_started=started_at, runtime=outcome.runtime)

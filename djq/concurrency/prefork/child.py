@@ -2,7 +2,9 @@
 
 Messages from the parent: ``("job", job_id, job, arg)`` and ``("exit",)``. To the parent:
 ``("started", job_id)`` as soon as a job arrives (so the parent can tell a job that was
-sent but never started from one that runs), then ``("done", job_id, outcome, rss_kib)``.
+sent but never started from one that runs), ``("row", job_id, row)`` with the task's end
+for the worker's result writer to store (STARTED and other states are stored here), then
+``("done", job_id, outcome, rss_kib)``.
 The child holds no lock the parent needs: if it dies at any point, the parent learns
 it from the process sentinel and knows which job it held.
 
@@ -150,6 +152,7 @@ def serve(jobs_fd: int, results_fd: int, inherited_fds: list[int], parent: int, 
         _, job_id, job, arg = message
         _soft_pending = False  # a late SIGUSR1 meant for the previous job
         results.send(("started", job_id))
+        trace.END_SINK = lambda row, job_id=job_id: results.send(("row", job_id, row))
         outcome = run(job, arg)
         _report(results, job_id, outcome, resident_kib() if measure_memory else 0)
     from ...worker import dbhygiene

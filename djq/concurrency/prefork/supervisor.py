@@ -24,6 +24,7 @@ import time
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
+from ...backends import store_row
 from .deadlines import GIVE_UP, HARD, NOT_STARTED, deadlines, due
 from .roster import Child, ChildProcess, Job, Report, exit_text
 from .spawner import Spawner
@@ -176,6 +177,8 @@ class Supervisor(threading.Thread):
                 continue  # a job this child no longer holds (already reported)
             if kind == "started":
                 job.started_at = time.monotonic()
+            elif kind == "row":  # the task's end, for this process's result writer
+                store_row(message[2])
             elif kind == "done":
                 self._done(child, job, message[2], message[3], reports)
 

@@ -1,0 +1,145 @@
+"""Waking ``AsyncResult.get()`` when a final state is stored, instead of polling for it.
+
+On PostgreSQL the statement that stores a final state also sends ``NOTIFY djq_results``
+with the task id (``DatabaseBackend._upsert``). The first ``get()`` of a process starts
+one listener thread with a connection of its own (``LISTEN djq_results``); each waiting
+``get()`` registers its id and sleeps until the listener sees that id, or until its
+next poll is due. The poll stays, with backoff, so a state stored some other way (an
+orphan sweep's UPDATE, another backend) is still found.
+
+Elsewhere ``waiter()`` returns None and ``get()`` polls: on SQLite a read is a local
+file access, so its polls start at 1 ms.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from django.db import connections
+
+logger = logging.getLogger(__name__)
+
+
+class Listener:
+    """One LISTEN connection per process; wakes the ``get()`` calls waiting on an id."""
+
+    def __init__(self, alias: str, channel: str) -> None:
+        self.alias = alias
+        self.channel = channel
+        self._lock = threading.Lock()
+        self._waiting: dict[str, list[threading.Event]] = {}
+        self.ready = threading.Event()
+        self.failed = False
+        self._closing = False
+        self.started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="djq-result-listener", daemon=True)
+        self._thread.start()
+
+    def watch(self, task_id: str) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._waiting.setdefault(task_id, []).append(event)
+        return event
+
+    def unwatch(self, task_id: str, event: threading.Event) -> None:
+        with self._lock:
+            events = self._waiting.get(task_id)
+            if events is not None:
+                if event in events:
+                    events.remove(event)
+                if not events:
+                    del self._waiting[task_id]
+
+    def close(self) -> None:
+        self._closing = True
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        import psycopg
+
+        params = connections[self.alias].get_connection_params()
+        try:
+            with psycopg.connect(**{**params, "autocommit": True}) as conn:
+                conn.execute(f"LISTEN {self.channel}")
+                self.ready.set()
+                idle_since = time.monotonic()
+                while not self._closing:
+                    for notify in conn.notifies(timeout=0.2):
+                        with self._lock:
+                            events = self._waiting.pop(notify.payload, ())
+                        for event in events:
+                            event.set()
+                    with self._lock:
+                        if self._waiting:
+                            idle_since = time.monotonic()
+                        elif time.monotonic() - idle_since > IDLE_CLOSE:
+                            break  # nobody waits: give the connection back (a web process)
+        except Exception as exc:  # get() goes on polling
+            logger.warning("result listener on %s stopped: %s; get() polls instead", self.alias, exc)
+            self.started = time.monotonic()
+        else:
+            self.started = 0.0  # closed on purpose: the next get() starts another at once
+        finally:
+            self.failed = True
+            self.ready.set()
+            with self._lock:
+                waiting, self._waiting = self._waiting, {}
+            for events in waiting.values():
+                for event in events:
+                    event.set()
+
+
+#: seconds with nobody waiting after which a listener closes its connection
+IDLE_CLOSE = 30.0
+#: seconds before a process tries again to listen, after its listener stopped
+RETRY_AFTER = 10.0
+_listeners: dict[tuple[int, str], Listener] = {}
+_lock = threading.Lock()
+
+
+def waiter(alias: str, channel: str) -> Listener | None:
+    """This process's listener on ``alias`` (started and listening), or None to poll."""
+    if connections[alias].vendor != "postgresql":
+        return None
+    key = (os.getpid(), alias)
+    with _lock:
+        listener = _listeners.get(key)
+        if listener is not None and listener.failed:
+            if time.monotonic() - listener.started < RETRY_AFTER:
+                return None
+            listener = None
+        if listener is None:
+            listener = _listeners[key] = Listener(alias, channel)
+    if not listener.ready.wait(5) or listener.failed:
+        return None
+    return listener
+
+
+def close_all() -> None:
+    """Close this process's listeners (tests, before their databases are dropped)."""
+    with _lock:
+        listeners = list(_listeners.values())
+        _listeners.clear()
+    for listener in listeners:
+        listener.close()
+
+
+def first_poll(alias: str) -> float:
+    """The first poll interval of ``get()`` on ``alias``."""
+    return 0.001 if connections[alias].vendor == "sqlite" else 0.005
+
+
+def listener_for(backend: Any) -> Listener | None:
+    """The listener for a backend that announces its final states, else None."""
+    channel = getattr(backend, "notify_channel", None)
+    alias = getattr(backend, "alias", None)
+    if not channel or alias is None:
+        return None
+    try:
+        return waiter(alias, channel)
+    except Exception as exc:
+        logger.warning("cannot listen for results on %s: %s", alias, exc)
+        return None

@@ -1,0 +1,303 @@
+"""The worker's result writer: the states of all pool slots, stored a batch at a time.
+
+A worker stores two rows per task (STARTED, then the end), each one database round
+trip when every slot writes its own. The writer takes the writes of every slot of a
+worker process and stores whatever has gathered as one multi-row conditional upsert
+(``DatabaseBackend.store_rows``), so under load one statement carries many tasks, and an
+idle worker stores at once (no waiting for a batch to fill).
+
+- ``put`` returns at once; ``store`` waits until its row is stored (and says whether
+  it was, as ``ResultBackend.store`` does). Both keep the order of a task's writes:
+  a second write of a task already waiting goes in the next statement.
+- A waiting STARTED row is replaced by a later write of the same delivery (its end
+  carries ``date_started``), so a task that ends before the flush costs one row.
+- ``after(callback)`` runs ``callback`` once every write made before it is stored: the
+  consumer acks, counts and sends events for a finished task only then.
+- A lost database connection is retried with backoff until the worker stops; at stop the
+  writer stores what is left (for up to ``patience`` seconds) before it returns.
+- In a process forked from the worker, and once stopped, writes go straight to the
+  backend.
+
+``WriterBackend`` is the result backend of a worker process while its writer runs
+(``install``): every ``store`` of the process, from a task's ``update_state`` or the
+consumer, goes through the writer, in order with the writes waiting there.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+from django.db import InterfaceError, OperationalError
+
+from .. import states
+from .base import ResultBackend, ResultMeta, TaskInfo
+
+logger = logging.getLogger(__name__)
+
+#: rows in one statement at most (SQLite allows 32,766 parameters: 18 columns each)
+MAX_ROWS = 500
+
+
+class _Waiter:
+    __slots__ = ("done", "stored", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.stored = False
+        self.error: BaseException | None = None
+
+
+@dataclass
+class _Entry:
+    row: dict[str, Any]
+    waiters: list[_Waiter] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    entries: dict[str, _Entry] = field(default_factory=dict)
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+
+
+def _replaceable(waiting: dict[str, Any], new: dict[str, Any]) -> bool:
+    """A waiting STARTED row gives way to a later write of the same delivery."""
+    return (waiting["state"] == states.STARTED and new["retries"] == waiting["retries"]
+            and new["attempt"] == waiting["attempt"] and waiting["attempt"] != 0)
+
+
+class ResultWriter:
+    patience = 60.0
+
+    def __init__(self, backend: Any) -> None:
+        #: a DatabaseBackend (``build_row`` and ``store_rows``)
+        self.backend = backend
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._batches: deque[_Batch] = deque()
+        self._flushing = False
+        self._stopping = False
+        self._running = False
+        self._pid = os.getpid()
+        self._thread: threading.Thread | None = None
+        self.rows_stored = 0
+        self.statements = 0
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="djq-result-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Store what is waiting, then stop; later writes go straight to the backend."""
+        with self._lock:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=self.patience + 5 if timeout is None else timeout)
+            if self._thread.is_alive():
+                logger.error("the result writer did not finish storing within %.0fs", timeout or self.patience)
+        self._running = False
+        self._finish_left()
+
+    def _usable(self) -> bool:
+        return self._running and not self._stopping and os.getpid() == self._pid
+
+    # -- writing ---------------------------------------------------------------------
+    def put(self, info: TaskInfo, state: str, **fields: Any) -> None:
+        """Store later; raises EncodeError at once for a value that cannot be stored."""
+        row = self.backend.build_row(info, state, **fields)
+        if not self._usable():
+            self.backend.store_rows([row])
+            return
+        self._add(row, None)
+
+    def put_row(self, row: dict[str, Any]) -> None:
+        """``put`` of a row built by ``build_row`` elsewhere (a prefork child)."""
+        if not self._usable():
+            self.backend.store_rows([row])
+            return
+        self._add(row, None)
+
+    def store(self, info: TaskInfo, state: str, **fields: Any) -> bool:
+        row = self.backend.build_row(info, state, **fields)
+        if not self._usable():
+            return info.task_id in self.backend.store_rows([row])
+        waiter = _Waiter()
+        self._add(row, waiter)
+        waiter.done.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.stored
+
+    def after(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (in the writer's thread) once every earlier write is stored."""
+        with self._lock:
+            if self._usable() and (self._batches or self._flushing):
+                if not self._batches:
+                    self._batches.append(_Batch())
+                self._batches[-1].callbacks.append(callback)
+                self._wake.notify()
+                return
+        callback()
+
+    def _add(self, row: dict[str, Any], waiter: _Waiter | None) -> None:
+        task_id = row["task_id"]
+        with self._lock:
+            batch = self._batches[-1] if self._batches else None
+            if batch is not None and task_id in batch.entries:
+                entry = batch.entries[task_id]
+                if _replaceable(entry.row, row):
+                    if row["date_started"] is None:
+                        row["date_started"] = entry.row["date_started"]
+                    entry.row = row
+                    if waiter is not None:
+                        entry.waiters.append(waiter)
+                    return
+                batch = None  # the second write of a task goes after the first
+            if batch is None or len(batch.entries) >= MAX_ROWS or batch.callbacks:
+                batch = _Batch()
+                self._batches.append(batch)
+            batch.entries[task_id] = _Entry(row, [waiter] if waiter is not None else [])
+            self._wake.notify()
+
+    # -- the thread -------------------------------------------------------------------
+    def _loop(self) -> None:
+        from ..worker import dbhygiene
+
+        try:
+            while True:
+                with self._lock:
+                    while not self._batches and not self._stopping:
+                        self._wake.wait()
+                    if not self._batches:
+                        return
+                    batch = self._batches.popleft()
+                    self._flushing = True
+                try:
+                    self._flush(batch)
+                finally:
+                    with self._lock:
+                        self._flushing = False
+        finally:
+            dbhygiene.close_all()
+
+    def _flush(self, batch: _Batch) -> None:
+        if batch.entries:
+            stored, errors = self._write([entry.row for entry in batch.entries.values()])
+            for task_id, entry in batch.entries.items():
+                for waiter in entry.waiters:
+                    waiter.stored = task_id in stored
+                    waiter.error = errors.get(task_id)
+                    waiter.done.set()
+        for callback in batch.callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("a callback after storing results failed")
+
+    def _write(self, rows: list[dict[str, Any]]) -> tuple[set[str], dict[str, BaseException]]:
+        """Store ``rows``: the ids stored, and the error of each row that could not be."""
+        from ..worker import dbhygiene
+
+        delay, deadline = 0.1, None
+        while True:
+            try:
+                stored = self.backend.store_rows(rows)
+                self.rows_stored += len(rows)
+                self.statements += 1
+                return stored, {}
+            except (OperationalError, InterfaceError) as exc:
+                if self._stopping:
+                    deadline = deadline or time.monotonic() + self.patience
+                    if time.monotonic() + delay > deadline:
+                        logger.error("could not store %d task state(s) before stopping: %s", len(rows), exc)
+                        return set(), {row["task_id"]: exc for row in rows}
+                logger.warning("could not store %d task state(s) (%s); trying again in %.1fs", len(rows), exc, delay)
+                dbhygiene.close_all()  # this thread's connections: the next try opens a new one
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception as exc:
+                if len(rows) == 1:
+                    logger.error("could not store the %s state of task %s: %s", rows[0]["state"],
+                                 rows[0]["task_id"], exc)
+                    return set(), {rows[0]["task_id"]: exc}
+                return self._write_each(rows)
+
+    def _write_each(self, rows: list[dict[str, Any]]) -> tuple[set[str], dict[str, BaseException]]:
+        """One row at a time, so one row the database refuses does not take the others down."""
+        stored: set[str] = set()
+        errors: dict[str, BaseException] = {}
+        for row in rows:
+            ok, failed = self._write([row])
+            stored |= ok
+            errors.update(failed)
+        return stored, errors
+
+    def _finish_left(self) -> None:
+        """Writes that came in while stopping (or were left by a thread that died)."""
+        with self._lock:
+            batches, self._batches = list(self._batches), deque()
+        for batch in batches:
+            self._flush(batch)
+
+
+class WriterBackend(ResultBackend):
+    """The process's result backend while a writer runs: stores go through it."""
+
+    def __init__(self, backend: ResultBackend, writer: ResultWriter) -> None:
+        super().__init__(backend.option)
+        self.inner = backend
+        self.writer = writer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def store(self, info: TaskInfo, state: str, *, result: Any = None, traceback: str | None = None,
+              date_started: datetime | None = None, date_done: datetime | None = None,
+              runtime: float | None = None) -> bool:
+        return self.writer.store(info, state, result=result, traceback=traceback, date_started=date_started,
+                                 date_done=date_done, runtime=runtime)
+
+    def put(self, info: TaskInfo, state: str, **fields: Any) -> None:
+        self.writer.put(info, state, **fields)
+
+    def get(self, task_id: str) -> ResultMeta | None:
+        return self.inner.get(task_id)
+
+    def running_on(self, worker: str, started_before: datetime) -> list[tuple[str, str, bool]]:
+        return self.inner.running_on(worker, started_before)
+
+    def mark_lost(self, task_id: str, worker: str, started_before: datetime, *, result: Any,
+                  traceback: str) -> bool:
+        return self.inner.mark_lost(task_id, worker, started_before, result=result, traceback=traceback)
+
+    def note_lost(self, task_id: str, worker: str, started_before: datetime, note: str) -> bool:
+        return self.inner.note_lost(task_id, worker, started_before, note)
+
+    def forget(self, task_id: str) -> None:
+        self.inner.forget(task_id)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def states(self, task_ids: list[str]) -> dict[str, str]:
+        return self.inner.states(task_ids)
+
+    def save_group(self, group_id: str, task_ids: list[str]) -> None:
+        self.inner.save_group(group_id, task_ids)
+
+    def restore_group(self, group_id: str) -> list[str] | None:
+        return self.inner.restore_group(group_id)
+
+    def forget_group(self, group_id: str) -> None:
+        self.inner.forget_group(group_id)
+
+    def decode_result(self, state: str, raw: Any) -> Any:
+        return self.inner.decode_result(state, raw)
