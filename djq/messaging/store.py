@@ -36,6 +36,12 @@ def eta_to_timestamp(eta: str | None, now: float) -> float:
         return now  # a malformed eta is the worker's to report; never hide the message
 
 
+def _psycopg3() -> bool:
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return bool(is_psycopg3)
+
+
 class Store:
     """The SQL behind the transport, for one database alias."""
 
@@ -62,6 +68,41 @@ class Store:
             insert = f"WITH m AS ({insert} RETURNING queue) SELECT pg_notify('{NOTIFY_CHANNEL}', queue) FROM m"
         with self.connection.cursor() as cursor:
             cursor.execute(insert, [queue, priority, visible_at, payload])
+
+    def put_many(self, rows: list[tuple[str, int, float, str]]) -> None:
+        """Insert ``(queue, priority, visible_at, payload)`` rows in one statement.
+
+        PostgreSQL with psycopg 3 gets four binary arrays (``unnest``): psycopg would
+        otherwise parse a statement of thousands of placeholders and quote every payload
+        in Python. One NOTIFY per queue. Elsewhere a multi-row ``VALUES`` per
+        ``max_query_params``."""
+        if not rows:
+            return
+        columns = f"INSERT INTO {self.messages} (queue, priority, visible_at, deliveries, payload)"
+        if self.connection.vendor == "postgresql" and _psycopg3():
+            import psycopg
+
+            self.connection.ensure_connection()
+            with self.connection.wrap_database_errors, psycopg.Cursor(self.connection.connection) as cursor:
+                cursor.execute(
+                    f"WITH m AS ({columns} SELECT q, p, v, 0, b FROM "
+                    "unnest(%b::varchar[], %b::smallint[], %b::float8[], %b::text[]) AS r(q, p, v, b) "
+                    f"RETURNING queue) SELECT pg_notify('{NOTIFY_CHANNEL}', q.queue) FROM (SELECT DISTINCT queue FROM m) q",
+                    [list(column) for column in zip(*rows)],
+                )
+            return
+        notify = ""
+        if self.connection.vendor == "postgresql":
+            notify = f"SELECT pg_notify('{NOTIFY_CHANNEL}', q.queue) FROM (SELECT DISTINCT queue FROM m) q"
+        limit = self.connection.features.max_query_params  # None: no limit
+        per_statement = len(rows) if limit is None else max(1, limit // 4)
+        with self.connection.cursor() as cursor:
+            for start in range(0, len(rows), per_statement):
+                batch = rows[start:start + per_statement]
+                insert = f"{columns} VALUES " + ", ".join(["(%s, %s, %s, 0, %s)"] * len(batch))
+                if notify:
+                    insert = f"WITH m AS ({insert} RETURNING queue) {notify}"
+                cursor.execute(insert, [value for row in batch for value in row])
 
     def next_visible(self, queues: list[str]) -> float | None:
         """When the next hidden message (eta, or an expiring lease) becomes visible, if any."""

@@ -80,6 +80,19 @@ class Channel(virtual.Channel):
 
     # -- publishing ---------------------------------------------------------------
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        self.store.put(*self._row(queue, message, time.time()))
+
+    def put_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        """Publish ``(queue, message)`` pairs from ``prepare_message`` to the default
+        exchange in one INSERT (the producer's ``send_many``)."""
+        now = time.time()
+        rows = []
+        for queue, message in messages:
+            self._inplace_augment_message(message, "", queue)
+            rows.append(self._row(queue, message, now))
+        self.store.put_many(rows)
+
+    def _row(self, queue: str, message: dict[str, Any], now: float) -> tuple[str, int, float, str]:
         body = message.get("body")
         if isinstance(body, bytes):
             try:
@@ -88,9 +101,8 @@ class Channel(virtual.Channel):
                 message["body"] = self.codecs["base64"].encode(body)
                 message["properties"]["body_encoding"] = "base64"
         priority = self._get_message_priority(message)
-        now = time.time()
         visible_at = eta_to_timestamp((message.get("headers") or {}).get("eta"), now)
-        self.store.put(queue, priority, visible_at, json.dumps(message))
+        return queue, priority, visible_at, json.dumps(message)
 
     # -- consuming ----------------------------------------------------------------
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
