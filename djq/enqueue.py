@@ -134,7 +134,7 @@ def build(template: MessageTemplate, args: Any, kwargs: Any, *, task_id: str | N
                            _check_repr("argsrepr", argsrepr), _check_repr("kwargsrepr", kwargsrepr))
 
 
-def split_call(index: int, item: Any) -> tuple[Any, Any]:
+def split_call(index: int, item: Any, task_name: str = "") -> tuple[Any, Any]:
     """An element of ``delay_many``: a tuple or list of positional arguments, or a dict of
     keyword arguments."""
     if isinstance(item, (list, tuple)):
@@ -142,8 +142,9 @@ def split_call(index: int, item: Any) -> tuple[Any, Any]:
     if isinstance(item, dict):
         return None, item
     raise TaskOptionError(
-        f"element {index}: each element is a tuple (or list) of positional arguments or a dict of "
-        f"keyword arguments, got {type(item).__name__}; wrap a single argument as (value,)"
+        f"element {index} of {task_name}.delay_many(): each element is a tuple (or list) of positional "
+        f"arguments or a dict of keyword arguments, got {type(item).__name__} (wrap a single argument "
+        "as (value,)); nothing was sent"
     )
 
 
@@ -151,7 +152,7 @@ def build_many(template: MessageTemplate, items: Iterable[Any]) -> list[Outgoing
     """Every element's message; the first bad element raises, naming its index."""
     messages = []
     for index, item in enumerate(items):
-        args, kwargs = split_call(index, item)
+        args, kwargs = split_call(index, item, template.task_name)
         try:
             messages.append(build(template, args, kwargs))
         except DjqError as exc:

@@ -262,7 +262,7 @@ class Task(Generic[P, R]):
                                   "belongs to one call (use apply_async for it)")
         if djq_settings.TASK_ALWAYS_EAGER or type(self).apply_async is not Task.apply_async:
             # eager runs, and subclasses that send their own way, keep their apply_async
-            return [self.apply_async(*enqueue.split_call(i, item), **options) for i, item in enumerate(calls)]
+            return [self.apply_async(*enqueue.split_call(i, item, self.name), **options) for i, item in enumerate(calls)]
         messages = enqueue.build_many(enqueue.resolve(self, **options), calls)
         enqueue.send_many(messages)
         return [AsyncResult(message.task_id, task_name=self.name) for message in messages]

@@ -123,21 +123,35 @@ class Store:
             # SQLite: even an UPDATE that matches nothing takes the database's write lock;
             # a read (WAL) does not, so an idle consumer never gets in a writer's way.
             return []
-        lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
-        # SQLite: "+visible_at" stops the planner from using the visible_at index and then
-        # sorting the whole backlog; the claim index yields rows already in claim order.
-        visible = "visible_at" if skip_locked else "+visible_at"
-        sql = (
-            f"UPDATE {self.messages} SET visible_at = %s, deliveries = deliveries + 1 "
-            f"WHERE id IN (SELECT id FROM {self.messages} WHERE queue IN ({placeholders}) "
-            f"AND {visible} <= %s ORDER BY priority DESC, id LIMIT %s{lock}) "
-            "RETURNING id, queue, deliveries, payload, priority"
-        )
+        # Claim order: priority, then the earliest due (visible_at is the eta, or when the
+        # message was sent or came back), then id. The claim index (queue, -priority,
+        # visible_at, id) yields rows in that order, and claimed rows (visible_at in the
+        # future) sort after the due ones. RETURNING has no defined order, so each row
+        # comes back with what restores the claim order.
+        queue_in = f"queue IN ({placeholders})"
+        order = "ORDER BY priority DESC, visible_at, id"
+        if skip_locked:  # PostgreSQL: the claimed row's old visible_at comes from the subquery
+            sql = (
+                f"UPDATE {self.messages} AS m SET visible_at = %s, deliveries = m.deliveries + 1 "
+                f"FROM (SELECT id, visible_at FROM {self.messages} WHERE {queue_in} AND visible_at <= %s "
+                f"{order} LIMIT %s FOR UPDATE SKIP LOCKED) c WHERE m.id = c.id "
+                "RETURNING m.id, m.queue, m.deliveries, m.payload, m.priority, c.visible_at"
+            )
+        else:
+            # SQLite's RETURNING sees only the updated table, so each lease carries the
+            # row's rank in the claim (its microseconds). "+visible_at" stops the planner
+            # from using the visible_at index and then sorting the whole backlog.
+            sql = (
+                f"UPDATE {self.messages} SET visible_at = %s + c.rank * 1e-6, deliveries = deliveries + 1 "
+                f"FROM (SELECT id AS cid, ROW_NUMBER() OVER ({order}) AS rank FROM ("
+                f"SELECT id, priority, visible_at FROM {self.messages} WHERE {queue_in} AND +visible_at <= %s "
+                f"{order} LIMIT %s)) c WHERE {self.messages}.id = c.cid "
+                "RETURNING id, queue, deliveries, payload, priority, visible_at"
+            )
         with self.connection.cursor() as cursor:
             cursor.execute(sql, [now + visibility_timeout, *queues, now, limit])
             rows = cursor.fetchall()
-        # RETURNING has no defined order: restore the claim order.
-        rows.sort(key=lambda row: (-row[4], row[0]))
+        rows.sort(key=lambda row: (-row[4], row[5], row[0]))
         return [row[:4] for row in rows]
 
     def _any_visible(self, placeholders: str, queues: list[str], now: float) -> bool:
