@@ -88,7 +88,9 @@ class Channel(virtual.Channel):
         now = time.time()
         rows = []
         for queue, message in messages:
-            self._inplace_augment_message(message, "", queue)
+            # kombu's _inplace_augment_message, less the delivery tag: a claim sets it to the row id
+            message["properties"]["body_encoding"] = None
+            message["properties"]["delivery_info"].update(exchange="", routing_key=queue)
             rows.append(self._row(queue, message, now))
         self.store.put_many(rows)
 
