@@ -39,6 +39,7 @@ sent again, default 10).
 """
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from queue import Empty
@@ -142,7 +143,11 @@ class Channel(kombu_redis.Channel):
         for queue, message in messages:
             self._inplace_augment_message(message, "", queue)
             key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-            lists.setdefault(key, []).append(dumps(message))
+            try:  # kombu's text for plain types, without its encoder class
+                payload = json.dumps(message)
+            except (TypeError, ValueError):  # a header only kombu's encoder converts
+                payload = dumps(message)
+            lists.setdefault(key, []).append(payload)
         expiring = {queue for queue, _ in messages if queue in self._expires}
         with self.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
             for key, payloads in lists.items():
