@@ -140,7 +140,8 @@ class _Publisher:
         try:
             with self.pool.acquire(block=True, timeout=30) as producer:
                 self._declare(producer, {message.queue for message in messages})
-                with transaction.atomic(using=embedded_alias(self.url)) if self.embedded else nullcontext():
+                with transaction.atomic(using=embedded_alias(self.url)) if self.embedded else nullcontext(), \
+                        getattr(producer.channel, "publishing", nullcontext)():
                     send_chunk = self._send_chunk
                     if not self.embedded:
                         send_chunk = producer.connection.ensure(producer, send_chunk, **RETRY_POLICY)
@@ -149,10 +150,11 @@ class _Publisher:
                         send_chunk(producer, chunk)
                         sent += len(chunk)
         except Exception as exc:
-            first = messages[sent] if sent < len(messages) else messages[-1]
+            sent = 0 if self.embedded else sent  # djq://: the batch's transaction rolled back
+            names = ", ".join(sorted({message.task_name for message in messages}))
             raise PublishError(
-                f"could not send tasks {first.task_name} to {self.safe_url}: {exc}; "
-                f"{0 if self.embedded else sent} of {len(messages)} were sent (in order, the first ones)"
+                f"could not send {len(messages)} tasks ({names}) to {self.safe_url}: {exc}; "
+                f"{'the first ' + str(sent) if sent else 'none'} of them were sent"
             ) from exc
 
     def _declare(self, producer: Any, queues: set[str]) -> None:

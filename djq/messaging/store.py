@@ -12,7 +12,8 @@ import logging
 import threading
 import time
 from datetime import datetime
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 from django.db import InterfaceError, OperationalError, connections
 
@@ -103,6 +104,18 @@ class Store:
                 if notify:
                     insert = f"WITH m AS ({insert} RETURNING queue) {notify}"
                 cursor.execute(insert, [value for row in batch for value in row])
+
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Statements sent inside do not wait for the previous one's answer (psycopg 3's
+        pipeline mode on PostgreSQL), so ``put_many`` of the next chunk overlaps the
+        server's work on the last; errors are raised when the block ends."""
+        if self.connection.vendor != "postgresql" or not _psycopg3():
+            yield
+            return
+        self.connection.ensure_connection()
+        with self.connection.wrap_database_errors, self.connection.connection.pipeline():
+            yield
 
     def next_visible(self, queues: list[str]) -> float | None:
         """When the next hidden message (eta, or an expiring lease) becomes visible, if any."""
