@@ -106,12 +106,16 @@ class Signature(dict):  # type: ignore[type-arg]
 
     def apply_async(self, args: Any = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
         """Send the call; ``args`` go before the signature's own (unless it is immutable)."""
-        task = _task(self.name)
+        call_args, call_kwargs, merged = self._call(args, kwargs, options)
+        return _task(self.name).apply_async(call_args, call_kwargs, **merged)
+
+    def _call(self, args: Any, kwargs: dict[str, Any] | None,
+              options: dict[str, Any]) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
         call_args = self.args if self.immutable else [*args, *self.args]
         call_kwargs = self.kwargs if self.immutable else {**self.kwargs, **(kwargs or {})}
         merged = {**self.options, **options}
         merged.pop("immutable", None)
-        return task.apply_async(call_args, call_kwargs, **merged)
+        return call_args, call_kwargs, merged
 
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)
@@ -209,7 +213,7 @@ class group(Signature):  # noqa: N801
 
     def apply_async(self, args: Any = (), kwargs: dict[str, Any] | None = None, **options: Any) -> GroupResult:
         group_id = options.pop("group_id", None) or str(uuid.uuid4())
-        results = [item.apply_async(args, kwargs, group_id=group_id, **options) for item in self.tasks]
+        results = send_all(self.tasks, args, kwargs, group_id=group_id, **options)
         saved = GroupResult(group_id, results)
         saved.save()
         return saved
@@ -253,13 +257,38 @@ class chord(Signature):  # noqa: N801
             item.freeze()
         ChordCounter.objects.using(database_alias()).create(group_id=group_id, total=len(tasks), body=dict(body), body_id=body_id,
                                     result_ids=[item.options["task_id"] for item in tasks])
-        results = [item.apply_async(args, kwargs, group_id=group_id, ignore_result=False,
-                                    embed={"chord": body}, **options) for item in tasks]
+        results = send_all(tasks, args, kwargs, group_id=group_id, ignore_result=False, embed={"chord": body}, **options)
         saved = GroupResult(group_id, results)
         saved.save()
         result: AsyncResult[Any] = AsyncResult(body_id, task_name=body.name)
         result.parent = saved
         return result
+
+
+def send_all(signatures: list[Signature], args: Any, kwargs: dict[str, Any] | None, **options: Any) -> list[Any]:
+    """Send the members of a group: plain task signatures all encoded first, then in one
+    batch (``producer.send_many``); nested chains and groups, eager runs and tasks that
+    send their own way one by one. Results in the order of ``signatures``."""
+    from . import enqueue
+    from .conf import djq_settings
+    from .task import Task
+
+    results: list[Any] = [None] * len(signatures)
+    messages, one_by_one = [], []
+    for index, item in enumerate(signatures):
+        task = _task(item.name) if item.subtask_type is None else None
+        if task is None or djq_settings.TASK_ALWAYS_EAGER or type(task).apply_async is not Task.apply_async:
+            one_by_one.append(index)
+            continue
+        call_args, call_kwargs, merged = item._call(args, kwargs, options)
+        per_call = {key: merged.pop(key, None) for key in ("task_id", "argsrepr", "kwargsrepr")}
+        message = enqueue.build(enqueue.resolve(task, **merged), call_args, call_kwargs, **per_call)
+        messages.append(message)
+        results[index] = AsyncResult(message.task_id, task_name=task.name)
+    for index in one_by_one:
+        results[index] = signatures[index].apply_async(args, kwargs, **options)
+    enqueue.send_many(messages)
+    return results
 
 
 def chunks(task: Task[Any, Any], items: Iterable[Any], n: int) -> group:

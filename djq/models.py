@@ -147,9 +147,10 @@ class QueueMessage(models.Model):
     payload = models.TextField()
 
     class Meta:
-        ordering = ["-priority", "id"]
+        ordering = ["-priority", "visible_at", "id"]
         indexes = [
-            models.Index(fields=["queue", "-priority", "id"], name="djq_msg_claim"),
+            # the claim's order: highest priority, then the earliest due (eta), then FIFO
+            models.Index(fields=["queue", "-priority", "visible_at", "id"], name="djq_msg_claim_due"),
             models.Index(fields=["queue", "visible_at"], name="djq_msg_visible"),
         ]
 

@@ -6,13 +6,14 @@ surprise in production.
 from __future__ import annotations
 
 import re
-import time
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable, Concatenate, Generic, Iterable, Literal, ParamSpec, TypeVar, overload
 
+from . import enqueue
 from .conf import djq_settings
 from .context import EMPTY, RequestContext, current_request
+from .enqueue import check_args, check_kwargs, check_limit, check_priority
 from .exceptions import DjqError, Retry, TaskOptionError
 from .registry import registry
 from .result import AsyncResult, EagerResult
@@ -37,22 +38,6 @@ def parse_rate(value: str | None) -> float | None:
     if not match:
         raise TaskOptionError(f"rate_limit {value!r} must look like '10/s', '100/m' or '5/h'")
     return float(match.group(1)) / _RATE_UNITS[match.group(2)]
-
-
-def _check_limit(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise TaskOptionError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
-def _check_priority(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-        raise TaskOptionError(f"priority must be an integer from 0 to 255 (higher runs first), got {value!r}")
-    return value
 
 
 class Task(Generic[P, R]):
@@ -81,12 +66,12 @@ class Task(Generic[P, R]):
         self.queue: str | None = options.get("queue")
         if self.queue is not None and (not isinstance(self.queue, str) or not self.queue):
             raise TaskOptionError(f"queue must be a non-empty string, got {self.queue!r}")
-        self.priority = _check_priority(options.get("priority"))
+        self.priority = check_priority(options.get("priority"))
         self.ignore_result: bool = bool(options.get("ignore_result", False))
         acks_late = options.get("acks_late")
         self._acks_late: bool | None = None if acks_late is None else bool(acks_late)
-        self.time_limit = _check_limit("time_limit", options.get("time_limit"))
-        self.soft_time_limit = _check_limit("soft_time_limit", options.get("soft_time_limit"))
+        self.time_limit = check_limit("time_limit", options.get("time_limit"))
+        self.soft_time_limit = check_limit("soft_time_limit", options.get("soft_time_limit"))
         if self.time_limit and self.soft_time_limit and self.soft_time_limit >= self.time_limit:
             raise TaskOptionError(
                 f"soft_time_limit ({self.soft_time_limit}) must be below time_limit ({self.time_limit})"
@@ -94,7 +79,7 @@ class Task(Generic[P, R]):
         self.max_retries: int | None = options.get("max_retries", 3)
         if self.max_retries is not None and (isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0):
             raise TaskOptionError(f"max_retries must be a non-negative integer or None, got {self.max_retries!r}")
-        self.default_retry_delay = _check_limit("default_retry_delay", options.get("default_retry_delay", 180))
+        self.default_retry_delay = check_limit("default_retry_delay", options.get("default_retry_delay", 180))
         self.reject_on_worker_lost = bool(options.get("reject_on_worker_lost", False))
         self.rate_limit: str | None = options.get("rate_limit")
         self.rate_per_second = parse_rate(self.rate_limit)
@@ -106,7 +91,7 @@ class Task(Generic[P, R]):
         if backoff is not False and (isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff <= 0):
             raise TaskOptionError(f"retry_backoff must be True, False or a positive number of seconds, got {backoff!r}")
         self.retry_backoff: float | bool = backoff
-        self.retry_backoff_max = _check_limit("retry_backoff_max", options.get("retry_backoff_max", 600))
+        self.retry_backoff_max = check_limit("retry_backoff_max", options.get("retry_backoff_max", 600))
         self.retry_jitter = bool(options.get("retry_jitter", True))
         self.retry_kwargs = check_retry_kwargs(options.get("retry_kwargs"))
         self.__doc__ = func.__doc__
@@ -244,55 +229,43 @@ class Task(Generic[P, R]):
         or on failure (with this task's id). ``embed``, ``group_id``, ``parent_id`` and
         ``root_id`` are set by the canvas.
         """
-        from .canvas import embed_links
-        from .messaging import producer
-        from .messaging.protocol import encode_task
-        from .messaging.routing import route_for
-
         if djq_settings.TASK_ALWAYS_EAGER:
             return self.apply(args, kwargs, task_id=task_id)
-        args = _check_args(args)
-        kwargs = _check_kwargs(kwargs)
-        eta = _resolve_eta(countdown, eta)
-        task_id = task_id or str(uuid.uuid4())
-        if not isinstance(task_id, str):
-            raise TaskOptionError(f"task_id must be a string, got {task_id!r}")
-        parent = current_request.get()
-        embed = embed_links(embed, link, link_error)
-        route = route_for(self.name)
-        queue_name = queue or route.get("queue") or self.queue or djq_settings.DEFAULT_QUEUE
-        if priority is None:
-            priority = route.get("priority", self.priority)
-        message = encode_task(
-            self.name,
-            task_id,
-            args,
-            kwargs,
-            queue=queue_name,
-            serializer=djq_settings.TASK_SERIALIZER,
-            eta=eta,
-            expires=_resolve_expires(expires),
-            timelimit=(
-                _check_limit("time_limit", time_limit) or self.time_limit,
-                _check_limit("soft_time_limit", soft_time_limit) or self.soft_time_limit,
-            ),
-            root_id=root_id or ((parent.root_id or parent.id) if parent and not parent.is_eager else None),
-            parent_id=parent_id or (parent.id if parent and not parent.is_eager else None),
-            group_id=group_id,
-            embed=embed,
-            ignore_result=self.ignore_result if ignore_result is None else bool(ignore_result),
-            priority=_check_priority(priority),
-            argsrepr=_check_repr("argsrepr", argsrepr),
-            kwargsrepr=_check_repr("kwargsrepr", kwargsrepr),
-            extra_headers=headers,
+        resolved = enqueue.resolve(
+            self, countdown=countdown, eta=eta, expires=expires, queue=queue, priority=priority,
+            ignore_result=ignore_result, time_limit=time_limit, soft_time_limit=soft_time_limit,
+            headers=headers, link=link, link_error=link_error, embed=embed, group_id=group_id,
+            parent_id=parent_id, root_id=root_id,
         )
-        sent_at = time.time()
-        producer.send(message)
-        if djq_settings.TASK_SEND_SENT_EVENT:
-            from .messaging.events import send_task_sent
+        message = enqueue.build(resolved, args, kwargs, task_id=task_id, argsrepr=argsrepr, kwargsrepr=kwargsrepr)
+        enqueue.send(message)
+        return AsyncResult(message.task_id, task_name=self.name)
 
-            send_task_sent(message, sent_at)
-        return AsyncResult(task_id, task_name=self.name)
+    def delay_many(self, calls: Iterable[tuple[Any, ...] | list[Any] | dict[str, Any]]) -> list[AsyncResult[R]]:
+        """Enqueue one task per element: ``add.delay_many([(1, 2), (3, 4)])``.
+
+        Each element is a tuple (or list) of positional arguments or a dict of keyword
+        arguments. Every message is encoded before any is sent (a bad element raises
+        naming its index, and nothing is sent); then they go a chunk per round trip. The
+        same transactional rules as ``delay()``. Returns one AsyncResult per element, in order.
+        """
+        return self.apply_many(calls)
+
+    def apply_many(self, calls: Iterable[tuple[Any, ...] | list[Any] | dict[str, Any]],
+                   **options: Any) -> list[AsyncResult[R]]:
+        """``delay_many`` with options common to every call (``queue=``, ``countdown=``,
+        ``priority=``, ... as ``apply_async`` takes them, except ``task_id``, ``argsrepr``
+        and ``kwargsrepr``, which belong to one call)."""
+        per_call = {"task_id", "argsrepr", "kwargsrepr"} & set(options)
+        if per_call:
+            raise TaskOptionError(f"apply_many() options are common to every call; {', '.join(sorted(per_call))} "
+                                  "belongs to one call (use apply_async for it)")
+        if djq_settings.TASK_ALWAYS_EAGER or type(self).apply_async is not Task.apply_async:
+            # eager runs, and subclasses that send their own way, keep their apply_async
+            return [self.apply_async(*enqueue.split_call(i, item, self.name), **options) for i, item in enumerate(calls)]
+        messages = enqueue.build_many(enqueue.resolve(self, **options), calls)
+        enqueue.send_many(messages)
+        return [AsyncResult(message.task_id, task_name=self.name) for message in messages]
 
     def apply(
         self,
@@ -304,60 +277,10 @@ class Task(Generic[P, R]):
         """Run in this process, now, the way a worker would (for tests); nothing is stored."""
         from .worker.trace import run_eager
 
-        return run_eager(self, _check_args(args), _check_kwargs(kwargs), task_id or str(uuid.uuid4()))
+        return run_eager(self, check_args(args), check_kwargs(kwargs), task_id or str(uuid.uuid4()))
 
     def AsyncResult(self, task_id: str) -> AsyncResult[R]:  # noqa: N802 - Celery's spelling, users know it
         return AsyncResult(task_id, task_name=self.name)
-
-
-def _check_args(args: Any) -> list[Any]:
-    if args is None:
-        return []
-    if not isinstance(args, (list, tuple)):
-        raise TaskOptionError(f"args must be a list or tuple, got {type(args).__name__}")
-    return list(args)
-
-
-def _check_kwargs(kwargs: Any) -> dict[str, Any]:
-    if kwargs is None:
-        return {}
-    if not isinstance(kwargs, dict):
-        raise TaskOptionError(f"kwargs must be a dict, got {type(kwargs).__name__}")
-    return dict(kwargs)
-
-
-def _check_repr(name: str, value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise TaskOptionError(f"{name} must be a string, got {type(value).__name__}")
-    return value
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def _resolve_eta(countdown: float | None, eta: datetime | None) -> datetime | None:
-    if countdown is not None and eta is not None:
-        raise TaskOptionError("give countdown or eta, not both")
-    if countdown is not None:
-        if isinstance(countdown, bool) or not isinstance(countdown, (int, float)):
-            raise TaskOptionError(f"countdown must be a number of seconds, got {countdown!r}")
-        return datetime.now(timezone.utc) + timedelta(seconds=countdown)
-    if eta is not None:
-        if not isinstance(eta, datetime):
-            raise TaskOptionError(f"eta must be a datetime, got {type(eta).__name__}")
-        return _aware(eta)
-    return None
-
-
-def _resolve_expires(expires: float | datetime | None) -> datetime | None:
-    if expires is None:
-        return None
-    if isinstance(expires, datetime):
-        return _aware(expires)
-    if isinstance(expires, bool) or not isinstance(expires, (int, float)):
-        raise TaskOptionError(f"expires must be seconds or a datetime, got {expires!r}")
-    return datetime.now(timezone.utc) + timedelta(seconds=expires)
 
 
 @overload

@@ -35,14 +35,14 @@ import logging
 import socket
 import threading
 import time
-from datetime import datetime
 from queue import Empty
-from typing import Any, Iterable
+from typing import Any
 
 from django.db import InterfaceError, OperationalError, connections
 from kombu.transport import virtual
 
-from .wakeup import NOTIFY_CHANNEL, Listener, Waker, wait
+from .store import LeaseKeeper, SqliteWatch, Store, eta_to_timestamp
+from .wakeup import Listener, Waker, wait
 
 logger = logging.getLogger(__name__)
 
@@ -52,228 +52,6 @@ DEFAULT_POLLING_INTERVAL = 0.005
 IDLE_CLAIM_INTERVAL = 1.0
 DEFAULT_VISIBILITY_TIMEOUT = 60.0
 DEFAULT_CLAIM_BATCH = 100
-
-
-def _tables() -> tuple[str, str]:
-    from ..models import QueueBinding, QueueMessage
-
-    return QueueMessage._meta.db_table, QueueBinding._meta.db_table
-
-
-def eta_to_timestamp(eta: str | None, now: float) -> float:
-    if not eta:
-        return now
-    try:
-        return datetime.fromisoformat(eta).timestamp()
-    except (TypeError, ValueError):
-        return now  # a malformed eta is the worker's to report; never hide the message
-
-
-class Store:
-    """The SQL behind the transport, for one database alias."""
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-        self.messages, self.bindings = _tables()
-
-    @property
-    def connection(self) -> Any:
-        return connections[self.alias]
-
-    @property
-    def skip_locked(self) -> bool:
-        features = self.connection.features
-        return bool(features.has_select_for_update_skip_locked)
-
-    def put(self, queue: str, priority: int, visible_at: float, payload: str) -> None:
-        insert = (
-            f"INSERT INTO {self.messages} (queue, priority, visible_at, deliveries, payload) "
-            "VALUES (%s, %s, %s, 0, %s)"
-        )
-        if self.connection.vendor == "postgresql":
-            # One round trip; NOTIFY is delivered when the caller's transaction commits.
-            insert = f"WITH m AS ({insert} RETURNING queue) SELECT pg_notify('{NOTIFY_CHANNEL}', queue) FROM m"
-        with self.connection.cursor() as cursor:
-            cursor.execute(insert, [queue, priority, visible_at, payload])
-
-    def next_visible(self, queues: list[str]) -> float | None:
-        """When the next hidden message (eta, or an expiring lease) becomes visible, if any."""
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT MIN(visible_at) FROM {self.messages} WHERE queue IN ({', '.join(['%s'] * len(queues))}) "
-                "AND visible_at > %s",
-                [*queues, time.time()],
-            )
-            row = cursor.fetchone()
-        return None if row is None or row[0] is None else float(row[0])
-
-    def claim(self, queues: list[str], limit: int, visibility_timeout: float) -> list[tuple[int, str, int, str]]:
-        now = time.time()
-        placeholders = ", ".join(["%s"] * len(queues))
-        skip_locked = self.skip_locked
-        if not skip_locked and not self._any_visible(placeholders, queues, now):
-            # SQLite: even an UPDATE that matches nothing takes the database's write lock;
-            # a read (WAL) does not, so an idle consumer never gets in a writer's way.
-            return []
-        lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
-        # SQLite: "+visible_at" stops the planner from using the visible_at index and then
-        # sorting the whole backlog; the claim index yields rows already in claim order.
-        visible = "visible_at" if skip_locked else "+visible_at"
-        sql = (
-            f"UPDATE {self.messages} SET visible_at = %s, deliveries = deliveries + 1 "
-            f"WHERE id IN (SELECT id FROM {self.messages} WHERE queue IN ({placeholders}) "
-            f"AND {visible} <= %s ORDER BY priority DESC, id LIMIT %s{lock}) "
-            "RETURNING id, queue, deliveries, payload, priority"
-        )
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, [now + visibility_timeout, *queues, now, limit])
-            rows = cursor.fetchall()
-        # RETURNING has no defined order: restore the claim order.
-        rows.sort(key=lambda row: (-row[4], row[0]))
-        return [row[:4] for row in rows]
-
-    def _any_visible(self, placeholders: str, queues: list[str], now: float) -> bool:
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT 1 FROM {self.messages} WHERE queue IN ({placeholders}) AND visible_at <= %s LIMIT 1",
-                [*queues, now],
-            )
-            return cursor.fetchone() is not None
-
-    def delete(self, ids: Iterable[int]) -> None:
-        ids = list(ids)
-        if not ids:
-            return
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {self.messages} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids
-            )
-
-    def set_visible(self, ids: Iterable[int], at: float) -> None:
-        ids = list(ids)
-        if not ids:
-            return
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {self.messages} SET visible_at = %s WHERE id IN ({', '.join(['%s'] * len(ids))})",
-                [at, *ids],
-            )
-
-    def size(self, queue: str) -> int:
-        """Messages not currently held by a consumer (ready or waiting for their eta)."""
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT COUNT(*) FROM {self.messages} WHERE queue = %s "
-                "AND (deliveries = 0 OR visible_at <= %s)",
-                [queue, time.time()],
-            )
-            return int(cursor.fetchone()[0])
-
-    def purge(self, queue: str) -> int:
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {self.messages} WHERE queue = %s AND (deliveries = 0 OR visible_at <= %s)",
-                [queue, time.time()],
-            )
-            return int(cursor.rowcount)
-
-    def delete_queue(self, queue: str) -> None:
-        with self.connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {self.messages} WHERE queue = %s", [queue])
-            cursor.execute(f"DELETE FROM {self.bindings} WHERE queue = %s", [queue])
-
-    def bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
-        from ..models import QueueBinding
-
-        QueueBinding.objects.using(self.alias).get_or_create(
-            exchange=exchange, routing_key=routing_key, queue=queue, defaults={"pattern": pattern}
-        )
-
-    def unbind(self, exchange: str, routing_key: str, queue: str) -> None:
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {self.bindings} WHERE exchange = %s AND routing_key = %s AND queue = %s",
-                [exchange, routing_key, queue],
-            )
-
-    def table(self, exchange: str) -> list[tuple[str, str, str]]:
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT routing_key, pattern, queue FROM {self.bindings} WHERE exchange = %s", [exchange]
-            )
-            return [tuple(row) for row in cursor.fetchall()]
-
-    def has_queue(self, queue: str) -> bool:
-        with self.connection.cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM {self.bindings} WHERE queue = %s LIMIT 1", [queue])
-            if cursor.fetchone():
-                return True
-            cursor.execute(f"SELECT 1 FROM {self.messages} WHERE queue = %s LIMIT 1", [queue])
-            return cursor.fetchone() is not None
-
-
-class SqliteWatch:
-    """``PRAGMA data_version`` changes when another connection commits: a near-free
-    "anything new?" that lets an idle SQLite consumer poll often and claim rarely."""
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-        self.version: int | None = None
-
-    def changed(self) -> bool:
-        wrapper = connections[self.alias]
-        wrapper.ensure_connection()
-        version = wrapper.connection.execute("PRAGMA data_version").fetchone()[0]
-        if version != self.version:
-            self.version = version
-            return True
-        return False
-
-
-class LeaseKeeper(threading.Thread):
-    """Keeps extending the visibility of messages this process holds, from its own thread.
-
-    A message held by a live consumer (reserved, or running with acks_late) is never
-    redelivered however long its task runs, even when the pool blocks the consumer
-    thread (solo). Uses its own Django connection, as every thread does.
-    """
-
-    def __init__(self, alias: str, visibility_timeout: float) -> None:
-        super().__init__(name="djq-lease-keeper", daemon=True)
-        self.alias = alias
-        self.visibility_timeout = visibility_timeout
-        self.interval = max(visibility_timeout / 4.0, 0.05)
-        self._held: set[int] = set()
-        self._lock = threading.Lock()
-        self._stop_event = threading.Event()
-
-    def hold(self, ids: Iterable[int]) -> None:
-        with self._lock:
-            self._held.update(ids)
-
-    def release(self, ids: Iterable[int]) -> None:
-        with self._lock:
-            self._held.difference_update(ids)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def run(self) -> None:
-        store = Store(self.alias)
-        try:
-            while not self._stop_event.wait(self.interval):
-                with self._lock:
-                    held = list(self._held)
-                if not held:
-                    continue
-                try:
-                    for start in range(0, len(held), 500):
-                        store.set_visible(held[start:start + 500], time.time() + self.visibility_timeout)
-                except (OperationalError, InterfaceError) as exc:
-                    logger.warning("djq broker: could not extend message leases: %s", exc)
-                    store.connection.close()
-        finally:
-            store.connection.close()
 
 
 class QoS(virtual.QoS):
@@ -302,6 +80,25 @@ class Channel(virtual.Channel):
 
     # -- publishing ---------------------------------------------------------------
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        self.store.put(*self._row(queue, message, time.time()))
+
+    def put_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        """Publish ``(queue, message)`` pairs from ``prepare_message`` to the default
+        exchange in one INSERT (the producer's ``send_many``)."""
+        now = time.time()
+        rows = []
+        for queue, message in messages:
+            # kombu's _inplace_augment_message, less the delivery tag: a claim sets it to the row id
+            message["properties"]["body_encoding"] = None
+            message["properties"]["delivery_info"].update(exchange="", routing_key=queue)
+            rows.append(self._row(queue, message, now))
+        self.store.put_many(rows)
+
+    def publishing(self) -> Any:
+        """A context for a run of ``put_many`` calls: each sent without waiting for the last."""
+        return self.store.pipeline()
+
+    def _row(self, queue: str, message: dict[str, Any], now: float) -> tuple[str, int, float, str]:
         body = message.get("body")
         if isinstance(body, bytes):
             try:
@@ -310,9 +107,8 @@ class Channel(virtual.Channel):
                 message["body"] = self.codecs["base64"].encode(body)
                 message["properties"]["body_encoding"] = "base64"
         priority = self._get_message_priority(message)
-        now = time.time()
         visible_at = eta_to_timestamp((message.get("headers") or {}).get("eta"), now)
-        self.store.put(queue, priority, visible_at, json.dumps(message))
+        return queue, priority, visible_at, json.dumps(message)
 
     # -- consuming ----------------------------------------------------------------
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:

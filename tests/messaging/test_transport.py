@@ -63,6 +63,18 @@ def test_priority_then_fifo_order(broker: str) -> None:
         assert [m.payload["n"] for m in got] == [1, 3, 2, 0, 4]
 
 
+@pytest.mark.parametrize("claim_batch", [1, 100], ids=["claimed-one-by-one", "claimed-at-once"])
+def test_equal_priority_runs_the_longest_due_first(broker: str, claim_batch: int) -> None:
+    now = datetime.now(timezone.utc)
+    with _connection(broker, claim_batch=claim_batch) as conn:
+        _publish(conn, {"n": "due a minute ago"}, headers={"eta": (now - timedelta(minutes=1)).isoformat()})
+        _publish(conn, {"n": "due an hour ago"}, headers={"eta": (now - timedelta(hours=1)).isoformat()})
+        _publish(conn, {"n": "sent now"})
+        _publish(conn, {"n": "urgent"}, priority=5)
+        got, _ = _drain(conn, limit=4)
+        assert [m.payload["n"] for m in got] == ["urgent", "due an hour ago", "due a minute ago", "sent now"]
+
+
 def test_eta_waits_in_the_database(broker: str) -> None:
     eta = (datetime.now(timezone.utc) + timedelta(seconds=0.6)).isoformat()
     with _connection(broker) as conn:
