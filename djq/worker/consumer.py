@@ -201,6 +201,10 @@ class Consumer:
         if wake is not None:
             wake()
 
+    def _wakeable(self) -> bool:
+        transport = getattr(self.connection, "transport", None) if self.connection else None
+        return getattr(transport, "wake", None) is not None
+
     # -- receiving ----------------------------------------------------------------
     def on_message(self, message: Any) -> None:
         queue = (message.delivery_info or {}).get("routing_key") or ""
@@ -462,9 +466,10 @@ class Consumer:
             flush()
 
     def _timeout(self) -> float:
-        # While tasks run, come back often enough to ack them; the embedded broker is woken
-        # at once anyway, other brokers only by their own traffic.
-        timeout = 0.1 if self.pool.active() else 1.0
+        # While tasks run, come back often enough to ack them; djq:// and Redis are woken
+        # at once anyway (a task ending, a shutdown signal), AMQP only by its own traffic,
+        # so an idle AMQP wait is cut short enough for a warm shutdown to begin at once.
+        timeout = 0.1 if self.pool.active() else (1.0 if self._wakeable() else 0.25)
         if self.scheduled:
             timeout = min(timeout, max(self.scheduled[0][0] - time.monotonic(), 0.0))
         if self.reserved and self.buckets:
