@@ -49,6 +49,11 @@ def unserializable() -> object:
 
 
 @task
+def complex_exception() -> None:
+    raise ValueError(ValueError("an exception inside an exception"))
+
+
+@task
 def interrupted(exit_instead: bool = False) -> None:
     raise SystemExit("exit from the task") if exit_instead else KeyboardInterrupt("Ctrl-C in the task")
 

@@ -46,6 +46,9 @@ def test_max_tasks_runs_that_many_then_warm_stops(broker, start_worker) -> None:
 
 
 @pytest.mark.django_db
-def test_excluding_every_queue_is_refused() -> None:
+def test_excluding_every_queue_and_a_max_tasks_below_1_are_refused() -> None:
     with pytest.raises(CommandError, match="no queue left to consume"):
         call_command("djq_worker", "-Q", "default", "-X", "default")
+    for bad in ("0", "-1"):
+        with pytest.raises(CommandError, match="--max-tasks"):
+            call_command("djq_worker", "--max-tasks", bad)
