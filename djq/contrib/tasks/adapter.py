@@ -73,9 +73,11 @@ class DjangoTask(Task[Any, Any]):
         backend = get_backend()
         # In the caller's transaction when the result store is the caller's database:
         # a rollback removes the row together with the message (djq://) or the publish.
-        backend.store(TaskInfo(task_id=task_id, task_name=self.name, args_repr=argsrepr, kwargs_repr=kwargsrepr),
-                      states.PENDING)
-        enqueued_at = _stored_enqueued_at(backend, task_id)
+        # The row is created with the enqueue time this result carries: enqueue(),
+        # get_result(), refresh() and the worker's TaskResult hold one enqueued_at.
+        enqueued_at = timezone.now()
+        backend.store(TaskInfo(task_id=task_id, task_name=self.name, args_repr=argsrepr, kwargs_repr=kwargsrepr,
+                               created=enqueued_at), states.PENDING)
         result = results.build(django_task, task_id, args, kwargs, backend=django_task.backend,
                                status=compat.TaskResultStatus.READY, enqueued_at=enqueued_at)
         try:
@@ -120,15 +122,6 @@ class DjangoTask(Task[Any, Any]):
             status=compat.TaskResultStatus.RUNNING, enqueued_at=_enqueued_at(request.headers),
             started_at=timezone.now(), worker_ids=[worker] * (request.retries + 1),
         )
-
-
-def _stored_enqueued_at(backend: Any, task_id: str) -> datetime:
-    """The row's own creation time, so ``enqueue()``, ``get_result()`` and the worker's
-    ``TaskResult`` all carry the one ``enqueued_at`` (one read by primary key)."""
-    meta = backend.get(task_id)
-    if meta is not None and meta.date_created is not None:
-        return meta.date_created
-    return timezone.now()  # a backend that keeps no creation time
 
 
 def _enqueued_at(headers: dict[str, Any]) -> datetime | None:
