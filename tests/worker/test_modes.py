@@ -33,6 +33,7 @@ def test_burst_runs_what_is_ready_in_every_known_queue_but_the_excluded_then_exi
     assert "--burst: no message ready" in worker.output
 
 
+@pytest.mark.parametrize("db_alias", ["default", "amqp"], indirect=True)  # AMQP: prefetched ones go back
 def test_max_tasks_runs_that_many_then_warm_stops(broker, start_worker) -> None:
     results = [add.delay(i, i) for i in range(5)]
     worker = start_worker("--max-tasks", "2", "-c", "1", "--prefetch-multiplier", "4")
