@@ -12,8 +12,8 @@
 On Redis and RabbitMQ djq does not list the broker's queues (other applications' queues
 live there too), so a queue only named in a call's ``queue=`` is served by ``*`` on
 ``djq://`` once a message waits in it, and on other brokers only when named with ``-Q``.
-The list is taken once, at start; djq's own control, reply and event queues are never in
-it.
+The list is taken once, at start; djq's own control, reply and event queues, and Celery's
+event and mailbox queues, are never in it.
 """
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ from ..messaging.routing import route_queues
 from ..registry import registry
 
 ALL = "*"
-#: prefixes of djq's own queues (remote control, replies, events): never task queues
-INTERNAL_PREFIXES = ("djq.control.", "djq.reply.", "djq.events", "djq.ev.")
+#: djq's own queues (remote control, replies, events) and Celery's event and mailbox
+#: queues: never task queues
+INTERNAL_PREFIXES = ("djq.control.", "djq.reply.", "djq.events.", "celeryev.")
+INTERNAL_SUFFIXES = (".pidbox",)
 
 
 def parse(text: str | None) -> list[str] | None:
@@ -61,7 +63,7 @@ def known_queues(broker_url: str) -> list[str]:
     names += _django_task_queues()
     if broker_url.split("://", 1)[0] == "djq":
         names += _queues_with_messages(broker_url)
-    return sorted(n for n in set(names) if not n.startswith(INTERNAL_PREFIXES))
+    return sorted(n for n in set(names) if not n.startswith(INTERNAL_PREFIXES) and not n.endswith(INTERNAL_SUFFIXES))
 
 
 def _django_task_queues() -> list[str]:

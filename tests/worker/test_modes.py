@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import override_settings
 from django.utils import timezone
 
 from djq import states
@@ -53,3 +54,15 @@ def test_excluding_every_queue_and_a_max_tasks_below_1_are_refused() -> None:
     for bad in ("0", "-1"):
         with pytest.raises(CommandError, match="--max-tasks"):
             call_command("djq_worker", "--max-tasks", bad)
+
+
+@pytest.mark.django_db
+def test_all_queues_are_the_known_task_queues_never_control_or_event_queues() -> None:
+    from djq.worker.queues import resolve
+
+    for queue in ("waiting", "djq.control.w1@host", "djq.reply.abc", "djq.events.x", "w1@host.celery.pidbox"):
+        QueueMessage.objects.create(queue=queue, visible_at=0, payload="{}")
+    with override_settings(DJQ_TASK_ROUTES={"reports.*": "reports"}, DJQ_BROKER_URL="djq://"):
+        served = resolve(["*"], exclude=["special"])
+    assert {"default", "reports", "waiting"} <= set(served)
+    assert "special" not in served and not [q for q in served if "control" in q or "pidbox" in q or "djq." in q]
