@@ -128,6 +128,19 @@ def test_always_eager_runs_in_process() -> None:
     assert isinstance(result, EagerResult) and result.get() == 9
 
 
+def test_eager_calls_let_ctrl_c_reach_the_caller() -> None:
+    @task(name="tests.interrupted")
+    def interrupted(exit_instead: bool) -> None:
+        raise SystemExit(3) if exit_instead else KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            interrupted.apply((False,))
+        assert interrupted.apply((True,)).state == "FAILURE"  # a task's SystemExit is its failure
+    finally:
+        registry.unregister("tests.interrupted")
+
+
 def test_two_functions_cannot_share_a_name() -> None:
     from djq.exceptions import ConfigurationError
 

@@ -31,6 +31,9 @@ class TaskInfo:
     attempt: int = 0
     #: the running task is acked late, so a lost worker's broker delivers it again
     acks_late: bool = False
+    #: when the task was sent, for a new row's ``date_created`` (None: the time of the
+    #: write); the sender passes its own clock's reading so both sides hold one value
+    created: datetime | None = None
 
 
 def supersedes(new_state: str, new_retries: int, new_attempt: int,

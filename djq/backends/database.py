@@ -103,7 +103,7 @@ class DatabaseBackend(ResultBackend):
             date_done = now
         return {
             "task_id": info.task_id, "state": state, "result": None if result is None else encode_value(result),
-            "traceback": traceback, "date_created": now, "date_started": date_started,
+            "traceback": traceback, "date_created": info.created or now, "date_started": date_started,
             "date_done": date_done, "runtime": runtime,
             **{name: getattr(info, name) for name in _INFO_FIELDS},
         }

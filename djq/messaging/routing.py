@@ -58,6 +58,13 @@ def _compiled() -> tuple[dict[str, dict[str, Any]], list[tuple[str, dict[str, An
     return exact, globs
 
 
+def route_queues() -> list[str]:
+    """Every queue ``DJQ_TASK_ROUTES`` sends to, in the order written."""
+    exact, globs = _compiled()
+    routes = [*exact.values(), *(route for _, route in globs)]
+    return list(dict.fromkeys(route["queue"] for route in routes if route.get("queue")))
+
+
 def route_for(task_name: str) -> dict[str, Any]:
     exact, globs = _compiled()
     if task_name in exact:

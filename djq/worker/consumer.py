@@ -34,6 +34,7 @@ from ..registry import registry
 from ..control import signal_number
 from . import dbhygiene
 from .eta import EtaParking
+from .modes import BURST_LOOK, RunLimits
 from .outcomes import Outcomes
 from .ratelimit import TokenBucket
 from .rejects import record_rejected
@@ -49,8 +50,11 @@ MAX_PREFETCH = 65535
 class Consumer:
     def __init__(self, *, pool: Any, queues: list[str], hostname: str, prefetch_count: int,
                  broker_url: str | None = None, soft_time_limit: float | None = None,
-                 time_limit: float | None = None, events: EventDispatcher | None = None) -> None:
+                 time_limit: float | None = None, events: EventDispatcher | None = None,
+                 limits: RunLimits | None = None) -> None:
         self.pool = pool
+        #: --burst / --max-tasks (djq/worker/modes.py)
+        self.limits = limits or RunLimits()
         #: publishes task events; None when events are off (then nothing is done per task)
         self.events = events
         #: time limits set by remote control: task name -> (soft, hard)
@@ -202,6 +206,10 @@ class Consumer:
         if wake is not None:
             wake()
 
+    def _wakeable(self) -> bool:
+        transport = getattr(self.connection, "transport", None) if self.connection else None
+        return getattr(transport, "wake", None) is not None
+
     # -- receiving ----------------------------------------------------------------
     def on_message(self, message: Any) -> None:
         queue = (message.delivery_info or {}).get("routing_key") or ""
@@ -259,7 +267,7 @@ class Consumer:
             self.reserved.append(heapq.heappop(self.scheduled)[2])
 
     def _dispatch(self) -> None:
-        free = self.pool.free_slots()
+        free = self.limits.room(self.pool.free_slots())
         if free <= 0 or not self.reserved:
             return
         held: list[Request] = []
@@ -285,6 +293,7 @@ class Consumer:
         self.reserved.extendleft(reversed(held))
         self._rate_held = len(held)
         for request in self._acked_for_start(batch):
+            self.limits.started += 1
             self._submit(request)
 
     def _acked_for_start(self, batch: list[Request]) -> list[Request]:
@@ -480,8 +489,12 @@ class Consumer:
 
     def _timeout(self) -> float:
         # While tasks run (or their ends are being stored), come back often enough to ack
-        # them; djq:// and Redis are woken at once anyway, AMQP only by its own traffic.
-        timeout = 0.1 if self.active or self.pool.active() else 1.0
+        # them; djq:// and Redis are woken at once anyway (a task ending, a shutdown
+        # signal), AMQP only by its own traffic, so an idle AMQP wait is cut short enough
+        # for a warm shutdown to begin at once.
+        timeout = 0.1 if self.active or self.pool.active() else (1.0 if self._wakeable() else 0.25)
+        if self.limits.burst:
+            timeout = min(timeout, BURST_LOOK)
         if self.scheduled:
             timeout = min(timeout, max(self.scheduled[0][0] - time.monotonic(), 0.0))
         if self.reserved and self.buckets:
@@ -507,6 +520,9 @@ class Consumer:
                 self._widen_prefetch()
                 self._flush_acks()
                 self._maybe_restore()
+                if self.limits.used_up:
+                    logger.info("--max-tasks %d reached: warm shutdown", self.limits.max_tasks)
+                    self.stopping = True
                 if self.stopping:
                     break
                 if self.reserved and self.pool.free_slots() <= 0:
@@ -516,7 +532,9 @@ class Consumer:
                     continue
                 self.connection.drain_events(timeout=self._timeout())
             except socket.timeout:
-                pass
+                if self.limits.burst and not self.reserved and not self.pool.active():
+                    logger.info("--burst: no message ready in %s: stopping", ", ".join(self.queue_names))
+                    self.stopping = True
             except errors as exc:
                 self._reconnect(exc)
         self._drain_running()

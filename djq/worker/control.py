@@ -245,9 +245,24 @@ class ControlListener(threading.Thread):
         self.queue = worker_queue(hostname)
         self._stop_event = threading.Event()
         self.ready = threading.Event()
+        self._connection: Any = None
 
     def stop(self) -> None:
+        """Stop listening now: wake the thread's wait instead of letting it time out."""
         self._stop_event.set()
+        connection = self._connection
+        if connection is None:
+            return
+        wake = getattr(connection.transport, "wake", None)
+        if wake is not None:  # djq:// and Redis: a self-pipe in the wait
+            wake()
+            return
+        try:  # AMQP waits in a socket read: a message to its own queue ends the wait
+            with broker_connection(self.url, side_channel=True) as waker:
+                Producer(waker.channel()).publish({"wake": True}, exchange="", routing_key=self.queue.name,
+                                                  serializer="json", delivery_mode=1)
+        except Exception as exc:  # it stops at the end of its current wait instead
+            logger.debug("remote control: could not wake the listener: %s", exc)
 
     def run(self) -> None:
         delay = 0.5
@@ -272,6 +287,7 @@ class ControlListener(threading.Thread):
             consumer = KombuConsumer(channel, queues=[queue], accept=["json"],
                                      on_message=lambda message: self._on_message(message, producer))
             consumer.consume()
+            self._connection = connection
             self.ready.set()
             try:
                 while not self._stop_event.is_set():
@@ -280,6 +296,7 @@ class ControlListener(threading.Thread):
                     except socket.timeout:
                         pass
             finally:
+                self._connection = None
                 try:
                     consumer.cancel()
                     queue.delete()
@@ -293,7 +310,7 @@ class ControlListener(threading.Thread):
         except Exception as exc:
             logger.warning("remote control: dropped an undecodable command: %s", exc)
             return
-        if not isinstance(body, dict):
+        if not isinstance(body, dict) or "method" not in body:  # not a command (stop()'s wake-up)
             return
         destination = body.get("destination")
         if destination and self.hostname not in destination:

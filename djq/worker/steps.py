@@ -17,6 +17,7 @@ from .autoscale import Autoscaler
 from .consumer import Consumer
 from .control import ControlListener, Panel
 from .heartbeat import Heartbeat
+from .modes import RunLimits
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -116,6 +117,7 @@ class TaskConsumer(Step):
             prefetch_count=options.max_concurrency * options.prefetch_multiplier,
             soft_time_limit=options.soft_time_limit,
             time_limit=options.time_limit,
+            limits=RunLimits(burst=options.burst, max_tasks=options.max_tasks),
         )
 
     def start(self) -> None:

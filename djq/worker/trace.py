@@ -77,6 +77,8 @@ def execute(task: Task[Any, Any], context: RequestContext, limiter: Limiter = no
         error = TimeLimitExceeded(f"task {task.name} ran past its hard time limit ({time_limit}s)")
         return Outcome(states.FAILURE, error, tb.format_exc(), time.perf_counter() - started)
     except BaseException as exc:  # the task-execution boundary: every failure is recorded
+        if context.is_eager and isinstance(exc, KeyboardInterrupt):
+            raise  # Ctrl-C in the calling process stops the caller (Django's ImmediateBackend does the same)
         failure = Outcome(states.FAILURE, exc, tb.format_exc(), time.perf_counter() - started)
         if context.is_eager or not isinstance(exc, Exception):
             return failure

@@ -20,6 +20,7 @@ from ..backends import get_backend
 from ..conf import djq_settings
 from ..registry import registry
 from .blueprint import Blueprint
+from .queues import resolve as resolve_queues
 from .steps import STEPS, Pool, TaskConsumer
 from .trace import ColdShutdown
 
@@ -51,13 +52,15 @@ class WorkerOptions:
     autoscale: tuple[int, int] | None = None
     beat: bool = False  # -B: also run a beat (djq.beat.step) in this worker
     events: bool = False  # -E: publish task and worker events
+    burst: bool = False  # --burst: stop once idle with nothing ready (djq/worker/modes.py)
+    max_tasks: int | None = None  # --max-tasks: stop after handing this many tasks to the pool
 
     @classmethod
     def from_settings(cls, **given: Any) -> WorkerOptions:
         options = {k: v for k, v in given.items() if v is not None}
         pool = options.pop("pool", None) or djq_settings.WORKER_POOL
         concurrency = options.pop("concurrency", None) or djq_settings.WORKER_CONCURRENCY or os.cpu_count() or 1
-        queues = options.pop("queues", None) or djq_settings.WORKER_QUEUES or [djq_settings.DEFAULT_QUEUE]
+        queues = resolve_queues(options.pop("queues", None), options.pop("exclude_queues", None) or ())
         hostname = expand_hostname(options.pop("hostname", None) or default_hostname())
         prefetch = options.pop("prefetch_multiplier", None) or djq_settings.WORKER_PREFETCH_MULTIPLIER
         options.setdefault("soft_time_limit", djq_settings.TASK_SOFT_TIME_LIMIT)

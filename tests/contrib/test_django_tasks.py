@@ -69,6 +69,7 @@ def test_tasks_run_on_a_worker_with_results_signals_and_context(start_worker, br
     assert enqueued == [result.id]
     waiting = dtasks.add.get_result(result.id)  # known before any worker saw it
     assert waiting.status == TaskResultStatus.READY and waiting.args == [2, 3]
+    assert waiting == result and waiting.enqueued_at == result.enqueued_at  # one timestamp, not two
 
     worker = start_worker("-P", "threads", "-c", "2", "-Q", "default,special", "-n", "conformance@test")
     finished(result)
@@ -85,6 +86,7 @@ def test_tasks_run_on_a_worker_with_results_signals_and_context(start_worker, br
     with pytest.raises(TaskResultMismatch):
         dtasks.fail.get_result(result.id)
 
+    assert result.enqueued_at == waiting.enqueued_at, "refresh() keeps the enqueued_at enqueue() returned"
     context = dtasks.with_context.enqueue("ctx")
     enqueued_at = context.enqueued_at.isoformat()
     assert finished(context).return_value == {
@@ -139,7 +141,9 @@ def test_failures_and_transactions(start_worker, broker) -> None:
 
     bad_return = finished(dtasks.unserializable.enqueue())
     assert bad_return.status == TaskResultStatus.FAILED
-    assert bad_return.errors[0].exception_class_path == "djq.exceptions.EncodeError"
+    # Django's rule and Django's error class (djq's own tasks record djq's EncodeError)
+    assert bad_return.errors[0].exception_class_path == "builtins.TypeError"
+    assert "Unsupported type" in bad_return.errors[0].traceback
 
     class Rollback(Exception):
         pass

@@ -112,6 +112,13 @@ def test_eager_mode_runs_at_enqueue_and_stores_nothing() -> None:
     assert failed.status == TaskResultStatus.FAILED
     assert failed.errors[0].exception_class_path == "builtins.ValueError"
     assert "eager boom" in failed.errors[0].traceback
+    not_json = dtasks.unserializable.enqueue()
+    assert not_json.errors[0].exception_class is TypeError and "Unsupported type" in not_json.errors[0].traceback
+    # As Django's ImmediateBackend: Ctrl-C reaches the caller; SystemExit is a failed run.
+    with pytest.raises(KeyboardInterrupt, match="Ctrl-C in the task"):
+        dtasks.interrupted.enqueue()
+    exited = dtasks.interrupted.enqueue(True)
+    assert exited.status == TaskResultStatus.FAILED and exited.errors[0].exception_class is SystemExit
     assert not TaskResult.objects.exists() and not QueueMessage.objects.exists()
 
 

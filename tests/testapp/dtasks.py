@@ -48,6 +48,16 @@ def unserializable() -> object:
     return object()
 
 
+@task
+def complex_exception() -> None:
+    raise ValueError(ValueError("an exception inside an exception"))
+
+
+@task
+def interrupted(exit_instead: bool = False) -> None:
+    raise SystemExit("exit from the task") if exit_instead else KeyboardInterrupt("Ctrl-C in the task")
+
+
 @task(takes_context=True)
 def with_context(context, label: str) -> dict:
     result = context.task_result

@@ -62,11 +62,10 @@ class DjangoTask(Task[Any, Any]):
             raise EncodeError(f"cannot send Django task {self.name}: arguments must be JSON values ({exc})") from exc
         task_id = options.pop("task_id", None) or str(uuid.uuid4())
         argsrepr, kwargsrepr = json.dumps(args), json.dumps(kwargs)
-        enqueued_at = timezone.now()
-        result = results.build(django_task, task_id, args, kwargs, backend=django_task.backend,
-                               status=compat.TaskResultStatus.READY, enqueued_at=enqueued_at)
         sender = type(django_task.get_backend())
         if djq_settings.TASK_ALWAYS_EAGER:  # runs right here, so it is enqueued before it starts
+            result = results.build(django_task, task_id, args, kwargs, backend=django_task.backend,
+                                   status=compat.TaskResultStatus.READY, enqueued_at=timezone.now())
             compat.task_enqueued.send(sender, task_result=result)
             handle = super().apply_async(args, kwargs, task_id=task_id, **options)
             _copy_eager_outcome(result, handle)
@@ -74,8 +73,13 @@ class DjangoTask(Task[Any, Any]):
         backend = get_backend()
         # In the caller's transaction when the result store is the caller's database:
         # a rollback removes the row together with the message (djq://) or the publish.
-        backend.store(TaskInfo(task_id=task_id, task_name=self.name, args_repr=argsrepr, kwargs_repr=kwargsrepr),
-                      states.PENDING)
+        # The row is created with the enqueue time this result carries: enqueue(),
+        # get_result(), refresh() and the worker's TaskResult hold one enqueued_at.
+        enqueued_at = timezone.now()
+        backend.store(TaskInfo(task_id=task_id, task_name=self.name, args_repr=argsrepr, kwargs_repr=kwargsrepr,
+                               created=enqueued_at), states.PENDING)
+        result = results.build(django_task, task_id, args, kwargs, backend=django_task.backend,
+                               status=compat.TaskResultStatus.READY, enqueued_at=enqueued_at)
         try:
             handle = super().apply_async(args, kwargs, task_id=task_id, argsrepr=argsrepr, kwargsrepr=kwargsrepr,
                                          headers={ENQUEUED_AT: enqueued_at.isoformat()}, **options)
@@ -98,8 +102,12 @@ class DjangoTask(Task[Any, Any]):
                 value = self.django_task.call(compat.TaskContext(task_result=result), *args, **kwargs)
             else:
                 value = self.django_task.call(*args, **kwargs)
-            value = _json_value(self.name, value)
+            # Django's rule and Django's error: a value that is not JSON fails the run with
+            # the TypeError (or ValueError) of normalize_json, recorded as that class.
+            value = compat.normalize_json(value)
         except BaseException as exc:  # the task-execution boundary: recorded, then re-raised for djq
+            if request.is_eager and isinstance(exc, KeyboardInterrupt):
+                raise  # as Django's ImmediateBackend: Ctrl-C reaches the caller, unrecorded
             results.mark_finished(result, error=exc)
             compat.task_finished.send(sender, task_result=result)
             raise
@@ -122,13 +130,6 @@ def _enqueued_at(headers: dict[str, Any]) -> datetime | None:
         return datetime.fromisoformat(headers[ENQUEUED_AT])
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def _json_value(name: str, value: Any) -> Any:
-    try:
-        return compat.normalize_json(value)
-    except (TypeError, ValueError) as exc:
-        raise EncodeError(f"Django task {name} returned a value that is not JSON ({exc})") from exc
 
 
 def _copy_eager_outcome(result: Any, handle: AsyncResult[Any]) -> None:
