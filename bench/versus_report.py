@@ -15,6 +15,8 @@ from .stats import percentile
 from .versus_legs import Leg, all_legs
 
 Figures = dict[str, Any]
+#: a worker busy less than this share of one core while draining was waiting on something
+IDLE_SHARE = 0.25
 
 
 def _value(figures: Figures | str | None, path: str) -> float | None:
@@ -70,7 +72,7 @@ def leg_figures(leg: Leg, runs: dict[str, list[Figures | str]]) -> dict[str, Any
     enqueue = _ratios(djq, celery, "enqueue.tasks_per_s")
     many = [_value(r, "delay_many.tasks_per_s") for r in djq]
     has_many = any(isinstance(r, dict) and r.get("delay_many") is not None for r in djq)
-    figures = {
+    figures: dict[str, Any] = {
         "djq_drain": _median([_value(r, "drain.tasks_per_s") for r in djq]),
         "celery_drain": _median([_value(r, "drain.tasks_per_s") for r in celery]),
         "drain_ratios": drain, "drain_ratio": _median(drain),
@@ -84,8 +86,8 @@ def leg_figures(leg: Leg, runs: dict[str, list[Figures | str]]) -> dict[str, Any
     if leg.djq.results:
         for who, found in (("djq", djq), ("celery", celery)):
             figures[f"{who}_rt_p50"], figures[f"{who}_rt_p99"] = _pooled(found, 50), _pooled(found, 99)
-        p50 = (figures["djq_rt_p50"], figures["celery_rt_p50"])
-        figures["rt_p50_ratio"] = p50[0] / p50[1] if p50[0] and p50[1] else None
+        mine, theirs = figures["djq_rt_p50"], figures["celery_rt_p50"]
+        figures["rt_p50_ratio"] = mine / theirs if mine and theirs else None
     return figures
 
 
@@ -128,14 +130,20 @@ def print_versus(results: dict[str, Any], machine: dict[str, Any]) -> dict[str, 
 
 
 def failures(results: dict[str, Any]) -> list[str]:
-    """One note per run that failed or was skipped, with its repeat."""
+    """One note per run that failed, was skipped, idled while draining, or lost delay_many messages."""
     notes = []
     for key, found in sorted(results["runs"].items()):
         for repeat, value in enumerate(found):
+            where = f"versus {key}, repeat {repeat + 1}"
             if isinstance(value, str):
-                notes.append(f"versus {key}, repeat {repeat + 1}: {value}")
-            elif isinstance(value.get("delay_many"), dict) and value["delay_many"]["queued"] != results["tasks"]:
-                many = value["delay_many"]
-                notes.append(f"versus {key}, repeat {repeat + 1}: delay_many of {results['tasks']:,} returned "
-                             f"{many['ids']:,} ids and left {many['queued']:,} messages queued")
+                notes.append(f"{where}: {value}")
+                continue
+            share = _value(value, "drain.worker_cpu_share")
+            if share is not None and share < IDLE_SHARE:
+                notes.append(f"{where}: the worker used {100 * share:.0f} % of a core while draining: it was "
+                             "waiting, not working (a stall in that system, or the machine was busy)")
+            many = value.get("delay_many")
+            if isinstance(many, dict) and many["queued"] != results["tasks"]:
+                notes.append(f"{where}: delay_many of {results['tasks']:,} returned {many['ids']:,} ids and left "
+                             f"{many['queued']:,} messages queued")
     return notes
