@@ -7,9 +7,11 @@ and a reachable Redis, Celery 5 drains the same no-op tasks for comparison.
 
 Families (see bench/families.py): --pools (each pool on the workload it suits: 10 ms
 sleeps, ~50 ms CPU loops), --brokers (the scenario above on djq:// on SQLite and
-PostgreSQL, redis:// and amqp://, with -P threads and -P prefork), and --beat (one
-djq_beat on 10,000 periodic tasks in PostgreSQL: tick cost and memory). --pools and
---brokers run only when asked for; --beat also runs by default.
+PostgreSQL, redis:// and amqp://, with -P threads and -P prefork), --beat (one
+djq_beat on 10,000 periodic tasks in PostgreSQL: tick cost and memory) and --versus
+(djq against Celery on the same broker, pool and concurrency, interleaved and repeated:
+djq / Celery per leg; bench/versus.py). --pools, --brokers and --versus run only when
+asked for; --beat also runs by default.
 
 It prints figures and ratios; it never asserts times. Each scenario runs in a child
 process of its own (Django settings are per process); this process owns the databases
@@ -19,7 +21,8 @@ Options: --sqlite/--postgres/--beat (default, when no other family is named: all
 three; PostgreSQL and beat are skipped with a note if no server answers), --postgres-url
 or DJQ_BENCH_POSTGRES_URL (an admin URL; default postgres://djq:djq@127.0.0.1:5439/djq),
 --celery, --redis-url or DJQ_BENCH_REDIS_URL, --amqp-url or DJQ_BENCH_AMQP_URL, --pools,
---brokers, --broker-results, --pool-sleep-tasks, --pool-cpu-tasks, --beat-tasks,
+--brokers, --versus, --legs, --results-db, --celery-track-started, --broker-results,
+--pool-sleep-tasks, --pool-cpu-tasks, --beat-tasks,
 --beat-idle-seconds, --tasks, --repeat, --latency-samples, --sleep-tasks, --concurrency,
 --polling-interval, --json PATH.
 """
@@ -55,6 +58,10 @@ from bench.environment import (
     safe_url,
 )
 from bench.families import run_beat, run_brokers, run_pools
+from bench.versus import add_arguments as add_versus_arguments
+from bench.versus import run_versus
+from bench.versus_legs import select as select_legs
+from bench.versus_report import failures, print_versus
 from bench.report import (
     print_beat,
     print_brokers,
@@ -94,9 +101,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0, help="most seconds one drain may take")
     parser.add_argument("--json", metavar="PATH", help="also write every figure to PATH")
     parser.add_argument("--keep-logs", action="store_true", help="keep worker logs (path printed)")
+    add_versus_arguments(parser)
     args = parser.parse_args(argv)
-    if not (args.sqlite or args.postgres or args.pools or args.brokers or args.beat):
+    if not (args.sqlite or args.postgres or args.pools or args.brokers or args.beat or args.versus):
         args.sqlite = args.postgres = args.beat = True
+    try:
+        select_legs(args.legs)
+    except ValueError as exc:
+        parser.error(str(exc))
     if not set(args.broker_results) <= {"sqlite", "postgres"}:
         parser.error("--broker-results takes sqlite, postgres or both")
     return args
@@ -205,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         scenarios = run_scenarios(args, logs, notes, failed)
         families = run_families(args, logs, notes, failed)
+        if args.versus:
+            families["versus"] = run_versus(args, logs)
+            families["versus"]["table"] = print_versus(families["versus"], info)
+            found = failures(families["versus"])
+            notes += found
+            failed += [note for note in found if ": failed: " in note]
     except KeyboardInterrupt:
         print("\ninterrupted: workers stopped, databases dropped", file=sys.stderr)
         return 130

@@ -23,11 +23,12 @@ from .proc import ROOT, reap_pidfile
 
 def run_child(module: str, env: dict[str, str], workdir: Path, args: argparse.Namespace,
               extra: list[str], *, tasks: int | None = None, concurrency: int | None = None,
-              marker: str | None = None) -> dict[str, Any]:
+              marker: str | None = None, timeout: float | None = None) -> dict[str, Any]:
     """Run ``python -m module`` to completion; its figures come back through a JSON file.
 
     ``marker``: a word in the command line of the process the child starts (default
     ``djq_worker``, or ``celery``), so that one left behind is killed and no other.
+    ``timeout``: most seconds the child may take; then it is killed and RuntimeError raised.
     """
     out, log, pidfile = workdir / "figures.json", workdir / "worker.log", workdir / "worker.pid"
     argv = [sys.executable, "-m", module, "--out", str(out), "--log", str(log), "--pidfile", str(pidfile),
@@ -35,7 +36,11 @@ def run_child(module: str, env: dict[str, str], workdir: Path, args: argparse.Na
             "--timeout", str(args.timeout), *extra]
     child = subprocess.Popen(argv, cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)})
     try:
-        code = child.wait()
+        code = child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait(timeout=30)
+        raise RuntimeError(f"{module} did not finish within {timeout:.0f} s: killed") from None
     except BaseException:
         # Ctrl-C reached the child too: give it time to stop its worker itself.
         try:
@@ -47,8 +52,10 @@ def run_child(module: str, env: dict[str, str], workdir: Path, args: argparse.Na
     finally:
         reap_pidfile(pidfile, marker or ("celery" if "celery" in module else "djq_worker"))
     if code != 0 or not out.exists():
+        error = Path(f"{out}.error")
+        why = f": {error.read_text(errors='replace')[-2000:]}" if error.exists() else ""
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no worker log)"
-        raise RuntimeError(f"{module} failed with exit code {code}; worker log tail:\n{tail}")
+        raise RuntimeError(f"{module} failed with exit code {code}{why}\nworker log tail:\n{tail}")
     return json.loads(out.read_text())
 
 

@@ -201,5 +201,8 @@ def scenario_main(run: Callable[[argparse.Namespace], dict[str, Any]], args: arg
         figures = run(args)
     except KeyboardInterrupt:  # the worker is already stopped; bench.py reports it
         return 130
+    except Exception as exc:  # say why beside the figures file, for bench.py's note
+        Path(f"{args.out}.error").write_text(f"{type(exc).__name__}: {exc}")
+        raise
     Path(args.out).write_text(json.dumps(figures, indent=2))
     return 0

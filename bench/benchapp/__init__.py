@@ -1,1 +1,1 @@
-"""The tasks the benchmark sends: a no-op, a 10 ms sleep and a ~50 ms CPU loop."""
+"""The tasks the benchmark sends: a no-op (also one with ignore_result), a 10 ms sleep, a ~50 ms CPU loop."""

@@ -26,6 +26,11 @@ def noop() -> None:
     return None
 
 
+@task(name="bench.noop_ignored", ignore_result=True)
+def noop_ignored() -> None:
+    return None
+
+
 @task(name="bench.sleep10")
 def sleep10() -> None:
     time.sleep(0.01)
