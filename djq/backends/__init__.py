@@ -58,7 +58,7 @@ def get_backend() -> ResultBackend:
     return backend
 
 
-def install_writer() -> Any:
+def install_writer(*, direct_stores: bool = False) -> Any:
     """In a worker process: start a ResultWriter and make it the way this process stores
     states (backends/writer.py). Returns the writer, or None for a backend that cannot
     store rows in batches (then every store goes straight to it)."""
@@ -70,7 +70,7 @@ def install_writer() -> Any:
         backend = backend.inner
     if not hasattr(backend, "store_rows"):
         return None
-    writer = ResultWriter(backend)
+    writer = ResultWriter(backend, direct_stores=direct_stores)
     writer.start()
     with _lock:
         _backend = WriterBackend(backend, writer)

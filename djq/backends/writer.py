@@ -74,13 +74,18 @@ def _replaceable(waiting: dict[str, Any], new: dict[str, Any]) -> bool:
 class ResultWriter:
     patience = 60.0
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Any, *, direct_stores: bool = False) -> None:
         #: a DatabaseBackend (``build_row`` and ``store_rows``)
         self.backend = backend
+        #: a pool that runs one task at a time (solo): its STARTED goes straight to the
+        #: database, overlapping the writer's store of the task before. With many slots,
+        #: the writer's batches win (measured in docs/benchmarks.md).
+        self.direct_stores = direct_stores
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._batches: deque[_Batch] = deque()
-        self._flushing = False
+        #: the batch being stored, if any
+        self._flushing: _Batch | None = None
         self._stopping = False
         self._running = False
         self._pid = os.getpid()
@@ -126,8 +131,10 @@ class ResultWriter:
         self._add(row, None)
 
     def store(self, info: TaskInfo, state: str, **fields: Any) -> bool:
+        """Store now: queued and waited for; with ``direct_stores``, straight from this
+        thread when no write of the task waits here or is being stored."""
         row = self.backend.build_row(info, state, **fields)
-        if not self._usable():
+        if not self._usable() or (self.direct_stores and not self._holds(info.task_id)):
             return info.task_id in self.backend.store_rows([row])
         waiter = _Waiter()
         self._add(row, waiter)
@@ -136,10 +143,16 @@ class ResultWriter:
             raise waiter.error
         return waiter.stored
 
+    def _holds(self, task_id: str) -> bool:
+        with self._lock:
+            flushing = self._flushing
+            return ((flushing is not None and task_id in flushing.entries)
+                    or any(task_id in batch.entries for batch in self._batches))
+
     def after(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` (in the writer's thread) once every earlier write is stored."""
         with self._lock:
-            if self._usable() and (self._batches or self._flushing):
+            if self._usable() and (self._batches or self._flushing is not None):
                 if not self._batches:
                     self._batches.append(_Batch())
                 self._batches[-1].callbacks.append(callback)
@@ -179,12 +192,12 @@ class ResultWriter:
                     if not self._batches:
                         return
                     batch = self._batches.popleft()
-                    self._flushing = True
+                    self._flushing = batch
                 try:
                     self._flush(batch)
                 finally:
                     with self._lock:
-                        self._flushing = False
+                        self._flushing = None
         finally:
             dbhygiene.close_all()
 

@@ -77,7 +77,8 @@ class Results(Step):
     writer: Any = None
 
     def start(self) -> None:
-        self.writer = install_writer()
+        pool = self.blueprint.get(Pool).pool
+        self.writer = install_writer(direct_stores=not pool.parallel or pool.concurrency == 1)
 
     def stop(self) -> None:
         if self.writer is not None:

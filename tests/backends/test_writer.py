@@ -33,11 +33,13 @@ class Gated(DatabaseBackend):
         self.gate.set()
         self.entered = threading.Event()
         self.batches: list[list[str]] = []
+        self.threads: list[str] = []
 
     def store_rows(self, rows: list[dict[str, Any]]) -> set[str]:
         self.entered.set()
         assert self.gate.wait(10), "the test never opened the gate"
         self.batches.append([f"{row['task_id']}:{row['state']}" for row in rows])
+        self.threads.append(threading.current_thread().name)
         return super().store_rows(rows)
 
 
@@ -64,6 +66,7 @@ def _info(task_id: str, attempt: int = 7) -> TaskInfo:
 def _hold(backend: Gated, writer: ResultWriter) -> None:
     """Start a flush and keep it open: what is written next waits behind it."""
     backend.gate.clear()
+    backend.entered.clear()
     writer.put(_info("blocker"), states.STARTED)
     assert backend.entered.wait(5)
 
@@ -172,3 +175,26 @@ def test_a_stored_end_wakes_the_get_waiting_on_it_on_postgresql(backend: Gated) 
                         backend.build_row(_info("ended"), states.SUCCESS, result=1)])
     assert ended.wait(5), "the statement that stored SUCCESS sent no notification"
     assert not started.is_set(), "STARTED is not an end: nobody waits for it"
+
+
+def test_direct_stores_go_from_the_caller_unless_the_writer_holds_the_task(backend: Gated) -> None:
+    """Solo's setting: its STARTED overlaps the writer's store of the task before."""
+    writer = ResultWriter(backend, direct_stores=True)
+    writer.start()
+    try:
+        assert writer.store(_info("t"), states.STARTED)
+        assert backend.threads == [threading.current_thread().name]
+        _hold(backend, writer)
+        writer.put(_info("u"), states.SUCCESS, result=1)
+        late = threading.Thread(target=writer.store, args=(_info("u", attempt=0), "PROGRESS"))
+        late.start()
+        deadline = time.monotonic() + 5
+        while not _waiting(writer) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        backend.gate.set()
+        late.join(5)
+        assert not late.is_alive()
+        assert backend.threads[1:] == ["djq-result-writer"] * 3, "a store of a held task must queue behind it"
+    finally:
+        backend.gate.set()
+        writer.stop(timeout=10)
