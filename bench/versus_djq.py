@@ -86,6 +86,10 @@ def bulk_enqueue(task: Any, tables: Tables, n: int) -> dict[str, Any] | None:
     ids = list(delay_many([()] * n))
     seconds = time.perf_counter() - started
     queued = tables.queued()
+    settle = time.monotonic() + 3  # RabbitMQ counts what it has routed: the last frames may still be in flight
+    while queued < n and time.monotonic() < settle:
+        time.sleep(0.1)
+        queued = tables.queued()
     tables.reset()
     return {"seconds": seconds, "tasks_per_s": n / seconds if seconds > 0 else None,
             "ids": len(ids), "queued": queued}
