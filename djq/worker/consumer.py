@@ -1,8 +1,9 @@
 """The consumer: takes messages from the broker, turns them into requests, feeds the pool.
 
-Only this thread touches the kombu connection. Pool threads report finished tasks
-through a queue and wake the consumer; acks happen here. What is recorded when a task
-ends (or will not run) is djq/worker/outcomes.py.
+Only this thread touches the kombu connection (its connecting, queues and acks are
+djq/worker/link.py). Pool threads report finished tasks through a queue and wake the
+consumer; acks happen here. What is recorded when a task ends (or will not run) is
+djq/worker/outcomes.py.
 
 A request's life: received -> (waiting for eta) -> reserved -> running -> done.
 Early-ack requests are acked just before they start, so a reserved (not started)
@@ -26,14 +27,14 @@ from kombu import Consumer as KombuConsumer
 
 from ..backends import current_writer
 from ..conf import djq_settings
-from ..exceptions import ConfigurationError, MessageError, NotRegistered
+from ..exceptions import MessageError, NotRegistered
 from ..messaging.events import EventDispatcher, received_fields
-from ..messaging.producer import broker_connection, describe_broker, is_embedded, publish_now, task_queue
+from ..messaging.producer import is_embedded, publish_now
 from ..messaging.protocol import decode_task
 from ..registry import registry
 from ..control import signal_number
-from . import dbhygiene
 from .eta import EtaParking
+from .link import BrokerLink
 from .modes import BURST_LOOK, RunLimits
 from .outcomes import Outcomes
 from .ratelimit import TokenBucket
@@ -47,7 +48,7 @@ logger = logging.getLogger(__name__)
 MAX_PREFETCH = 65535
 
 
-class Consumer:
+class Consumer(BrokerLink):
     def __init__(self, *, pool: Any, queues: list[str], hostname: str, prefetch_count: int,
                  broker_url: str | None = None, soft_time_limit: float | None = None,
                  time_limit: float | None = None, events: EventDispatcher | None = None,
@@ -97,118 +98,6 @@ class Consumer:
         self._terminated: dict[str, float] = {}
         self.outcomes = Outcomes(hostname, self.stats, events, self._ack,
                                  lambda request: request.connection_generation == self.generation)
-
-    # -- connection ---------------------------------------------------------------
-    def connect(self) -> None:
-        if not self.generation:
-            self.revokes.refresh(force=True)  # before the first message can arrive
-        self.connection = broker_connection(self.broker_url)
-        self.connection.ensure_connection(max_retries=None, interval_start=0.5, interval_step=1,
-                                          interval_max=5, errback=self._on_connection_retry)
-        self.channel = self.connection.channel()
-        # Messages can arrive while consume() waits for the broker's reply (AMQP), so they
-        # must already carry this connection's generation, or their acks would be refused.
-        self.generation += 1
-        queues = [task_queue(name, self.broker_url) for name in self.queue_names]
-        self.kombu_consumer = KombuConsumer(
-            self.channel, queues=queues, on_message=self.on_message, accept=list(self.accept),
-        )
-        # RabbitMQ applies a per-consumer prefetch only to consumers started after it is
-        # set; the channel-wide one changes at once, which _widen_prefetch needs.
-        self._qos_global = not self.connection.qos_semantics_matches_spec
-        self.kombu_consumer.qos(prefetch_count=self.prefetch_count, apply_global=self._qos_global)
-        self.kombu_consumer.consume()
-        self._applied_prefetch = self.prefetch_count
-        self.parking.configure(self.channel)
-
-    def add_queue(self, name: str) -> bool:
-        """Start consuming ``name`` too (remote control); False if already consumed."""
-        if name in self.queue_names:
-            return False
-        self.queue_names.append(name)
-        if self.kombu_consumer is not None:
-            self.kombu_consumer.add_queue(task_queue(name, self.broker_url))
-            self.kombu_consumer.consume()
-        return True
-
-    def cancel_queue(self, name: str) -> bool:
-        """Stop consuming ``name``; False if it was not consumed."""
-        if name not in self.queue_names:
-            return False
-        self.queue_names.remove(name)
-        if self.kombu_consumer is not None:
-            self.kombu_consumer.cancel_by_queue(name)
-        return True
-
-    def _on_connection_retry(self, exc: Exception, interval: float) -> None:
-        """kombu's errback: called after each failed try, with the wait before the next."""
-        logger.error("broker connection to %s failed: %s; next try in %.1fs", self.safe_url, exc, interval)
-
-    @property
-    def safe_url(self) -> str:
-        return describe_broker(self.broker_url)
-
-    def close(self) -> None:
-        if self.connection is None:
-            return
-        try:
-            self._flush_acks()
-            if self.channel is not None:
-                self.channel.close()  # unacked (reserved, waiting) messages go back to the queue
-        except Exception as exc:
-            logger.warning("closing the broker channel failed: %s", exc)
-        finally:
-            self.connection.release()
-            self.connection = None
-            self.channel = None
-
-    def _reconnect(self, exc: Exception) -> None:
-        logger.error("lost the broker connection (%s: %s); reconnecting", type(exc).__name__, exc)
-        self.reserved.clear()  # their messages come back from the broker
-        self.scheduled.clear()
-        self._release_broken()
-        if self.connect_patiently(first_delay=0.2):
-            logger.info("reconnected to %s", self.safe_url)
-
-    def connect_patiently(self, first_delay: float = 0.5) -> bool:
-        """``connect()``, tried again with backoff until it works or the worker stops.
-
-        Used at start too: a worker started while its broker (or, on djq://, its database)
-        is down waits for it, one log line per try. Returns False if stopped first."""
-        delay = first_delay
-        while not self.stopping:
-            try:
-                self.connect()
-                return True
-            except ConfigurationError:
-                raise  # a missing package or a wrong setting: waiting does not help
-            except Exception as exc:
-                logger.error("broker connection to %s failed: %s; next try in %.1fs", self.safe_url, exc, delay)
-                self._release_broken()
-                # On djq:// the broker is a database: drop this thread's broken connections
-                # so the next try opens new ones (Django reconnects only a closed connection).
-                dbhygiene.close_all()
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        return False
-
-    def _release_broken(self) -> None:
-        try:
-            if self.connection is not None:
-                self.connection.release()
-        except Exception:  # the connection is already broken; releasing is best effort
-            pass
-        self.connection = None
-
-    def wake(self) -> None:
-        transport = getattr(self.connection, "transport", None) if self.connection else None
-        wake = getattr(transport, "wake", None)
-        if wake is not None:
-            wake()
-
-    def _wakeable(self) -> bool:
-        transport = getattr(self.connection, "transport", None) if self.connection else None
-        return getattr(transport, "wake", None) is not None
 
     # -- receiving ----------------------------------------------------------------
     def on_message(self, message: Any) -> None:
@@ -452,40 +341,6 @@ class Consumer:
                 future.set_result(function())
             except Exception as exc:
                 future.set_exception(exc)
-
-    def _ack(self, request: Request) -> bool:
-        """Ack the request's message; False when the broker did not take the ack."""
-        if request.connection_generation != self.generation:
-            return False  # that channel is gone; the broker redelivers the message
-        try:
-            request.message.ack()
-        except Exception as exc:
-            logger.warning("could not ack %s[%s]: %s", request.name, request.id, exc)
-            return False
-        return True
-
-    def _maybe_restore(self) -> None:
-        """Return messages whose consumer died (Redis keeps them in an unacked set).
-
-        kombu's Redis transport leaves the periodic restore to an event-loop timer; this
-        loop is that timer. Other transports restore by themselves (no-op here).
-        """
-        now = time.monotonic()
-        if now < self._next_restore or self.channel is None:
-            return
-        timeout = float(getattr(self.channel, "visibility_timeout", 0) or 0)
-        self._next_restore = now + max(1.0, min(10.0, timeout / 2 if timeout else 10.0))
-        restore = getattr(getattr(self.channel, "qos", None), "restore_visible", None)
-        if restore is not None and getattr(self.channel, "unacked_key", None):
-            try:
-                restore(num=getattr(self.channel, "unacked_restore_limit", None), interval=1)
-            except Exception as exc:
-                logger.warning("could not restore unacked messages: %s", exc)
-
-    def _flush_acks(self) -> None:
-        flush = getattr(self.channel, "flush_acks", None)
-        if flush is not None:
-            flush()
 
     def _timeout(self) -> float:
         # While tasks run (or their ends are being stored), come back often enough to ack
