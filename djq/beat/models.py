@@ -272,7 +272,7 @@ class PeriodicTask(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
-        from .registry import registry
+        from ..registry import registry
 
         # "Exactly one schedule" is the check constraint's, which full_clean() validates too.
         errors: dict[str, list[str]] = {}
