@@ -90,7 +90,7 @@ def remove_writer(writer: Any) -> None:
 
 def store_row(row: dict[str, Any]) -> None:
     """Store a row built elsewhere (a prefork child's task end): through this process's
-    writer, or at once. Never raises: the task's worker records what could not be."""
+    writer, or at once. Never raises: a row that cannot be stored is logged with its id."""
     import logging
 
     writer = current_writer()

@@ -58,10 +58,10 @@ class Listener:
         self._thread.join(timeout=2)
 
     def _run(self) -> None:
-        import psycopg
-
-        params = connections[self.alias].get_connection_params()
         try:
+            import psycopg
+
+            params = connections[self.alias].get_connection_params()
             with psycopg.connect(**{**params, "autocommit": True}) as conn:
                 conn.execute(f"LISTEN {self.channel}")
                 self.ready.set()

@@ -40,8 +40,10 @@ from .base import ResultBackend, ResultMeta, TaskInfo
 
 logger = logging.getLogger(__name__)
 
-#: rows in one statement at most (SQLite allows 32,766 parameters: 18 columns each)
+#: rows in one statement at most (SQLite 3.32+ allows 32,766 parameters: 18 columns each)
 MAX_ROWS = 500
+#: and result/traceback bytes: a batch of large results is split, not sent as one statement
+MAX_BYTES = 4 << 20
 
 
 class _Waiter:
@@ -63,6 +65,8 @@ class _Entry:
 class _Batch:
     entries: dict[str, _Entry] = field(default_factory=dict)
     callbacks: list[Callable[[], None]] = field(default_factory=list)
+    #: bytes of results and tracebacks in it
+    size: int = 0
 
 
 def _replaceable(waiting: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -117,27 +121,23 @@ class ResultWriter:
     # -- writing ---------------------------------------------------------------------
     def put(self, info: TaskInfo, state: str, **fields: Any) -> None:
         """Store later; raises EncodeError at once for a value that cannot be stored."""
-        row = self.backend.build_row(info, state, **fields)
-        if not self._usable():
-            self.backend.store_rows([row])
-            return
-        self._add(row, None)
+        self.put_row(self.backend.build_row(info, state, **fields))
 
     def put_row(self, row: dict[str, Any]) -> None:
         """``put`` of a row built by ``build_row`` elsewhere (a prefork child)."""
-        if not self._usable():
+        if not self._add(row, None):
             self.backend.store_rows([row])
-            return
-        self._add(row, None)
 
     def store(self, info: TaskInfo, state: str, **fields: Any) -> bool:
         """Store now: queued and waited for; with ``direct_stores``, straight from this
         thread when no write of the task waits here or is being stored."""
         row = self.backend.build_row(info, state, **fields)
-        if not self._usable() or (self.direct_stores and not self._holds(info.task_id)):
+        if self.direct_stores and not self._holds(info.task_id):
             return info.task_id in self.backend.store_rows([row])
         waiter = _Waiter()
-        self._add(row, waiter)
+        if not self._add(row, waiter):
+            return info.task_id in self.backend.store_rows([row])
+        # the writer answers every waiter: stored, refused, or given up after ``patience``
         waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
@@ -160,9 +160,14 @@ class ResultWriter:
                 return
         callback()
 
-    def _add(self, row: dict[str, Any], waiter: _Waiter | None) -> None:
+    def _add(self, row: dict[str, Any], waiter: _Waiter | None) -> bool:
+        """Queue ``row``; False when the writer takes no more writes (stopped, or this is
+        a forked process): the caller stores it itself."""
         task_id = row["task_id"]
+        size = len(row["result"] or "") + len(row["traceback"] or "")
         with self._lock:
+            if not self._usable():
+                return False
             batch = self._batches[-1] if self._batches else None
             if batch is not None and task_id in batch.entries:
                 entry = batch.entries[task_id]
@@ -170,15 +175,19 @@ class ResultWriter:
                     if row["date_started"] is None:
                         row["date_started"] = entry.row["date_started"]
                     entry.row = row
+                    batch.size += size
                     if waiter is not None:
                         entry.waiters.append(waiter)
-                    return
+                    return True
                 batch = None  # the second write of a task goes after the first
-            if batch is None or len(batch.entries) >= MAX_ROWS or batch.callbacks:
+            if (batch is None or len(batch.entries) >= MAX_ROWS or batch.size + size > MAX_BYTES
+                    or batch.callbacks):
                 batch = _Batch()
                 self._batches.append(batch)
             batch.entries[task_id] = _Entry(row, [waiter] if waiter is not None else [])
+            batch.size += size
             self._wake.notify()
+            return True
 
     # -- the thread -------------------------------------------------------------------
     def _loop(self) -> None:
@@ -216,10 +225,16 @@ class ResultWriter:
                 logger.exception("a callback after storing results failed")
 
     def _write(self, rows: list[dict[str, Any]]) -> tuple[set[str], dict[str, BaseException]]:
-        """Store ``rows``: the ids stored, and the error of each row that could not be."""
+        """Store ``rows``: the ids stored, and the error of each row that could not be.
+
+        A lost connection is retried with backoff for up to ``patience`` seconds (the
+        database restarting, a failover); then the rows are given up, logged by id, and
+        their waiters get the error. Any other error, or one that leaves the connection
+        usable (a statement timeout, a value the database refuses), splits the batch so
+        that one row cannot hold the others back."""
         from ..worker import dbhygiene
 
-        delay, deadline = 0.1, None
+        delay, deadline = 0.1, time.monotonic() + self.patience
         while True:
             try:
                 stored = self.backend.store_rows(rows)
@@ -227,11 +242,12 @@ class ResultWriter:
                 self.statements += 1
                 return stored, {}
             except (OperationalError, InterfaceError) as exc:
-                if self._stopping:
-                    deadline = deadline or time.monotonic() + self.patience
-                    if time.monotonic() + delay > deadline:
-                        logger.error("could not store %d task state(s) before stopping: %s", len(rows), exc)
-                        return set(), {row["task_id"]: exc for row in rows}
+                if len(rows) > 1 and self._connection_usable():
+                    return self._write_each(rows)
+                if time.monotonic() + delay > deadline:
+                    logger.error("could not store %d task state(s) within %.0fs, given up: %s (tasks %s)",
+                                 len(rows), self.patience, exc, ", ".join(row["task_id"] for row in rows[:20]))
+                    return set(), {row["task_id"]: exc for row in rows}
                 logger.warning("could not store %d task state(s) (%s); trying again in %.1fs", len(rows), exc, delay)
                 dbhygiene.close_all()  # this thread's connections: the next try opens a new one
                 time.sleep(delay)
@@ -242,6 +258,15 @@ class ResultWriter:
                                  rows[0]["task_id"], exc)
                     return set(), {rows[0]["task_id"]: exc}
                 return self._write_each(rows)
+
+    def _connection_usable(self) -> bool:
+        from django.db import connections
+
+        alias = getattr(self.backend, "alias", "default")
+        try:
+            return bool(connections[alias].is_usable())
+        except Exception:
+            return False
 
     def _write_each(self, rows: list[dict[str, Any]]) -> tuple[set[str], dict[str, BaseException]]:
         """One row at a time, so one row the database refuses does not take the others down."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from .. import __version__
-from ..backends import get_backend
+from ..backends import current_writer, get_backend
 from ..conf import djq_settings
 from ..registry import registry
 from .blueprint import Blueprint
@@ -130,6 +130,9 @@ class Worker:
             pool.terminate()
         except Exception:
             logger.exception("cold shutdown: could not stop the pool")
+        writer = current_writer()
+        if writer is not None:
+            writer.patience = 2.0  # a database that is away is not waited for at a cold stop
         try:
             self.blueprint.get(TaskConsumer).consumer.abandon()
         except Exception:

@@ -198,3 +198,66 @@ def test_direct_stores_go_from_the_caller_unless_the_writer_holds_the_task(backe
     finally:
         backend.gate.set()
         writer.stop(timeout=10)
+
+
+class Refusing(Gated):
+    """A statement of many rows fails as a statement timeout does (OperationalError on a
+    connection that stays usable); ``down`` fails every statement as a lost server does."""
+
+    down = False
+
+    def store_rows(self, rows: list[dict[str, Any]]) -> set[str]:
+        from django.db import OperationalError
+
+        if self.down:
+            raise OperationalError("server closed the connection unexpectedly")
+        if len(rows) > 1:
+            raise OperationalError("canceling statement due to statement timeout")
+        return super().store_rows(rows)
+
+
+@pytest.mark.parametrize("alias", ["default"])
+def test_a_batch_the_database_refuses_is_stored_row_by_row(alias: str) -> None:
+    backend = Refusing(alias)
+    writer = ResultWriter(backend)
+    writer.start()
+    try:
+        _hold(backend, writer)
+        for n in range(4):
+            writer.put(_info(f"t{n}"), states.SUCCESS, result=n)
+        done = threading.Event()
+        writer.after(done.set)
+        backend.gate.set()
+        assert done.wait(10)
+        assert [_state(backend, f"t{n}") for n in range(4)] == ["SUCCESS"] * 4
+    finally:
+        backend.gate.set()
+        writer.stop(timeout=10)
+
+
+@pytest.mark.parametrize("alias", ["default"])
+def test_a_store_waiting_on_a_lost_database_gets_an_error_after_the_patience(alias: str, monkeypatch) -> None:
+    from django.db import OperationalError
+
+    backend = Refusing(alias)
+    backend.down = True
+    writer = ResultWriter(backend)
+    writer.patience = 0.5
+    monkeypatch.setattr(writer, "_connection_usable", lambda: False)
+    writer.start()
+    try:
+        failed: list[BaseException] = []
+
+        def store() -> None:
+            try:
+                writer.store(_info("t"), states.FAILURE, result="lost")
+            except OperationalError as exc:
+                failed.append(exc)
+
+        caller = threading.Thread(target=store)
+        caller.start()
+        caller.join(10)
+        assert not caller.is_alive(), "store() waited for a database that stays away"
+        assert failed and "closed the connection" in str(failed[0])
+    finally:
+        writer.stop(timeout=10)
