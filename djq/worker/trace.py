@@ -196,6 +196,8 @@ class PatientStore:
 def record(backend: Any, info: TaskInfo, outcome: Outcome, ignore_result: bool, started_at: Any,
            wait: bool = False) -> None:
     """Store a task's end: later through the result writer, unless ``wait``."""
+    if not isinstance(backend, PatientStore):
+        backend = PatientStore(backend)
     store = backend.store if wait else backend.put_end
     if outcome.state == states.SUCCESS:
         if logger.isEnabledFor(logging.INFO):
