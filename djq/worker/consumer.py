@@ -1,7 +1,7 @@
 """The consumer: takes messages from the broker, turns them into requests, feeds the pool.
 
 Only this thread touches the kombu connection (its connecting, queues and acks are
-djq/worker/link.py). Pool threads report finished tasks through a queue and wake the
+djq/worker/link.py; what runs when, and revokes, djq/worker/dispatch.py). Pool threads report finished tasks through a queue and wake the
 consumer; acks happen here. What is recorded when a task ends (or will not run) is
 djq/worker/outcomes.py.
 
@@ -29,26 +29,23 @@ from ..backends import current_writer
 from ..conf import djq_settings
 from ..exceptions import MessageError, NotRegistered
 from ..messaging.events import EventDispatcher, received_fields
-from ..messaging.producer import is_embedded, publish_now
+from ..messaging.producer import is_embedded
 from ..messaging.protocol import decode_task
 from ..registry import registry
-from ..control import signal_number
 from .eta import EtaParking
-from .link import BrokerLink
+from .dispatch import Dispatch
 from .modes import BURST_LOOK, RunLimits
 from .outcomes import Outcomes
 from .ratelimit import TokenBucket
 from .rejects import record_rejected
-from .request import Request, TaskCall, run_call
+from .request import Request, TaskCall
 from .revokes import Revokes
 from .trace import Outcome
 
 logger = logging.getLogger(__name__)
-#: AMQP's prefetch count is a 16-bit field
-MAX_PREFETCH = 65535
 
 
-class Consumer(BrokerLink):
+class Consumer(Dispatch):
     def __init__(self, *, pool: Any, queues: list[str], hostname: str, prefetch_count: int,
                  broker_url: str | None = None, soft_time_limit: float | None = None,
                  time_limit: float | None = None, events: EventDispatcher | None = None,
@@ -148,148 +145,6 @@ class Consumer(BrokerLink):
         message.reject(requeue=False)
         if self.events is not None:
             self.events.send("task-rejected", uuid=task_id, name=task_name, requeue=False, reason=reason)
-
-    # -- dispatching --------------------------------------------------------------
-    def _promote_scheduled(self) -> None:
-        now = time.monotonic()
-        while self.scheduled and self.scheduled[0][0] <= now:
-            self.reserved.append(heapq.heappop(self.scheduled)[2])
-
-    def _dispatch(self) -> None:
-        free = self.limits.room(self.pool.free_slots())
-        if free <= 0 or not self.reserved:
-            return
-        held: list[Request] = []
-        batch: list[Request] = []
-        while free > 0 and self.reserved:
-            request = self.reserved.popleft()
-            if request.id in self.revokes:
-                self.outcomes.not_run(request)
-                continue
-            if request.expired():
-                self.outcomes.not_run(request, "expired", expired=True)
-                continue
-            rate = request.task.rate_per_second
-            if rate is not None:
-                bucket = self.buckets.get(request.name)
-                if bucket is None:
-                    bucket = self.buckets[request.name] = TokenBucket(rate)
-                if not bucket.take():
-                    held.append(request)
-                    continue
-            free -= 1
-            batch.append(request)
-        self.reserved.extendleft(reversed(held))
-        self._rate_held = len(held)
-        for request in self._acked_for_start(batch):
-            self.limits.started += 1
-            self._submit(request)
-
-    def _acked_for_start(self, batch: list[Request]) -> list[Request]:
-        """The requests that may start: late-ack ones, and early-ack ones the broker took the ack of.
-
-        A message whose ack failed is delivered again, so running it here as well would run
-        an early-ack task twice (a broker restart at the wrong moment did just that).
-        """
-        early = [request for request in batch if not request.acks_late]
-        if not early:
-            return batch
-        failed = {id(request) for request in early if not self._ack(request)}
-        try:
-            self._flush_acks()  # batched acks (djq://) reach the broker before the tasks start
-        except Exception as exc:
-            logger.warning("could not ack %d task(s): %s", len(early), exc)
-            failed = {id(request) for request in early}
-        for request in early:
-            if id(request) in failed:
-                logger.warning("task %s[%s] not run: its ack failed, so the broker delivers it again",
-                               request.name, request.id)
-        return [request for request in batch if id(request) not in failed]
-
-    def _widen_prefetch(self) -> None:
-        """Keep held messages from taking the prefetch window from runnable ones.
-
-        An eta task not yet due and a task over its rate limit stay unacked in this worker,
-        and the broker counts them against the prefetch window; a few of them would stop
-        every task queued behind from arriving. So the window grows by the number held
-        (at most DJQ_WORKER_ETA_MAX_HELD) and shrinks back as they are let go. One QoS call
-        per loop turn at most, and none while nothing is held.
-        """
-        if not self.prefetch_count or self.kombu_consumer is None:
-            return  # 0 is no limit
-        held = min(len(self.scheduled) + self._rate_held, int(djq_settings.WORKER_ETA_MAX_HELD))
-        wanted = min(self.prefetch_count + held, MAX_PREFETCH)
-        if wanted != self._applied_prefetch:
-            self.kombu_consumer.qos(prefetch_count=wanted, apply_global=self._qos_global)
-            self._applied_prefetch = wanted
-
-    def _submit(self, request: Request) -> None:
-        default_soft, default_hard = self.task_limits.get(request.name) or (self.soft_time_limit, self.time_limit)
-        soft, hard = request.time_limits(default_soft, default_hard)
-        self._warn_unenforced(request.name, soft, hard)
-        seq = next(self._seq)
-        self.active[seq] = request
-        request.call_arg = request.call(seq, soft, hard, self.events is not None)
-        request.time_start = time.time()
-        if self.events is not None:
-            self.events.send("task-started", uuid=request.id)
-        handle = self.pool.apply_async(run_call, request.call_arg, self._on_done,
-                                       soft_time_limit=soft, time_limit=hard)
-        if handle is not None:
-            self.handles[seq] = handle
-
-    def _warn_unenforced(self, name: str, soft: float | None, hard: float | None) -> None:
-        missing = self.pool.unsupported(soft=bool(soft), hard=bool(hard))
-        if missing and name not in self._warned_limits:
-            self._warned_limits.add(name)
-            logger.warning("task %s has %s, which the %s pool cannot enforce (see docs/pools.md)",
-                           name, " and ".join(missing), self.pool.name)
-
-    def _release_parked(self) -> None:
-        try:
-            self.parking.release_due(lambda message: publish_now(message, self.broker_url))
-        except Exception as exc:
-            logger.warning("could not send waiting eta tasks back to the broker: %s", exc)
-
-    def _check_revokes(self) -> None:
-        """New revokes from the database; running tasks asked to terminate are stopped."""
-        for task_id in self.revokes.refresh():
-            signal = self.revokes.terminate.get(task_id)
-            if signal is None:
-                continue
-            for seq, request in list(self.active.items()):
-                if request.id == task_id:
-                    self._terminate(seq, request, signal)
-
-    def _terminate(self, seq: int, request: Request, signal: str) -> bool:
-        handle = self.handles.get(seq)
-        if handle is not None and self.pool.terminate_job(handle, signal_number(signal)):
-            logger.warning("task %s[%s] revoked: terminating it with %s", request.name, request.id, signal)
-            now = time.monotonic()
-            self._terminated = {i: t for i, t in self._terminated.items() if now - t < 60}
-            self._terminated[request.id] = now
-            return True
-        logger.warning("task %s[%s] revoked with terminate, but the %s pool cannot stop a running task: "
-                       "it runs to its end", request.name, request.id, self.pool.name)
-        return False
-
-    def revoke_now(self, task_ids: list[str], *, terminate: bool = False,
-                   signal: str = "SIGTERM") -> tuple[list[str], list[str]]:
-        """A revoke pushed by remote control, in the consumer thread: mark the ids now
-        (the database row, written by the sender, covers workers started later); with
-        ``terminate``, stop their running tasks. Returns (stopped, could not stop)."""
-        stopped: list[str] = []
-        unstoppable: list[str] = []
-        for task_id in task_ids:
-            self.revokes.add(task_id, terminate, signal)
-        if terminate:
-            for seq, request in list(self.active.items()):
-                if request.id in task_ids:
-                    (stopped if self._terminate(seq, request, signal) else unstoppable).append(request.id)
-            # the revoke's database row can reach this worker first (_check_revokes): a
-            # task it already stopped is stopped, not "none running here"
-            stopped += [i for i in task_ids if i in self._terminated and i not in stopped]
-        return stopped, unstoppable
 
     def _on_done(self, call: TaskCall, outcome: Outcome) -> None:
         """Called from the pool when a task finished; handled here once its states are stored."""
