@@ -13,14 +13,13 @@ idle round trips ``delay()`` -> ``AsyncResult.get()``. The worker is stopped by 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from .brokers import QUEUE, purge
-from .proc import WorkerProcess, scenario_main, scenario_parser
+from .djq_scenario import start_worker
+from .proc import scenario_main, scenario_parser
 from .watch import BrokerDepth, drain_figures, round_trips, wait_for
 
 
@@ -65,16 +64,6 @@ class Tables:
                     cursor.execute(f"DELETE FROM {table}")
         if not self.broker_url.startswith("djq:"):
             purge(self.broker_url)
-
-
-def start_worker(args: argparse.Namespace) -> WorkerProcess:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    argv = [sys.executable, "-m", "django", "djq_worker", "-P", args.pool, "-c", str(args.concurrency),
-            "-l", "WARNING", "-n", f"bench-{os.getpid()}@%h"]
-    worker = WorkerProcess(argv, env, Path(args.log), lambda line: line.startswith("djq ") and " worker " in line,
-                           pidfile=Path(args.pidfile) if args.pidfile else None)
-    worker.start()
-    return worker
 
 
 def bulk_enqueue(task: Any, tables: Tables, n: int) -> dict[str, Any] | None:
