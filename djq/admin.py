@@ -15,6 +15,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
@@ -58,6 +59,13 @@ def pretty_json(text: str | None) -> str:
 
 def pre(text: str | None) -> SafeString:
     return format_html('<pre style="{}">{}</pre>', _PRE_STYLE, text or "")
+
+
+def to_the_second(when: datetime | None) -> str | None:
+    """A time in the site's time zone, to the second (the admin's default stops at the minute)."""
+    if when is None:
+        return None
+    return f"{timezone.localtime(when) if timezone.is_aware(when) else when:%Y-%m-%d %H:%M:%S}"
 
 
 def format_runtime(seconds: float | None) -> str | None:
@@ -107,8 +115,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(TaskResult)
 class TaskResultAdmin(ReadOnlyAdmin):
-    list_display = ("task_id", "task_name", "state_badge", "progress_bar", "retries", "worker", "runtime_display",
-                    "date_created", "date_done")
+    list_display = ("short_id", "task_name", "state_badge", "progress_bar", "retries", "worker", "runtime_display",
+                    "created", "done")
     # A date_hierarchy would scan every row for its distinct dates; the date filter does not.
     list_filter = ("state", "task_name", "worker", "date_done")
     search_fields = ("task_id", "task_name")
@@ -137,6 +145,20 @@ class TaskResultAdmin(ReadOnlyAdmin):
         from .monitor_admin import revoke_results
 
         revoke_results(self, request, queryset)
+
+    @admin.display(description="id", ordering="task_id")
+    def short_id(self, obj: TaskResult) -> SafeString:
+        """The first 8 characters (enough to tell tasks apart); the full id on hover and on its page."""
+        return format_html('<span class="djq-task-id" title="{}" style="font-family: monospace;">{}</span>',
+                           obj.task_id, obj.task_id[:8])
+
+    @admin.display(description="created", ordering="date_created")
+    def created(self, obj: TaskResult) -> str | None:
+        return to_the_second(obj.date_created)
+
+    @admin.display(description="done", ordering="date_done")
+    def done(self, obj: TaskResult) -> str | None:
+        return to_the_second(obj.date_done)
 
     @admin.display(description="timeline")
     def events_timeline(self, obj: TaskResult) -> SafeString:
@@ -283,4 +305,4 @@ class RevokedTaskAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-from . import monitor_admin  # noqa: E402,F401  (workers, events, the dashboard)
+from . import events_admin, monitor_admin  # noqa: E402,F401  (events; workers and the dashboard)
