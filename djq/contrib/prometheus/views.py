@@ -19,7 +19,8 @@ from . import require
 
 require()
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client.exposition import choose_encoder  # noqa: E402
 
 from .cluster import ClusterCollector  # noqa: E402
 
@@ -36,4 +37,6 @@ def metrics(request: HttpRequest, token: str | None = None) -> HttpResponse:
                                     content_type="text/plain")
             response["WWW-Authenticate"] = 'Bearer realm="djq metrics"'
             return response
-    return HttpResponse(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)
+    # The text format, or OpenMetrics when the scraper asks for it (Prometheus does).
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encode(_registry), content_type=content_type)

@@ -105,8 +105,9 @@ def autoscale(value: str) -> tuple[int, int]:
 
 def metrics_address(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected PORT or HOST:PORT, e.g. 9808 or 127.0.0.1:9808, got {value!r}")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected PORT or HOST:PORT (0 = any free port), e.g. 9808 or "
+                                         f"127.0.0.1:9808, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
