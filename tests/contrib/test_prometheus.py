@@ -47,9 +47,9 @@ def test_metrics_view_and_worker_exporter(broker: Any, start_worker: Any) -> Non
     client = Client()
     assert client.get("/metrics/djq").status_code == 401  # the token is required
     assert client.get("/metrics/djq", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
-    every = IntervalSchedule.objects.create(every=1, period="hours")
-    PeriodicTask.objects.create(name="hourly metrics", task="tests.testapp.tasks.noop", interval=every,
-                                total_run_count=2)
+    every = IntervalSchedule.objects.using(broker).create(every=1, period="hours")
+    PeriodicTask.objects.using(broker).create(name="hourly metrics", task="tests.testapp.tasks.noop",
+                                              interval=every, total_run_count=2)
 
     waiting = [add.delay(i, 1) for i in range(3)]  # before any worker: they wait in "default"
     before = scrape_view(client)
@@ -90,7 +90,8 @@ def test_metrics_view_and_worker_exporter(broker: Any, start_worker: Any) -> Non
     assert value(own, "djq_worker_active_tasks") == 0
     assert (value(own, "process_resident_memory_bytes") or 0) > 0
 
-    wait_for(lambda: WorkerState.objects.filter(WorkerState.online_q()).exists(), what="the worker online")
+    wait_for(lambda: WorkerState.objects.using(broker).filter(WorkerState.online_q()).exists(),
+             what="the worker online")
     after = scrape_view(client)
     assert value(after, "djq_workers_online") == 1
     assert value(after, "djq_queue_messages", queue="default") == 0
