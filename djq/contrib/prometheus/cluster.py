@@ -44,8 +44,8 @@ class ClusterCollector(Collector):
         online = GaugeMetricFamily("djq_workers_online", "Workers whose heartbeat is current.")
         online.add_metric([], len(workers))
         yield online
-        active = GaugeMetricFamily("djq_worker_active_tasks", "Tasks running per online worker, at its last "
-                                   "heartbeat.", labels=["worker"])
+        active = GaugeMetricFamily("djq_heartbeat_active_tasks", "Tasks running per online worker, as its "
+                                   "last heartbeat said.", labels=["worker"])
         for worker in workers:
             active.add_metric([worker.hostname], worker.active)
         yield active
