@@ -192,7 +192,8 @@ def test_events_results_and_dashboard_refresh_at_1280px(live_server, tmp_path: P
             expect(events).to_have_text(["task-succeeded"])
             page.goto(f"{live_server.url}/admin/djq/taskevent/?event=task-started")
             expect(events).to_have_text(["task-started"])
-            page.goto(f"{live_server.url}/admin/djq/taskevent/?timestamp__gte=2000-01-01&timestamp__lt=2000-01-02")
+            page.goto(f"{live_server.url}/admin/djq/taskevent/?timestamp__gte=2000-01-01+00:00:00%2B00:00"
+                      "&timestamp__lt=2000-01-02+00:00:00%2B00:00")
             expect(events).to_have_count(0)
 
             # An event's page: milliseconds, and the traceback as lines, not one string of "\n"
