@@ -40,13 +40,20 @@ class WorkerMetrics:
                                  "name and outcome.", ["task", "state"], buckets=RUNTIME_BUCKETS,
                                  registry=self.registry)
         self._counters = {"succeeded": self.succeeded, "failed": self.failed, "retried": self.retried}
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._server: Any = None
 
     def observe(self, task: str, kind: str, state: str, runtime: float | None) -> None:
         """One finished task: ``kind`` is succeeded, failed or retried."""
-        self._counters[kind].labels(task).inc()
+        try:
+            counter, histogram = self._children[(task, kind, state)]
+        except KeyError:  # the first of its kind: labels() takes a lock and builds the child
+            counter = self._counters[kind].labels(task)
+            histogram = self.runtime.labels(task, state)
+            self._children[(task, kind, state)] = counter, histogram
+        counter.inc()
         if runtime is not None and runtime >= 0:
-            self.runtime.labels(task, state).observe(runtime)
+            histogram.observe(runtime)
 
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A figure read from the worker at scrape time."""
