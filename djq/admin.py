@@ -63,11 +63,13 @@ def pre(text: str | None) -> SafeString:
     return format_html('<pre style="{}">{}</pre>', _PRE_STYLE, text or "")
 
 
-def to_the_second(when: datetime | None) -> str | None:
-    """A time in the site's time zone, to the second (the admin's default stops at the minute)."""
+def to_the_second(when: datetime | None, ms: bool = False) -> str | None:
+    """A time in the site's time zone, to the second (the admin's default stops at the
+    minute), or to the millisecond."""
     if when is None:
         return None
-    return f"{timezone.localtime(when) if timezone.is_aware(when) else when:%Y-%m-%d %H:%M:%S}"
+    local = timezone.localtime(when) if timezone.is_aware(when) else when
+    return f"{local:%Y-%m-%d %H:%M:%S.%f}"[:-3] if ms else f"{local:%Y-%m-%d %H:%M:%S}"
 
 
 def breakable(text: str, after: str) -> SafeString:
@@ -140,12 +142,12 @@ class TaskResultAdmin(ReadOnlyAdmin):
     list_filter = ("state", "task_name", "worker", "date_done")
     search_fields = ("task_id", "task_name")
     readonly_fields = ("state_badge", "progress_bar", "runtime_display", "args_pretty", "kwargs_pretty", "result_pretty",
-                       "traceback_pretty", "events_timeline")
+                       "traceback_pretty", "events_timeline", "created_at", "started_at", "done_at")
     fieldsets = (
         (None, {"fields": ("task_id", "task_name", "state_badge", "progress_bar", "worker", "queue", "retries")}),
         ("Call", {"fields": ("args_pretty", "kwargs_pretty", "root_id", "parent_id")}),
         ("Outcome", {"fields": ("result_pretty", "traceback_pretty")}),
-        ("Timing", {"fields": ("date_created", "date_started", "date_done", "runtime_display")}),
+        ("Timing", {"fields": ("created_at", "started_at", "done_at", "runtime_display")}),
         ("Events", {"fields": ("events_timeline",)}),
     )
     actions = ("retry", "revoke")
@@ -198,6 +200,18 @@ class TaskResultAdmin(ReadOnlyAdmin):
     @admin.display(description="done", ordering="date_done")
     def done(self, obj: TaskResult) -> SafeString | str:
         return two_lines(to_the_second(obj.date_done))
+
+    @admin.display(description="created")
+    def created_at(self, obj: TaskResult) -> str | None:
+        return to_the_second(obj.date_created, ms=True)
+
+    @admin.display(description="started")
+    def started_at(self, obj: TaskResult) -> str | None:
+        return to_the_second(obj.date_started, ms=True)
+
+    @admin.display(description="done")
+    def done_at(self, obj: TaskResult) -> str | None:
+        return to_the_second(obj.date_done, ms=True)
 
     @admin.display(description="timeline")
     def events_timeline(self, obj: TaskResult) -> SafeString:

@@ -176,6 +176,10 @@ def test_events_results_and_dashboard_refresh_at_1280px(live_server, tmp_path: P
             assert done is not None and done["x"] + done["width"] <= 1280
             box = short.bounding_box()
             assert box is not None and box["height"] < 25  # one line (the full id wrapped to four)
+            short.click()  # the result's page: the full id, times to the millisecond
+            expect(page.locator(".field-task_id .readonly")).to_have_text(task_id)
+            expect(page.locator(".field-done_at .readonly")).to_have_text(
+                re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.250$"))
 
             # Task events: newest first, heartbeats hidden until asked for, named task events
             page.goto(f"{live_server.url}/admin/djq/taskevent/")
