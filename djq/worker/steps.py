@@ -205,6 +205,7 @@ class Metrics(Step):
 
     requires = (TaskConsumer,)
     metrics: Any = None
+    address: Any = None
 
     def include_if(self, worker: Worker) -> bool:
         return worker.options.metrics_address is not None
@@ -222,9 +223,14 @@ class Metrics(Step):
         self.metrics.gauge("djq_worker_pool_slots", "Tasks this worker's pool can run at once.",
                            lambda: pool.concurrency)
         consumer.outcomes.listeners.append(self.metrics.observe)
-        # Listen now, before any step starts: a port in use fails the start with one line
-        # and nothing to clean up (the server's thread is a daemon).
-        self.metrics.serve(*worker.options.metrics_address)  # type: ignore[misc]
+        # A port in use fails here, before any step starts, with one line and nothing to
+        # undo. The server itself starts last: a prefork pool's fork server, forked when
+        # the Pool step starts, must not inherit its socket or its thread.
+        self.address = worker.options.metrics_address
+        self.metrics.check_address(*self.address)
+
+    def start(self) -> None:
+        self.metrics.serve(*self.address)
 
     def stop(self) -> None:
         self.metrics.close()

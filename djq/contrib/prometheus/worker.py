@@ -8,6 +8,7 @@ lookup and two increments); the pool's gauges are read only when scraped.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any, Callable
 
 from . import MetricsError, require
@@ -58,6 +59,19 @@ class WorkerMetrics:
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A figure read from the worker at scrape time."""
         Gauge(name, documentation, registry=self.registry).set_function(read)
+
+    @staticmethod
+    def check_address(host: str, port: int) -> None:
+        """Fail now, with one line, when ``host:port`` cannot be listened on."""
+        if port == 0:
+            return
+        try:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+        except OSError as exc:
+            raise MetricsError(f"--metrics-port: cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
     def serve(self, host: str, port: int) -> None:
         try:
