@@ -4,6 +4,9 @@ VENV ?= .venv
 # CI pins the Django series per Python, e.g. DJANGO='django>=5.2,<5.3'
 DJANGO ?=
 PY := $(VENV)/bin/python
+# make demo PORT=8011 (HOST=0.0.0.0 to reach it from another machine)
+PORT ?= 8000
+HOST ?= 127.0.0.1
 
 .PHONY: demo test bench install clean
 
@@ -16,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	cd example_project && ../$(PY) manage.py demo
+	cd example_project && ../$(PY) manage.py demo --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ from .conf import djq_settings
 logger = logging.getLogger(__name__)
 
 RATE_WINDOW = 60.0
+NAME_CACHE = 10_000  # task ids whose names the camera remembers
 
 
 class LiveView:
@@ -86,6 +87,7 @@ class Camera:
         self.prune_every = prune_every
         self._next_prune = 0.0
         self.stored = 0
+        self.names: OrderedDict[str, str] = OrderedDict()  # task id -> name, newest last
 
     def __call__(self, event: dict[str, Any]) -> None:
         self.buffer.append(event)
@@ -95,11 +97,41 @@ class Camera:
 
         events, self.buffer = self.buffer, []
         if events:
+            self._name_tasks(events)
             TaskEvent.objects.bulk_create([_row(TaskEvent, event) for event in events])
             self.stored += len(events)
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + self.prune_every
             self.prune()
+
+    def _name_tasks(self, events: list[dict[str, Any]]) -> None:
+        """Give every task event its task's name. Only task-received (and task-sent) carry
+        it on the wire; later events are named from those seen before, else from the
+        stored events and results (one query each per batch that needs it)."""
+        from .models import TaskEvent, TaskResult
+
+        for event in events:
+            if event.get("uuid") and event.get("name"):
+                self._remember(str(event["uuid"]), str(event["name"]))
+        missing = {str(e["uuid"]) for e in events
+                   if e.get("uuid") and not e.get("name") and str(e["uuid"]) not in self.names}
+        if missing:
+            for model in (TaskEvent, TaskResult):
+                unknown = [task_id for task_id in missing if task_id not in self.names]
+                if unknown:
+                    rows = (model.objects.filter(task_id__in=unknown).exclude(task_name="")
+                            .values_list("task_id", "task_name"))
+                    for task_id, name in rows:
+                        self._remember(task_id, name)
+        for event in events:
+            if event.get("uuid") and not event.get("name"):
+                event["name"] = self.names.get(str(event["uuid"]), "")
+
+    def _remember(self, task_id: str, name: str) -> None:
+        self.names[task_id] = name
+        self.names.move_to_end(task_id)
+        while len(self.names) > NAME_CACHE:
+            self.names.popitem(last=False)
 
     def prune(self) -> int:
         from .models import TaskEvent

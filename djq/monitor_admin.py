@@ -155,21 +155,6 @@ class WorkerStateAdmin(admin.ModelAdmin):
         run_command(self, request, list(queryset.values_list("hostname", flat=True)), "pool_shrink", {"n": 1})
 
 
-@admin.register(TaskEvent)
-class TaskEventAdmin(admin.ModelAdmin):
-    list_display = ("timestamp", "event", "task_name", "task_id", "hostname")
-    list_filter = ("event",)
-    search_fields = ("task_id", "task_name", "hostname")
-    readonly_fields = [f.name for f in TaskEvent._meta.fields]
-    show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(Dashboard)
 class DashboardAdmin(admin.ModelAdmin):
     """The dashboard page, at the proxy model's changelist URL."""
@@ -199,11 +184,24 @@ class DashboardAdmin(admin.ModelAdmin):
             "title": "Task dashboard",
             "opts": self.model._meta,
             "board": board,
-            "refresh": REFRESH_SECONDS,
+            "refresh": refresh_seconds(request),
+            "refreshed": _count(request.GET.get("refreshed")),
             "throughput": dashboard.throughput_chart(board.per_minute),
             "queue_chart": dashboard.bar_chart([(n, d) for n, d in board.queues if d is not None], "chart-queues"),
             "p95_chart": dashboard.bar_chart([(name, p95) for name, _, _, p95 in board.runtimes[:15]],
                                              "chart-runtime", " s"),
             "workers": [(w, online_badge(w), age(w.last_heartbeat)) for w in board.workers],
         }
+        if request.GET.get("fragment"):  # the page's script refreshing the figures in place
+            return TemplateResponse(request, "admin/djq/dashboard_figures.html", context)
         return TemplateResponse(request, "admin/djq/dashboard.html", context)
+
+
+def refresh_seconds(request: HttpRequest) -> int:
+    """Seconds between refreshes: ``?refresh=N`` (1 to 3600), else REFRESH_SECONDS."""
+    asked = _count(request.GET.get("refresh"))
+    return min(max(asked, 1), 3600) if asked else REFRESH_SECONDS
+
+
+def _count(value: str | None) -> int:
+    return int(value) if value and value.isdigit() and len(value) < 8 else 0

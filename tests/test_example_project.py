@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -74,6 +75,17 @@ def states(db: Path, task_ids: list[str]) -> dict[str, str]:
     return dict(rows)
 
 
+def declared(db: Path) -> bool:
+    """Whether beat synced the demo's declared periodic task into the database (its first
+    run is 30 s later: not waited for here, beat's own tests cover the runs)."""
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            row = conn.execute("SELECT enabled FROM djq_periodictask WHERE task = 'demo.tasks.tick'").fetchone()
+    except sqlite3.OperationalError:  # not migrated yet, or busy
+        return False
+    return bool(row and row[0])
+
+
 def events(db: Path, task_ids: list[str]) -> set[str]:
     """Ids among ``task_ids`` whose task-succeeded or task-failed event the camera stored."""
     try:
@@ -112,24 +124,29 @@ def test_demo_runs_samples_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         final: dict[str, str] = {}
         recorded: set[str] = set()
         served = False
+        synced = False
         while time.monotonic() < deadline and demo.poll() is None:
             children |= children_of(demo.pid)
             sent = {task_id: name for name, task_id in SENT_RE.findall(log.read_text())}
             served = served or page_answers(f"http://127.0.0.1:{port}/")
             final = {k: v for k, v in states(db, list(sent)).items() if v in ("SUCCESS", "FAILURE")} if sent else {}
             recorded = events(db, list(sent)) if sent else set()
-            if served and len(sent) >= 6 and len(final) == len(sent) and len(recorded) == len(sent):
+            synced = declared(db)
+            if served and len(sent) >= 7 and len(final) == len(sent) and len(recorded) == len(sent) and synced:
                 break
             time.sleep(0.5)
         output = log.read_text()
         assert demo.poll() is None, f"demo exited early:\n{output}"
         assert served, f"the home page never answered:\n{output}"
-        assert len(children) == 3, f"expected an event camera, a worker and a web server, found {children}"
-        assert len(sent) >= 6 and len(final) == len(sent), f"tasks not finished: {final} of {sent}\n{output}"
+        assert len(children) == 4, f"expected an event camera, a worker, beat and a web server, found {children}"
+        assert len(sent) >= 7 and len(final) == len(sent), f"tasks not finished: {final} of {sent}\n{output}"
+        assert synced, f"beat did not sync the declared periodic task demo.tasks.tick\n{output}"
+        assert "beat: periodic task 'demo: tick every 30 s' created from code" in output
         by_name = {sent[task_id]: state for task_id, state in final.items()}
         assert by_name["demo.tasks.fail()"] == "FAILURE"
         assert by_name["demo.tasks.slow(3)"] == "SUCCESS"
         assert by_name["demo.tasks.add(2, 3)"] == "SUCCESS"
+        assert by_name["demo.tasks.count_to(10)"] == "SUCCESS"
         assert "user: admin  password: admin" in output
         assert recorded == set(sent), f"the camera stored no final event for {set(sent) - recorded}\n{output}"
 
@@ -144,3 +161,13 @@ def test_demo_runs_samples_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         for pid in children:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_make_demo_takes_a_port() -> None:
+    """``make demo PORT=8011`` (README) reaches the demo command as --port 8011."""
+    if not shutil.which("make"):
+        pytest.skip("make is not installed")
+    planned = subprocess.run(["make", "-n", "demo", "PORT=8011", "HOST=0.0.0.0", f"VENV={sys.prefix}"],
+                             cwd=EXAMPLE_PROJECT.parent, capture_output=True, text=True, timeout=60)
+    assert planned.returncode == 0, planned.stderr
+    assert "manage.py demo --host 0.0.0.0 --port 8011" in planned.stdout

@@ -35,6 +35,9 @@ class Outcomes:
         self._ack = ack
         #: whether a request came on the live broker channel (a requeue needs it)
         self._current = current
+        #: called as (task name, "succeeded"|"failed"|"retried", state, runtime) per finished
+        #: task, in the consumer thread (the metrics exporter); keep them quick
+        self.listeners: list[Callable[[str, str, str, float | None], None]] = []
 
     # -- tasks that ran -----------------------------------------------------------
     def finished(self, request: Request, outcome: Outcome, terminated_by: str | None = None) -> None:
@@ -50,6 +53,8 @@ class Outcomes:
             outcome = self._record_failure(request, outcome)
         kind = {states.SUCCESS: "succeeded", states.RETRY: "retried"}.get(outcome.state, "failed")
         self.stats[kind] += 1
+        for listener in self.listeners:
+            listener(request.name, kind, outcome.state, outcome.runtime)
         if self.events is not None:
             self._send(self.events, request, outcome)
         if request.acks_late:

@@ -200,6 +200,45 @@ class HeartbeatStep(Step):
         self.heartbeat.stop(wait=False)
 
 
+class Metrics(Step):
+    """--metrics-port: this worker's counters and runtimes for Prometheus (djq.contrib.prometheus)."""
+
+    requires = (TaskConsumer,)
+    metrics: Any = None
+    address: Any = None
+
+    def include_if(self, worker: Worker) -> bool:
+        return worker.options.metrics_address is not None
+
+    def create(self, worker: Worker) -> None:
+        from ..contrib.prometheus.worker import WorkerMetrics
+
+        consumer = self.blueprint.get(TaskConsumer).consumer
+        pool = self.blueprint.get(Pool).pool
+        self.metrics = WorkerMetrics(worker.options.hostname)
+        self.metrics.gauge("djq_worker_active_tasks", "Tasks running in this worker's pool.",
+                           lambda: len(consumer.active))
+        self.metrics.gauge("djq_worker_reserved_tasks", "Messages this worker holds, waiting for a free slot.",
+                           lambda: len(consumer.reserved))
+        self.metrics.gauge("djq_worker_pool_slots", "Tasks this worker's pool can run at once.",
+                           lambda: pool.concurrency)
+        consumer.outcomes.listeners.append(self.metrics.observe)
+        # A port in use fails here, before any step starts, with one line and nothing to
+        # undo. The server itself starts last: a prefork pool's fork server, forked when
+        # the Pool step starts, must not inherit its socket or its thread.
+        self.address = worker.options.metrics_address
+        self.metrics.check_address(*self.address)
+
+    def start(self) -> None:
+        self.metrics.serve(*self.address)
+
+    def stop(self) -> None:
+        self.metrics.close()
+
+    def terminate(self) -> None:
+        self.metrics.close()
+
+
 STEPS: tuple[type[Step], ...] = (
-    Database, Pool, Results, Events, TaskConsumer, Autoscale, Control, HeartbeatStep, EmbeddedBeat,
+    Database, Pool, Results, Events, TaskConsumer, Autoscale, Control, HeartbeatStep, EmbeddedBeat, Metrics,
 )

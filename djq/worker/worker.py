@@ -54,6 +54,8 @@ class WorkerOptions:
     events: bool = False  # -E: publish task and worker events
     burst: bool = False  # --burst: stop once idle with nothing ready (djq/worker/modes.py)
     max_tasks: int | None = None  # --max-tasks: stop after handing this many tasks to the pool
+    #: --metrics-port: (host, port) of the Prometheus exporter (djq.contrib.prometheus), or None
+    metrics_address: tuple[str, int] | None = None
 
     @classmethod
     def from_settings(cls, **given: Any) -> WorkerOptions:

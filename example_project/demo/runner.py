@@ -1,5 +1,5 @@
-"""The demo's child processes, run and stopped together: an event camera, a djq worker
-and the development web server.
+"""The demo's child processes, run and stopped together: an event camera, a djq worker,
+beat (which sends the periodic tasks, e.g. ``demo.tasks.tick``) and the development web server.
 
 The worker sends events (``-E``) and the camera (``djq_events --camera``) stores them, so
 the admin's Events page and each result's timeline have something to show. All children run ``manage.py`` with this process's Python, in their own session: a
@@ -28,6 +28,7 @@ class Children:
         self.commands = {
             "event camera": [*manage, "djq_events", "--camera"],
             "worker": [*manage, "djq_worker", "-P", "threads", "-c", str(concurrency), "-E"],
+            "beat": [*manage, "djq_beat"],
             "web server": [*manage, "runserver", f"{host}:{port}", "--noreload"],
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}

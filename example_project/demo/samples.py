@@ -28,6 +28,7 @@ BUTTONS: dict[str, Sample] = {
     "add": Sample("Quick: add(2, 3)", tasks.add, (2, 3)),
     "slow": Sample("Slow: slow(3 s)", tasks.slow, (3,)),
     "fail": Sample("Failing: fail()", tasks.fail),
+    "progress": Sample("With progress: count_to(10)", tasks.count_to, (10,)),
 }
 
 #: What ``manage.py demo`` sends at start, so the admin has something to show at once.
@@ -38,4 +39,5 @@ STARTUP: tuple[Sample, ...] = (
     Sample("whoami", tasks.whoami),
     Sample("slow", tasks.slow, (3,)),
     Sample("fail", tasks.fail),
+    Sample("progress", tasks.count_to, (10,)),
 )

@@ -61,7 +61,7 @@ def test_dashboard_shows_rates_runtimes_queues_and_workers(admin_client: Client)
     assert "alive@h" in page and "dead@h" not in page and "djq-worker-online" in page
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page and SCRIPT not in page
     assert re.search(r"queries in [\d.]+ ms", page)
-    assert "https://" not in page.split('id="djq-dashboard"', 1)[1]  # no CDN: charts are inline SVG
+    assert "https://" not in page.split('id="djq-board"', 1)[1]  # no CDN: charts are inline SVG
 
     board = collect()
     assert board.succeeded == 6 and board.failed == 1

@@ -57,6 +57,12 @@ def test_camera_stores_task_and_worker_events_and_prunes_old_ones(broker, start_
     wait_for(lambda: "task-failed" in _events(broker, failed.id), what="task-failed stored")
     failure = TaskEvent.objects.using(broker).get(task_id=failed.id, event="task-failed")
     assert "<b>boom</b>" in failure.fields["exception"] and "ValueError" in failure.fields["traceback"]
+    # only task-sent/received carry the name on the wire; the camera names the others too
+    names = set(TaskEvent.objects.using(broker).filter(task_id__in=(ok.id, failed.id))
+                .values_list("event", "task_name"))
+    assert {("task-started", "tests.testapp.tasks.add"), ("task-succeeded", "tests.testapp.tasks.add"),
+            ("task-failed", "tests.testapp.tasks.fail")} <= names
+    assert all(name for _, name in names), names
     wait_for(lambda: TaskEvent.objects.using(broker).filter(event="worker-heartbeat", hostname=hostname).exists(),
              what="heartbeat event")
     assert TaskEvent.objects.using(broker).filter(event="worker-online", hostname=hostname).exists()

@@ -1,6 +1,7 @@
 """``manage.py djq_worker``: run a worker."""
 from __future__ import annotations
 
+import argparse
 import gc
 import logging
 from typing import Any
@@ -39,6 +40,9 @@ class Command(BaseCommand):
         parser.add_argument("--autoscale", type=autoscale, metavar="MAX,MIN", help="grow/shrink the pool")
         parser.add_argument("-B", "--beat", action="store_true", help="also run beat (periodic tasks) in this worker")
         parser.add_argument("-E", "--events", action="store_true", help="publish task and worker events (djq_events)")
+        parser.add_argument("--metrics-port", type=metrics_address, metavar="[HOST:]PORT", dest="metrics_address",
+                            help="serve this worker's Prometheus metrics on PORT (all interfaces unless HOST); "
+                                 "needs djq[prometheus]")
         parser.add_argument("-O", dest="optimization", choices=("default", "fair"), default="default",
                             help="scheduling; djq always sends work only to free slots, so both are fair")
 
@@ -64,6 +68,7 @@ class Command(BaseCommand):
                 soft_time_limit=soft, time_limit=hard, autoscale=opts["autoscale"], beat=opts["beat"],
                 events=opts["events"], exclude_queues=exclude, burst=opts["burst"], max_tasks=opts["max_tasks"],
                 max_tasks_per_child=opts["max_tasks_per_child"], max_memory_per_child=opts["max_memory_per_child"],
+                metrics_address=opts["metrics_address"],
             )
             code = Worker(options).run(self.stdout)
         except DjqError as exc:
@@ -96,6 +101,14 @@ def autoscale(value: str) -> tuple[int, int]:
     if bounds[1] > bounds[0]:
         raise ValueError(value)
     return bounds
+
+
+def metrics_address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected PORT or HOST:PORT (0 = any free port), e.g. 9808 or "
+                                         f"127.0.0.1:9808, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def configure_logging(level: str) -> None:

@@ -1,4 +1,4 @@
-"""``manage.py demo``: migrate, create admin/admin, run a worker, an event camera and the web server, send sample tasks."""
+"""``manage.py demo``: migrate, create admin/admin, run a worker, beat, an event camera and the web server, send sample tasks."""
 from __future__ import annotations
 
 import signal
@@ -25,7 +25,7 @@ EVENTS_PATIENCE = 15.0
 
 
 class Command(BaseCommand):
-    help = "Run the djq demo: a worker and the web server, with sample tasks to watch in the admin."
+    help = "Run the djq demo: a worker, beat and the web server, with sample tasks to watch in the admin."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="address the web server listens on")
@@ -45,7 +45,7 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stop.set())
         children = Children(MANAGE_PY, opts["host"], opts["port"], opts["concurrency"])
         base = f"http://{opts['host']}:{opts['port']}/"
-        self.say("Starting the event camera, the djq worker and the web server ...")
+        self.say("Starting the event camera, the djq worker, beat and the web server ...")
         children.start()
         try:
             announced = False
@@ -64,7 +64,7 @@ class Command(BaseCommand):
                             self.say(f"  sent {sample} as task {sample.send()}")
                     self.announce(base)
                     announced = True
-            self.say("Stopping the worker and the web server ...")
+            self.say("Stopping the worker, beat and the web server ...")
         finally:
             children.stop()
         self.say("Demo stopped.")
@@ -83,6 +83,7 @@ class Command(BaseCommand):
             f"  Admin:      {base}admin/   (user: admin  password: admin)\n"
             f"  Results:    {base}admin/djq/taskresult/\n"
             f"  Events:     {base}admin/djq/taskevent/\n"
+            f"  Periodic:   {base}admin/djq/periodictask/   (beat sends 'demo: tick every 30 s')\n"
             "  Press Ctrl-C to stop.\n"
         ))
 
