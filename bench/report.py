@@ -196,7 +196,9 @@ def print_beat(results: dict[str, Any]) -> None:
             (f"tick, nothing due ({idle['ticks']} ticks)", f"median {_ms(idle['ms_median'])}",
              f"min {_ms(idle['ms_min'])}, max {_ms(idle['ms_max'])}; CPU median {_ms(idle['cpu_ms_median'])}"),
             ("first tick after start-up", _ms(first["ms"]), f"CPU {_ms(first['cpu_ms'])}"),
-            ("in the bench process: the tick's query", _ms(_get(f, "in_process.query_ms")), "median of 5"),
+            ("in the bench process: the quiet tick's probe", _ms(_get(f, "in_process.probe_ms")), "median of 5"),
+            ("in the bench process: check of every next run", f"{_get(f, 'in_process.revalidate_s') or 0:.1f} s",
+             "once a minute, in a thread beside the ticks"),
             ("in the bench process: tick, nothing due", _ms(_get(f, "in_process.tick_ms")), "median of 5"),
         ]
         table += [(f"tick sending {d['due']:,} due runs", _s(d["ms"] / 1000),

@@ -48,7 +48,9 @@ def check_max_tick(value: Any) -> float:
 
 
 class Beat:
-    def __init__(self, *, max_tick: float | None = None, using: str | None = None, name: str | None = None) -> None:
+    def __init__(self, *, max_tick: float | None = None, using: str | None = None, name: str | None = None,
+                 revalidate_every: float = FULL_READ_EVERY) -> None:
+        self.revalidate_every = revalidate_every
         self.max_tick = check_max_tick(djq_settings.BEAT_MAX_TICK if max_tick is None else max_tick)
         self.name = name or default_name()
         self.scheduler = Scheduler(using=using, beat_name=self.name, revalidated_elsewhere=True)
@@ -93,7 +95,7 @@ class Beat:
             logger.info("beat %s stopped", self.name)
 
     def _revalidate(self) -> None:
-        """Check every stored next run now and every FULL_READ_EVERY seconds after (djq.beat.probe),
+        """Check every stored next run now and every ``revalidate_every`` seconds after (djq.beat.probe),
         beside the ticks: edits made by ``QuerySet.update()`` take effect within that time."""
         try:
             while not self._stopping.is_set():
@@ -110,7 +112,7 @@ class Beat:
                                  time.perf_counter() - started, fixed)
                 finally:
                     dbhygiene.clean_connections()
-                self._stopping.wait(FULL_READ_EVERY)
+                self._stopping.wait(self.revalidate_every)
         finally:
             dbhygiene.close_all()
 
