@@ -215,3 +215,16 @@ def print_beat(results: dict[str, Any]) -> None:
         for label, value, detail in table:
             print(f"  {label:<{width}}  {value:>{vwidth}}  {detail}".rstrip())
     print(flush=True)
+
+
+def print_beat_three(results: dict[str, Any]) -> None:
+    """Three beats, one killed: were all the frequent tasks' slots sent once each?"""
+    for f in (v for v in results.values() if isinstance(v, dict)):
+        print(f"\n== three djq_beat on {f['tasks']:,} periodic tasks for {f['seconds']:g} s, one SIGKILLed at "
+              f"{f['killed_at_s']:g} s; {f['fast']} tasks every second, {f['burst']:,} every 10 s ==")
+        print(f"  runs {f['runs']:,}, messages {f['messages']:,}; missed slots {f['missed_slots']}, duplicate runs "
+              f"{f['duplicate_runs']}, duplicate messages {f['duplicate_messages']}, runs without a message "
+              f"{f['runs_without_message']}, messages without a run {f['messages_without_run']}")
+        print(f"  peak RSS of the two survivors: {', '.join(_mib(kb) for kb in f['peak_rss_kb'])}; "
+              f"exit codes {f['exit_codes']}")
+    print(flush=True)

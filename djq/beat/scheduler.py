@@ -53,7 +53,7 @@ from ..conf import djq_settings
 from ..exceptions import DjqError
 from ..registry import registry
 from . import timing
-from .claims import BATCH, AsRead, Due, claim_many, claim_one, store_due
+from .claims import BATCH, AsRead, Due, claim_many, claim_one, insert_runs, store_due
 from .probe import probe, revalidate
 from .runs import ORPHAN_AFTER, embedded_here, mark_published, publish, publish_many, run_now, send_orphans  # noqa: F401 (public here)
 from .schedules import Clocked, ScheduleError
@@ -200,7 +200,7 @@ class Scheduler:
                 taken = claim_many(batch, self.using)
                 sent = timing.to_db(timing.now())
                 mine = [(due, self._run_row(due, sent)) for due in batch if due.row.pk in taken]
-                PeriodicRun.objects.using(self.using).bulk_create([run for _, run in mine])
+                insert_runs([run for _, run in mine], self.using)
                 if self.one_transaction:
                     publish_many([(due.task, due.row, run) for due, run in mine])
         except (IntegrityError, DjqError) as exc:
