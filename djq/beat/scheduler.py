@@ -56,7 +56,7 @@ from . import timing
 from .claims import BATCH, AsRead, Due, claim_many, claim_one, insert_runs, store_due
 from .probe import probe, revalidate
 from .runs import ORPHAN_AFTER, embedded_here, mark_published, publish, publish_many, run_now, send_orphans  # noqa: F401 (public here)
-from .schedules import Clocked, ScheduleError
+from .schedules import Clocked, Schedule, ScheduleError
 
 if TYPE_CHECKING:
     from ..models import PeriodicRun, PeriodicTask
@@ -67,6 +67,8 @@ PRUNE_EVERY = 3600.0
 FULL_READ_EVERY = 60.0
 #: Rows fetched at a time when reading the table.
 READ_CHUNK = 2000
+#: Parsed schedules kept (the cache starts again when full).
+SCHEDULE_CACHE = 10_000
 
 
 class Scheduler:
@@ -87,6 +89,8 @@ class Scheduler:
         self._unsent = False
         #: next runs this tick worked out for rows it did not claim, written together at its end
         self._due_found: list[tuple[AsRead, datetime | None]] = []
+        #: parsed schedules by (kind, schedule row id, its date_changed)
+        self._schedules: dict[tuple[str, int, datetime], Schedule] = {}
         #: True when another thread runs ``revalidate`` (djq.beat.service); then no tick does
         self.revalidated_elsewhere = revalidated_elsewhere
         #: set by that thread when it fixed a stored next run: the next tick reads the due rows
@@ -158,7 +162,7 @@ class Scheduler:
             self._store_due(row, None)
             return None
         try:
-            schedule = row.schedule
+            schedule = self._schedule_of(row)
             timeline: dict[str, Any] = {
                 "last_run_at": timing.from_db(row.last_run_at), "changed_at": row.changed_at(),
                 "start_time": timing.from_db(row.start_time), "run_count": row.total_run_count,
@@ -186,6 +190,19 @@ class Scheduler:
             self._store_due(row, scheduled)
             return None
         return Due(row, schedule, scheduled, following, disable, task)
+
+    def _schedule_of(self, row: PeriodicTask) -> Schedule:
+        """``row.schedule``, parsed once per schedule row and edit (a crontab's parse is not free)."""
+        model = row.schedule_model
+        if model is None:
+            return row.schedule  # raises ScheduleError
+        key = (type(model).__name__, model.pk, model.date_changed)
+        found = self._schedules.get(key)
+        if found is None:
+            if len(self._schedules) >= SCHEDULE_CACHE:
+                self._schedules.clear()
+            found = self._schedules[key] = model.as_schedule()
+        return found
 
     def _send_batch(self, batch: list[Due]) -> None:
         """Claim a batch with one statement, log the runs with one insert, send the messages.
