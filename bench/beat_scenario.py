@@ -5,8 +5,9 @@ On the database in ``DJQ_BENCH_DB`` (a fresh PostgreSQL database made by bench.p
 1. ``bulk_create`` N enabled periodic tasks of ``bench.noop``, interval and crontab in
    turn by pk: every 2-25 hours; daily, weekday or monthly crontabs in UTC, Europe/Paris
    and America/New_York at hours that do not come up during the run. Nothing is due.
-2. In this process, before the beat starts: the tick's query alone, and a whole tick
-   with nothing due (``Scheduler.tick``), each the median of a few runs.
+2. In this process, before the beat starts: one pass of ``probe.revalidate`` (the check of
+   every stored next run the service runs in a thread), then the quiet tick's probe alone
+   and a whole quiet tick (``Scheduler.tick``), each the median of a few runs.
 3. A real ``djq_beat -l DEBUG --max-tick 1``. It logs one line per tick, "tick took X ms
    (Y ms CPU)" (djq.beat.service), and one line per run it sends.
 4. Idle: the ticks of ``--idle-seconds`` with nothing due.
@@ -74,12 +75,18 @@ def median_ms(action: Any, runs: int = 5) -> float:
 
 
 def in_process() -> dict[str, float]:
-    """What a tick with nothing due costs here, and how much of it is the query (ms, medians of 5)."""
+    """In this process: the quiet tick's probe alone, a whole quiet tick (medians of 5, ms), and
+    one pass of the check of every stored next run that the service runs beside the ticks (s)."""
+    from djq.beat.probe import probe, revalidate
     from djq.beat.scheduler import Scheduler
-    from djq.models import SCHEDULE_FIELDS, PeriodicTask
 
-    rows = PeriodicTask.objects.filter(enabled=True).select_related(*SCHEDULE_FIELDS).order_by("pk")
-    return {"query_ms": median_ms(lambda: list(rows.all())), "tick_ms": median_ms(Scheduler().tick)}
+    started = time.perf_counter()
+    revalidate("default")
+    revalidate_s = time.perf_counter() - started
+    beat = Scheduler(revalidated_elsewhere=True)
+    beat.tick()  # the first tick reads the due rows; the next ones are quiet
+    return {"probe_ms": median_ms(lambda: probe("default")), "tick_ms": median_ms(beat.tick),
+            "revalidate_s": revalidate_s}
 
 
 def ticks(output: str) -> list[dict[str, float]]:

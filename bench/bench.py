@@ -57,13 +57,14 @@ from bench.environment import (
     redis_reachable,
     safe_url,
 )
-from bench.families import run_beat, run_brokers, run_pools
+from bench.families import run_beat, run_beat_three, run_brokers, run_pools
 from bench.versus import add_arguments as add_versus_arguments
 from bench.versus import run_versus
 from bench.versus_legs import select as select_legs
 from bench.versus_report import failures, print_versus
 from bench.report import (
     print_beat,
+    print_beat_three,
     print_brokers,
     print_comparisons,
     print_figure_lines,
@@ -80,6 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pools", action="store_true", help="each pool on I/O-bound and CPU-bound tasks")
     parser.add_argument("--brokers", action="store_true", help="djq://, redis:// and amqp:// side by side")
     parser.add_argument("--beat", action="store_true", help="one djq_beat on many periodic tasks in PostgreSQL")
+    parser.add_argument("--beat-three", action="store_true",
+                        help="three djq_beat, one killed with SIGKILL, on 100,000 periodic tasks: exactly once?")
+    parser.add_argument("--beat-three-seconds", type=float, default=180.0, help="--beat-three: how long the beats run")
     parser.add_argument("--postgres-url", default=os.environ.get("DJQ_BENCH_POSTGRES_URL"),
                         help=f"admin URL; a database djq_bench_<pid> is made through it (default {DEFAULT_POSTGRES_URL})")
     parser.add_argument("--redis-url", default=os.environ.get("DJQ_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
@@ -103,7 +107,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-logs", action="store_true", help="keep worker logs (path printed)")
     add_versus_arguments(parser)
     args = parser.parse_args(argv)
-    if not (args.sqlite or args.postgres or args.pools or args.brokers or args.beat or args.versus):
+    if not (args.sqlite or args.postgres or args.pools or args.brokers or args.beat or args.beat_three
+            or args.versus):
         args.sqlite = args.postgres = args.beat = True
     try:
         select_legs(args.legs)
@@ -182,7 +187,8 @@ def run_families(args: argparse.Namespace, logs: Path, notes: list[str], failed:
     families: dict[str, Any] = {}
     for name, asked, runner, show in (("pools", args.pools, run_pools, print_pools),
                                       ("brokers", args.brokers, run_brokers, print_brokers),
-                                      ("beat", args.beat, run_beat, print_beat)):
+                                      ("beat", args.beat, run_beat, print_beat),
+                                      ("beat_three", args.beat_three, run_beat_three, print_beat_three)):
         if not asked:
             continue
         results = runner(args, logs)

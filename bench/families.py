@@ -151,3 +151,25 @@ def run_beat(args: argparse.Namespace, logs: Path) -> dict[str, dict[str, Any] |
         return {"postgres": f"beat failed: {exc}"}
     figures["server"] = admin.server_settings()
     return {"postgres": figures}
+
+
+def run_beat_three(args: argparse.Namespace, logs: Path) -> dict[str, dict[str, Any] | str]:
+    """Three beats, one SIGKILLed, on ``--beat-tasks`` (at least 100,000) periodic tasks (bench/beat_three.py)."""
+    admin = PostgresAdmin(postgres_url(args))
+    why_not = admin.reachable()
+    if why_not:
+        print(f"-- three beats skipped: {why_not}", flush=True)
+        return {"postgres": f"three beats skipped: {why_not}"}
+    workdir = logs / "beat-three"
+    workdir.mkdir()
+    tasks = max(args.beat_tasks, 100_000)
+    print(f"-- three beats, one killed, on {tasks:,} periodic tasks for {args.beat_three_seconds:g} s ...", flush=True)
+    try:
+        with fresh_database("postgres", workdir, admin.url) as db_url:
+            figures = run_child("bench.beat_three", djq_env(db_url, args), workdir, args,
+                                ["--seconds", str(args.beat_three_seconds)], tasks=tasks, marker="djq_beat",
+                                timeout=args.beat_three_seconds + 900)
+    except RuntimeError as exc:
+        print(f"-- three beats failed: {exc}", flush=True)
+        return {"postgres": f"three beats failed: {exc}"}
+    return {"postgres": figures}

@@ -196,7 +196,9 @@ def print_beat(results: dict[str, Any]) -> None:
             (f"tick, nothing due ({idle['ticks']} ticks)", f"median {_ms(idle['ms_median'])}",
              f"min {_ms(idle['ms_min'])}, max {_ms(idle['ms_max'])}; CPU median {_ms(idle['cpu_ms_median'])}"),
             ("first tick after start-up", _ms(first["ms"]), f"CPU {_ms(first['cpu_ms'])}"),
-            ("in the bench process: the tick's query", _ms(_get(f, "in_process.query_ms")), "median of 5"),
+            ("in the bench process: the quiet tick's probe", _ms(_get(f, "in_process.probe_ms")), "median of 5"),
+            ("in the bench process: check of every next run", f"{_get(f, 'in_process.revalidate_s') or 0:.1f} s",
+             "once a minute, in a thread beside the ticks"),
             ("in the bench process: tick, nothing due", _ms(_get(f, "in_process.tick_ms")), "median of 5"),
         ]
         table += [(f"tick sending {d['due']:,} due runs", _s(d["ms"] / 1000),
@@ -212,4 +214,17 @@ def print_beat(results: dict[str, Any]) -> None:
         width, vwidth = max(len(r[0]) for r in table), max(len(r[1]) for r in table)
         for label, value, detail in table:
             print(f"  {label:<{width}}  {value:>{vwidth}}  {detail}".rstrip())
+    print(flush=True)
+
+
+def print_beat_three(results: dict[str, Any]) -> None:
+    """Three beats, one killed: were all the frequent tasks' slots sent once each?"""
+    for f in (v for v in results.values() if isinstance(v, dict)):
+        print(f"\n== three djq_beat on {f['tasks']:,} periodic tasks for {f['seconds']:g} s, one SIGKILLed at "
+              f"{f['killed_at_s']:g} s; {f['fast']} tasks every second, {f['burst']:,} every 10 s ==")
+        print(f"  runs {f['runs']:,}, messages {f['messages']:,}; missed slots {f['missed_slots']}, duplicate runs "
+              f"{f['duplicate_runs']}, duplicate messages {f['duplicate_messages']}, runs without a message "
+              f"{f['runs_without_message']}, messages without a run {f['messages_without_run']}")
+        print(f"  peak RSS of the two survivors: {', '.join(_mib(kb) for kb in f['peak_rss_kb'])}; "
+              f"exit codes {f['exit_codes']}")
     print(flush=True)

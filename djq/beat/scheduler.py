@@ -25,11 +25,18 @@ Beat's own writes are ``UPDATE``s that leave ``date_changed`` alone, so they nev
 as edits. Each task keeps its next run in ``due_at`` (indexed): the claim moves it on, and
 ``save()`` and beat recompute it after an edit. So a tick reads only the rows due now and
 the rows edited since the last tick (their ``date_changed``, or their schedule's, moved),
-not the whole table. It first asks one aggregate query for a fingerprint of the table
-(row count, latest edit of a task and of each kind of schedule, latest and missing
-``last_run_at``); when that matches the last tick's and no run is due yet, the tick ends
-there. Edits made with ``QuerySet.update()`` that leave ``date_changed`` alone are picked
-up by the full read done at least every ``FULL_READ_EVERY`` seconds.
+not the whole table. It first asks one statement of indexed look-ups (djq.beat.probe: the
+latest edit of a task and of each kind of schedule, the newest id, the earliest stored
+next run, an empty ``last_run_at``); when that matches the last tick's and no run is due
+yet, the tick ends there, at a cost that does not grow with the table. Edits made with
+``QuerySet.update()`` that leave ``date_changed`` alone are caught by ``probe.revalidate``,
+which checks every stored next run: in a thread of the beat service every
+``FULL_READ_EVERY`` seconds (never inside a tick), or, for a Scheduler used on its own,
+inside its first tick and every ``FULL_READ_EVERY`` seconds after.
+
+Due runs are sent a batch at a time (``runs.publish_many``): on djq:// one multi-row
+insert inside the claim's transaction; on other brokers one bulk publish after the claim
+commits.
 """
 from __future__ import annotations
 
@@ -40,15 +47,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, router, transaction
-from django.db.models import Count, F, Max, Min, Q, QuerySet
+from django.db.models import F, Min, Q, QuerySet
 
 from ..conf import djq_settings
 from ..exceptions import DjqError
 from ..registry import registry
 from . import timing
-from .claims import BATCH, AsRead, Due, claim_many, claim_one, store_due
-from .runs import ORPHAN_AFTER, embedded_here, mark_published, publish, run_now, send_orphans  # noqa: F401 (public here)
-from .schedules import Clocked, ScheduleError
+from .claims import BATCH, AsRead, Due, claim_many, claim_one, insert_runs, store_due
+from .probe import probe, revalidate
+from .runs import ORPHAN_AFTER, embedded_here, mark_published, publish, publish_many, run_now, send_orphans  # noqa: F401 (public here)
+from .schedules import Clocked, Schedule, ScheduleError
 
 if TYPE_CHECKING:
     from ..models import PeriodicRun, PeriodicTask
@@ -59,12 +67,14 @@ PRUNE_EVERY = 3600.0
 FULL_READ_EVERY = 60.0
 #: Rows fetched at a time when reading the table.
 READ_CHUNK = 2000
+#: Parsed schedules kept (the cache starts again when full).
+SCHEDULE_CACHE = 10_000
 
 
 class Scheduler:
     """Sends due periodic runs from database ``using`` (default: where PeriodicTask is written)."""
 
-    def __init__(self, *, using: str | None = None, beat_name: str = "") -> None:
+    def __init__(self, *, using: str | None = None, beat_name: str = "", revalidated_elsewhere: bool = False) -> None:
         from ..models import PeriodicTask
 
         self.using = using or router.db_for_write(PeriodicTask)
@@ -79,6 +89,12 @@ class Scheduler:
         self._unsent = False
         #: next runs this tick worked out for rows it did not claim, written together at its end
         self._due_found: list[tuple[AsRead, datetime | None]] = []
+        #: parsed schedules by (kind, schedule row id, its date_changed)
+        self._schedules: dict[tuple[str, int, datetime], Schedule] = {}
+        #: True when another thread runs ``revalidate`` (djq.beat.service); then no tick does
+        self.revalidated_elsewhere = revalidated_elsewhere
+        #: set by that thread when it fixed a stored next run: the next tick reads the due rows
+        self.fixed_elsewhere = False
 
     @property
     def one_transaction(self) -> bool:
@@ -88,15 +104,19 @@ class Scheduler:
     def tick(self, now: datetime | None = None) -> datetime | None:
         """Send every due run; returns when the next one is due (None: nothing is scheduled)."""
         now = now or timing.now()
-        fingerprint = self._table_fingerprint()
-        full = self._fingerprint is None or time.monotonic() - self._read_at >= FULL_READ_EVERY
-        quiet = (not full and fingerprint == self._fingerprint and not self._unsent
+        full = not self.revalidated_elsewhere and (
+            self._fingerprint is None or time.monotonic() - self._read_at >= FULL_READ_EVERY)
+        if full:  # on its own, a Scheduler checks every stored next run itself (djq.beat.probe)
+            revalidate(self.using, now=now)
+            self._read_at = time.monotonic()
+        fingerprint = probe(self.using)
+        fixed, self.fixed_elsewhere = self.fixed_elsewhere, False
+        quiet = (not full and not fixed and fingerprint == self._fingerprint and not self._unsent
                  and (self._upcoming is None or now < self._upcoming))
         if not quiet:
             self._unsent = False
             self._due_found.clear()
-            # In chunks: a full read of 100,000 rows held at once costs hundreds of MiB.
-            rows = self._rows_to_read(now, fingerprint, full).iterator(chunk_size=READ_CHUNK)
+            rows = self._rows_to_read(now, fingerprint).iterator(chunk_size=READ_CHUNK)
             due = [run for row in rows if (run := self._handle(row, now))]
             for start in range(0, len(due), BATCH):
                 self._send_batch(due[start:start + BATCH])
@@ -104,29 +124,26 @@ class Scheduler:
             self._due_found.clear()
             # Taken before the read: an edit made during it shows as a change next tick.
             self._fingerprint, self._upcoming = fingerprint, self._next_due(now)
-            if full:
-                self._read_at = time.monotonic()
         if not self.one_transaction:
             send_orphans(self.using, self.beat_name, self._report)
         self._prune()
         return self._upcoming
 
-    def _rows_to_read(self, now: datetime, fingerprint: dict[str, Any], full: bool) -> QuerySet[PeriodicTask]:
-        """Every task (a full read), or those due now and those edited since the last tick."""
+    def _rows_to_read(self, now: datetime, fingerprint: dict[str, Any]) -> QuerySet[PeriodicTask]:
+        """The tasks due now and those edited since the last tick (at the first tick: due ones only)."""
         from ..models import SCHEDULE_FIELDS, PeriodicTask
 
         rows = PeriodicTask.objects.using(self.using).select_related(*SCHEDULE_FIELDS).order_by("pk")
-        if full:
-            return rows.filter(enabled=True)
         wanted = Q(enabled=True, due_at__lte=timing.to_db(now))
         if fingerprint["never_ran"]:  # last_run_at = None means "due now", however it was written
             wanted |= Q(enabled=True, last_run_at__isnull=True)
-        before = self._fingerprint or {}
+        if self._fingerprint is None:
+            return rows.filter(wanted)  # edits before this beat started: revalidate's
         for key, prefix in (("edited", ""), *((name, f"{name}__") for name in SCHEDULE_FIELDS)):
-            edited, seen = fingerprint[key], before.get(key)
+            edited, seen = fingerprint[key], self._fingerprint.get(key)
             if edited is None or edited == seen:
                 continue
-            # An edit stamped before ``seen`` but committed after it is left to the full read.
+            # An edit stamped before ``seen`` but committed after it is left to revalidate.
             wanted |= (Q(**{f"{prefix}date_changed__gt": seen}) if seen is not None
                        else Q(**{f"{prefix}date_changed__isnull": False}))
         return rows.filter(wanted)
@@ -139,24 +156,13 @@ class Scheduler:
                .aggregate(due=Min("due_at"))["due"])
         return timing.from_db(due)
 
-    def _table_fingerprint(self) -> dict[str, Any]:
-        """One aggregate query that changes whenever a full read could find something new."""
-        from ..models import SCHEDULE_FIELDS, PeriodicTask
-
-        aggregates: dict[str, Any] = {
-            "rows": Count("pk"), "edited": Max("date_changed"), "ran": Max("last_run_at"),
-            "never_ran": Count("pk", filter=Q(last_run_at__isnull=True)),
-        }
-        aggregates.update({field: Max(f"{field}__date_changed") for field in SCHEDULE_FIELDS})
-        return PeriodicTask.objects.using(self.using).aggregate(**aggregates)
-
     def _handle(self, row: PeriodicTask, now: datetime) -> Due | None:
         """The run of ``row`` to send now, if any; keeps its stored next run right otherwise."""
         if not row.enabled:  # edited since the last tick, and now disabled
             self._store_due(row, None)
             return None
         try:
-            schedule = row.schedule
+            schedule = self._schedule_of(row)
             timeline: dict[str, Any] = {
                 "last_run_at": timing.from_db(row.last_run_at), "changed_at": row.changed_at(),
                 "start_time": timing.from_db(row.start_time), "run_count": row.total_run_count,
@@ -185,6 +191,19 @@ class Scheduler:
             return None
         return Due(row, schedule, scheduled, following, disable, task)
 
+    def _schedule_of(self, row: PeriodicTask) -> Schedule:
+        """``row.schedule``, parsed once per schedule row and edit (a crontab's parse is not free)."""
+        model = row.schedule_model
+        if model is None:
+            return row.schedule  # raises ScheduleError
+        key = (type(model).__name__, model.pk, model.date_changed)
+        found = self._schedules.get(key)
+        if found is None:
+            if len(self._schedules) >= SCHEDULE_CACHE:
+                self._schedules.clear()
+            found = self._schedules[key] = model.as_schedule()
+        return found
+
     def _send_batch(self, batch: list[Due]) -> None:
         """Claim a batch with one statement, log the runs with one insert, send the messages.
 
@@ -198,10 +217,9 @@ class Scheduler:
                 taken = claim_many(batch, self.using)
                 sent = timing.to_db(timing.now())
                 mine = [(due, self._run_row(due, sent)) for due in batch if due.row.pk in taken]
-                PeriodicRun.objects.using(self.using).bulk_create([run for _, run in mine])
+                insert_runs([run for _, run in mine], self.using)
                 if self.one_transaction:
-                    for due, run in mine:
-                        publish(due.task, due.row, run)
+                    publish_many([(due.task, due.row, run) for due, run in mine])
         except (IntegrityError, DjqError) as exc:
             logger.debug("beat: a batch of %d runs failed (%s); sending them one by one", len(batch), exc)
             for due in batch:
@@ -214,7 +232,7 @@ class Scheduler:
                 self._unsent = True
                 logger.debug("beat: %r for %s was claimed by another beat", due.row.name, due.scheduled.isoformat())
         if not self.one_transaction:
-            mine = [(due, run) for due, run in mine if self._publish_claimed(due, run)]
+            mine = self._publish_batch(mine)
             mark_published([run for _, run in mine], self.using)
         for due, run in mine:
             self._sent(due, run)
@@ -225,6 +243,20 @@ class Scheduler:
         return PeriodicRun(periodic_task_id=due.row.pk, scheduled_at=timing.to_db(due.scheduled), sent_at=sent,
                            task_id=str(uuid.uuid4()), beat=self.beat_name[:255],
                            published_at=sent if self.one_transaction else None)
+
+    def _publish_batch(self, mine: list[tuple[Due, PeriodicRun]]) -> list[tuple[Due, PeriodicRun]]:
+        """Publish a committed batch in one bulk send; the runs the broker took.
+
+        If the bulk send fails, each run is published on its own with the same task id (so a
+        message the failed send did deliver may arrive twice, under one task id), and a run
+        that still fails is unclaimed.
+        """
+        try:
+            publish_many([(due.task, due.row, run) for due, run in mine])
+        except DjqError as exc:
+            logger.warning("beat: sending %d runs at once failed (%s); sending them one by one", len(mine), exc)
+            return [(due, run) for due, run in mine if self._publish_claimed(due, run)]
+        return mine
 
     def _publish_claimed(self, due: Due, run: PeriodicRun) -> bool:
         """Publish a committed claim to a broker outside the database; undo the claim if it fails."""

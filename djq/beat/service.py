@@ -3,8 +3,10 @@
 ``manage.py djq_beat`` runs it in the main thread; ``djq_worker -B`` runs it in a thread
 of the worker (djq.beat.step). Between ticks it sleeps until the next run is due, but
 never longer than the max tick (DJQ_BEAT_MAX_TICK, 5 s), which bounds how long an admin
-edit waits to take effect. A database outage is logged and retried every max tick; it
-never stops the service.
+edit waits to take effect. A thread beside the ticks checks every stored next run at
+start and every minute after (djq.beat.probe.revalidate), for edits made with
+``QuerySet.update()``. A database outage is logged and retried every max tick; it never
+stops the service.
 """
 from __future__ import annotations
 
@@ -23,12 +25,16 @@ from ..exceptions import ConfigurationError
 from ..messaging.producer import describe_broker
 from ..worker import dbhygiene
 from . import timing
-from .scheduler import Scheduler
+from .probe import revalidate
+from .scheduler import FULL_READ_EVERY, Scheduler
 from .sync import sync
 
 logger = logging.getLogger(__name__)
 #: Shortest sleep between ticks, so a clock read a hair early cannot spin the loop.
 MIN_SLEEP = 0.005
+#: Share of the time the revalidating thread computes while it checks (it sleeps the rest),
+#: so a long check leaves the interpreter to the ticks most of the time.
+REVALIDATE_DUTY = 0.3
 
 
 def default_name() -> str:
@@ -42,10 +48,12 @@ def check_max_tick(value: Any) -> float:
 
 
 class Beat:
-    def __init__(self, *, max_tick: float | None = None, using: str | None = None, name: str | None = None) -> None:
+    def __init__(self, *, max_tick: float | None = None, using: str | None = None, name: str | None = None,
+                 revalidate_every: float = FULL_READ_EVERY) -> None:
+        self.revalidate_every = revalidate_every
         self.max_tick = check_max_tick(djq_settings.BEAT_MAX_TICK if max_tick is None else max_tick)
         self.name = name or default_name()
-        self.scheduler = Scheduler(using=using, beat_name=self.name)
+        self.scheduler = Scheduler(using=using, beat_name=self.name, revalidated_elsewhere=True)
         self._stopping = threading.Event()
         self._next_sweep = 0.0
 
@@ -75,12 +83,38 @@ class Beat:
     def run(self) -> None:
         """Tick until ``stop()``; closes this thread's database connections at the end."""
         logger.info("beat %s ready (max tick %gs)", self.name, self.max_tick)
+        checker = threading.Thread(target=self._revalidate, name="djq-beat-revalidate", daemon=True)
+        checker.start()
         try:
             while not self._stopping.is_set():
                 self._stopping.wait(self.run_once())
         finally:
+            self._stopping.set()
+            checker.join(timeout=5)
             dbhygiene.close_all()
             logger.info("beat %s stopped", self.name)
+
+    def _revalidate(self) -> None:
+        """Check every stored next run now and every ``revalidate_every`` seconds after (djq.beat.probe),
+        beside the ticks: edits made by ``QuerySet.update()`` take effect within that time."""
+        try:
+            while not self._stopping.is_set():
+                started = time.perf_counter()
+                try:
+                    fixed = revalidate(self.using, stop=self._stopping, duty=REVALIDATE_DUTY)
+                except DatabaseError as exc:
+                    logger.warning("beat: could not check the stored next runs (%s); trying again later", exc)
+                    dbhygiene.close_all()
+                else:
+                    if fixed:
+                        self.scheduler.fixed_elsewhere = True
+                    logger.debug("beat: checked every stored next run in %.1f s, %d fixed",
+                                 time.perf_counter() - started, fixed)
+                finally:
+                    dbhygiene.clean_connections()
+                self._stopping.wait(self.revalidate_every)
+        finally:
+            dbhygiene.close_all()
 
     def run_once(self) -> float:
         """One tick; returns the seconds to sleep before the next."""

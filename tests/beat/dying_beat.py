@@ -20,14 +20,21 @@ def main() -> None:
 
     from djq.beat import scheduler
 
-    real_publish = scheduler.publish
+    real_publish, real_many = scheduler.publish, scheduler.publish_many
 
-    def publish_then_die(*args: Any) -> None:
-        real_publish(*args)
+    def die() -> None:
         print("dying mid-send", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
 
-    scheduler.publish = publish_then_die
+    def publish_then_die(*args: Any) -> None:
+        real_publish(*args)
+        die()
+
+    def publish_many_then_die(sends: Any) -> None:
+        real_many(sends)
+        die()
+
+    scheduler.publish, scheduler.publish_many = publish_then_die, publish_many_then_die
     call_command("djq_beat", *sys.argv[1:])
 
 

@@ -25,23 +25,40 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 DUE = T0 + timedelta(seconds=1)
 
 
+def send_then(monkeypatch: pytest.MonkeyPatch, after: Any, *, send: bool = True) -> None:
+    """Make beat's sending (the batch's bulk send and the one-by-one send) do the real send
+    (``send``) and then call ``after()``."""
+    real_publish, real_many = scheduler_module.publish, scheduler_module.publish_many
+
+    def publish(*args: Any) -> None:
+        if send:
+            real_publish(*args)
+        after()
+
+    def publish_many(sends: Any) -> None:
+        if send:
+            real_many(sends)
+        after()
+
+    monkeypatch.setattr(scheduler_module, "publish", publish)
+    monkeypatch.setattr(scheduler_module, "publish_many", publish_many)
+
+
 @pytest.mark.parametrize("db_alias", EMBEDDED, indirect=True)
 def test_claim_and_message_commit_together(broker: str, monkeypatch: pytest.MonkeyPatch) -> None:
     make_task(broker, at=T0)
-    real_publish = scheduler_module.publish
 
-    def publish_then_fail(*args: Any) -> None:
-        real_publish(*args)  # the message row is written...
+    def fail() -> None:  # after the message row is written...
         raise PublishError("the beat fails before its transaction commits")
 
-    monkeypatch.setattr(scheduler_module, "publish", publish_then_fail)
+    send_then(monkeypatch, fail)
     beat = Scheduler(using=broker)
     beat.tick(DUE)
     assert runs(broker) == [] and message_ids(broker) == [], "...and rolled back with the claim"
     job = PeriodicTask.objects.using(broker).get()
     assert (timing.from_db(job.last_run_at), job.total_run_count) == (T0, 0)
 
-    monkeypatch.setattr(scheduler_module, "publish", real_publish)
+    monkeypatch.undo()
     beat.tick(DUE + timedelta(milliseconds=5))
     assert [timing.from_db(run.scheduled_at) for run in runs(broker)] == [DUE], "the next tick sends it"
     assert message_ids(broker) == [runs(broker)[0].task_id]
@@ -53,14 +70,12 @@ def test_two_beats_racing_for_one_run_send_it_once(broker: str, monkeypatch: pyt
     """Beat A claims the run and stalls before committing; beat B reads the old row meanwhile."""
     make_task(broker, at=T0)
     claimed, release = threading.Event(), threading.Event()
-    real_publish = scheduler_module.publish
 
-    def stalling_publish(*args: Any) -> None:
-        real_publish(*args)
+    def stall() -> None:
         claimed.set()
         release.wait(10)
 
-    monkeypatch.setattr(scheduler_module, "publish", stalling_publish)
+    send_then(monkeypatch, stall)
     errors: list[BaseException] = []
 
     def tick(name: str) -> None:
@@ -117,10 +132,10 @@ def test_other_brokers_get_the_message_after_the_claim_commits(memory_broker: An
     beat = Scheduler()
     assert not beat.one_transaction
 
-    def broker_down(*args: Any) -> None:
+    def broker_down() -> None:
         raise PublishError("broker unreachable")
 
-    monkeypatch.setattr(scheduler_module, "publish", broker_down)
+    send_then(monkeypatch, broker_down, send=False)
     beat.tick(DUE)
     job = PeriodicTask.objects.get()
     assert runs() == [] and (timing.from_db(job.last_run_at), job.total_run_count) == (T0, 0), \
@@ -143,10 +158,10 @@ def test_a_run_claimed_by_a_beat_that_died_before_publishing_is_sent_by_another(
 
     make_task(at=T0)
 
-    def die(*args: Any) -> None:
+    def die() -> None:
         raise BeatDied()
 
-    monkeypatch.setattr(scheduler_module, "publish", die)
+    send_then(monkeypatch, die, send=False)
     with pytest.raises(BeatDied):
         Scheduler(beat_name="A").tick(DUE)
     monkeypatch.undo()
