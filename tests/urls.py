@@ -1,4 +1,6 @@
 from django.contrib import admin
 from django.urls import path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+from tests.testapp.views import nap_and_wait
+
+urlpatterns = [path("admin/", admin.site.urls), path("async/nap/", nap_and_wait)]
