@@ -5,6 +5,8 @@ import asyncio
 import time
 from datetime import datetime, timezone
 
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.test import AsyncClient
 
 from djq import states
@@ -21,51 +23,58 @@ def _end(result: AsyncResult, timeout: float = 60) -> str:
                     what=f"the end of {result.id}")
 
 
-def test_asyncio_pool(start_worker, broker) -> None:
-    worker = start_worker("-P", "asyncio", "-c", str(CONCURRENCY), "--prefetch-multiplier", "1")
+def test_asyncio_pool(start_worker, broker, tmp_path) -> None:
+    worker = start_worker("-P", "asyncio", "-c", str(CONCURRENCY + 20), "--prefetch-multiplier", "1")
     assert "asyncio" in worker.output
 
-    # 500 sleeping coroutines run at once: every one started before any ended
-    naps = anap.delay_many([(1.0,)] * CONCURRENCY)
+    # 500 sleeping coroutines, and the other checks beside them in the 20 slots left
+    naps = anap.delay_many([(2.5,)] * CONCURRENCY)
     noop = anoop.delay()
+    soft, hard = asoft.delay(), ahard.delay()
+    long = anap.delay(30.0)
+    retried = aretrying.delay(2)
+    eta = datetime.now(timezone.utc).timestamp() + 1.0
+    later = anap.apply_async((0.0,), countdown=1.0)
+    release = tmp_path / "release"
+    progress = aprogress.delay(str(release))
+
+    # every nap started before any ended: they ran at once
     spans = [r.get(timeout=120) for r in naps]
     assert max(start for start, _ in spans) < min(end for _, end in spans)
     assert noop.get(timeout=30) is None
 
     # soft limit: SoftTimeLimitExceeded at the await; hard limit: FAILURE TimeLimitExceeded
-    soft, hard = asoft.delay(), ahard.delay()
     assert soft.get(timeout=30) == "soft limit seen at the await"
     assert _end(hard) == states.FAILURE
     assert isinstance(hard.result, TimeLimitExceeded)
 
     # terminate cancels a running coroutine: REVOKED, and the worker goes on
-    long = anap.delay(30.0)
     wait_for(lambda: long.state == states.STARTED, what="the long nap to start")
     long.revoke(terminate=True)
     assert _end(long) == states.REVOKED
 
-    # retry (await self.aretry) and eta; PROGRESS and the async ORM from a coroutine
-    retried = aretrying.delay(2)
-    eta = datetime.now(timezone.utc).timestamp() + 1.5
-    later = anap.apply_async((0.0,), countdown=1.5)
-    progress = aprogress.delay(1.0)
-    wait_for(lambda: progress.state == "PROGRESS", what="PROGRESS of aprogress")
-    assert progress.result == {"step": 1}
-    assert progress.get(timeout=30) is True
+    # retry (await self.aretry) and eta; PROGRESS (aupdate_state) and the async ORM
     assert retried.get(timeout=30) == 2
     assert later.get(timeout=30)[0] >= eta - 0.05  # not run before its eta
+    wait_for(lambda: progress.state == "PROGRESS", what="PROGRESS of aprogress")
+    assert progress.result == {"step": 1}
+    release.touch()
+    assert progress.get(timeout=30) is True
 
     # a plain function sent to an asyncio worker runs in the bounded executor, not the loop
     assert where.delay().get(timeout=30).startswith("djq-asyncio-sync")
 
     # a coroutine blocking the loop is named in the log, once
-    blockers = [ablocker.delay(1.0) for _ in range(2)]
+    blockers = [ablocker.delay(0.8) for _ in range(2)]
     assert [r.get(timeout=30) for r in blockers] == ["blocked", "blocked"]
     wait_for(lambda: "ablocker blocked the asyncio pool's event loop" in worker.output, what="the lag warning")
     assert worker.output.count("ablocker blocked the asyncio pool's event loop") == 1
 
     # an async view under ASGI enqueues and awaits a result; its loop keeps turning meanwhile
     response = asyncio.run(AsyncClient().get("/async/nap/", {"seconds": "0.5"}))
+    # the view's sync_to_async calls ran in asgiref's shared thread (the test client opens
+    # no per-request thread): close its connections before the test databases are dropped
+    asyncio.run(sync_to_async(connections.close_all)())
     assert response.status_code == 200
     body = response.json()
     assert body["state"] == states.SUCCESS and len(body["value"]) == 2

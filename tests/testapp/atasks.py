@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -48,12 +49,13 @@ async def aretrying(self, failures: int) -> int:
 
 
 @task(bind=True)
-async def aprogress(self, hold: float) -> bool:
-    """Records PROGRESS, uses the async ORM, then holds."""
+async def aprogress(self, release: str) -> bool:
+    """Records PROGRESS, waits until the file ``release`` exists, then uses the async ORM."""
     from djq.models import TaskResult
 
     await self.aupdate_state(meta={"step": 1})
-    await asyncio.sleep(hold)
+    while not os.path.exists(release):
+        await asyncio.sleep(0.02)
     return await TaskResult.objects.filter(task_id=self.request.id).aexists()
 
 
