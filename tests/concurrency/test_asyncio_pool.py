@@ -10,6 +10,7 @@ from django.db import connections
 from django.test import AsyncClient
 
 from djq import states
+from djq.backends import get_backend
 from djq.exceptions import TimeLimitExceeded
 from djq.result import AsyncResult
 from tests.conftest import wait_for
@@ -39,7 +40,11 @@ def test_asyncio_pool(start_worker, broker, tmp_path) -> None:
     progress = aprogress.delay(str(release))
 
     # every nap started before any ended: they ran at once
-    spans = [r.get(timeout=120) for r in naps]
+    backend = get_backend()
+    ids = [r.id for r in naps]
+    wait_for(lambda: set(backend.states(ids).values()) == {states.SUCCESS}, timeout=120, interval=0.2,
+             what="every nap to end")
+    spans = [r.result for r in naps]
     assert max(start for start, _ in spans) < min(end for _, end in spans)
     assert noop.get(timeout=30) is None
 
