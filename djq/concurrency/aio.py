@@ -29,8 +29,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from asgiref.sync import sync_to_async
+
 from ..conf import djq_settings
 from ..exceptions import SoftTimeLimitExceeded
+from ..worker import dbhygiene
 from ..worker.atrace import Steerable, Terminated
 from ..worker.request import coroutine_call
 from ..worker.trace import HardTimeLimit
@@ -115,6 +118,8 @@ class AsyncioPool(BasePool):
         self._io = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="djq-asyncio-io")
         self._soft = SoftLimitWatch()
         self._stepping: list[str | None] = [None]
+        self._cleaning = False
+        self._background: set[asyncio.Task[Any]] = set()
         self._lag = LagWatch(self.loop, self._stepping, float(djq_settings.WORKER_ASYNCIO_LAG_THRESHOLD))
         self._thread = threading.Thread(target=self._run_loop, name="djq-asyncio-loop", daemon=True)
 
@@ -178,7 +183,27 @@ class AsyncioPool(BasePool):
         finally:
             for timer in timers:
                 timer.cancel()
+            self._clean_soon()
             self._finished()
+
+    def _clean_soon(self) -> None:
+        """Clean the connections of Django's async ORM thread (asgiref's thread-sensitive
+        one, which every task's ``aget``/``acreate`` share) after tasks end: one call at a
+        time, and tasks that end meanwhile share the next one."""
+        if self._cleaning:
+            return
+        self._cleaning = True
+
+        def clean() -> None:
+            self._cleaning = False  # a task ending from now on asks for another
+            try:
+                dbhygiene.clean_connections()
+            except Exception:  # a broken connection that cannot even close: the next task reconnects
+                logger.exception("djq asyncio pool: could not clean the async ORM's connections")
+
+        cleaning = self.loop.create_task(sync_to_async(clean)())
+        self._background.add(cleaning)  # the loop keeps only weak references to tasks
+        cleaning.add_done_callback(self._background.discard)
 
     async def _run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await self.loop.run_in_executor(self._io, functools.partial(fn, *args, **kwargs))

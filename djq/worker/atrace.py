@@ -17,7 +17,6 @@ import time
 import traceback as tb
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generator
 
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from .. import states
@@ -113,7 +112,12 @@ async def aexecute(task: Task[Any, Any], context: RequestContext, steer: Callabl
 async def atrace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_result: bool, *,
                  run_sync: RunSync, steer: Callable[[Steerable], None], stepping: list[str | None],
                  time_limit: float | None = None) -> Outcome:
-    """trace() for a coroutine: STARTED, the awaited body, then the final state."""
+    """trace() for a coroutine: STARTED, the awaited body, then the final state.
+
+    Writes that only queue in the result writer are made on the loop; anything that may
+    reach the database is made through ``run_sync``. The pool cleans the connections of
+    Django's async ORM thread after tasks (``AsyncioPool._clean_soon``).
+    """
     backend = PatientStore(get_backend())
     started_at = timezone.now()
     try:
@@ -130,25 +134,31 @@ async def atrace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, 
             return Outcome(states.REVOKED, None, None, time.perf_counter() - started, recorded=False)
         if outcome.state == states.FAILURE and isinstance(outcome.value, Exception):
             outcome = await run_sync(_autoretry, task, context, outcome)
-        await run_sync(_finish, task, context, info, outcome, ignore_result, started_at)
+        if any(context.embed.values()) or not _queues():
+            await run_sync(_finish, task, context, info, outcome, ignore_result, started_at)
+        else:
+            record(backend, info, outcome, ignore_result, started_at)
     except Exception as exc:  # the backend failed: the task's outcome cannot be stored
         logger.exception("task %s[%s]: could not store its state", info.task_name, info.task_id)
         outcome = Outcome(states.FAILURE, exc, tb.format_exc(), 0.0)
-    finally:
-        # the connections of Django's async ORM live in asgiref's thread-sensitive thread
-        await sync_to_async(dbhygiene.clean_connections)()
     return outcome
+
+
+def _queues() -> bool:
+    """A result writer takes writes now without touching the database."""
+    writer = current_writer()
+    return writer is not None and bool(writer.accepting())
 
 
 async def _store_started(backend: PatientStore, info: TaskInfo, started_at: Any, run_sync: RunSync) -> None:
     """STARTED as trace() stores it: an early-acked task waits until the row is stored
     (awaiting the result writer, holding no thread), a late-acked one does not."""
     writer = current_writer()
-    if writer is None:
+    if writer is None or not writer.accepting():
         await run_sync(backend.store if not info.acks_late else backend.put, info, states.STARTED,
                        date_started=started_at)
         return
-    await run_sync(writer.put, info, states.STARTED, date_started=started_at)
+    writer.put(info, states.STARTED, date_started=started_at)
     if info.acks_late:
         return
     loop = asyncio.get_running_loop()
@@ -167,7 +177,7 @@ async def _store_started(backend: PatientStore, info: TaskInfo, started_at: Any,
 
 def _finish(task: Task[Any, Any], context: RequestContext, info: TaskInfo, outcome: Outcome,
             ignore_result: bool, started_at: Any) -> None:
-    """The task's end, in a thread: record it, send what follows, clean the connections."""
+    """The task's end, in a thread: store it, send what follows, clean the connections."""
     try:
         follows = any(context.embed.values())
         record(PatientStore(get_backend()), info, outcome, ignore_result, started_at, wait=follows)
