@@ -58,17 +58,26 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 class Running:
     """A call handed to the pool: a coroutine (``body`` once it runs) or a thread's job."""
 
-    __slots__ = ("in_thread", "body", "terminated")
+    __slots__ = ("in_thread", "body", "pending")
 
     def __init__(self) -> None:
         self.in_thread = False
         self.body: Steerable | None = None
-        self.terminated = False
+        #: an interrupt that came before the body existed (while STARTED was stored)
+        self.pending: BaseException | None = None
 
     def steer(self, body: Steerable) -> None:
         self.body = body
-        if self.terminated:
-            body.interrupt(Terminated())
+        if self.pending is not None:
+            body.interrupt(self.pending)
+
+    def interrupt(self, exc: BaseException) -> None:
+        """In the loop: raise ``exc`` in the coroutine at its current (or first) await."""
+        if self.body is None:
+            if not isinstance(self.pending, Terminated):  # a terminate is not replaced by a limit
+                self.pending = exc
+        else:
+            self.body.interrupt(exc)
 
 
 class LagWatch(threading.Thread):
@@ -166,12 +175,7 @@ class AsyncioPool(BasePool):
     async def _coroutine_job(self, coro: Any, arg: Any, callback: Callback, running: Running,
                              soft: float | None, hard: float | None) -> None:
         timers = []
-        loop = self.loop
-
-        def interrupt(exc: BaseException) -> None:
-            if running.body is not None:
-                running.body.interrupt(exc)
-
+        loop, interrupt = self.loop, running.interrupt
         if soft:
             timers.append(loop.call_later(soft, interrupt, SoftTimeLimitExceeded(f"soft time limit ({soft}s) exceeded")))
         if hard:
@@ -212,12 +216,7 @@ class AsyncioPool(BasePool):
         if not isinstance(handle, Running) or handle.in_thread:
             return False  # a thread cannot be stopped
 
-        def terminate() -> None:
-            handle.terminated = True
-            if handle.body is not None:
-                handle.body.interrupt(Terminated())
-
-        self.loop.call_soon_threadsafe(terminate)
+        self.loop.call_soon_threadsafe(handle.interrupt, Terminated())
         return True
 
     def stop(self, timeout: float | None = None) -> bool:

@@ -56,7 +56,9 @@ class Steerable:
         self.owner: asyncio.Task[Any] | None = None
 
     def interrupt(self, exc: BaseException) -> None:
-        if self.owner is not None and not self.owner.done():
+        if self.owner is None:
+            self.pending = exc  # not started yet: raised at its first step
+        elif not self.owner.done():
             self.pending = exc
             self.owner.cancel()
 
@@ -64,7 +66,7 @@ class Steerable:
         self.owner = asyncio.current_task()
         coro, stepping = self.coro, self.stepping
         value: Any = None
-        error: BaseException | None = None
+        error, self.pending = self.pending, None
         while True:
             stepping[0] = self.name
             try:
