@@ -56,28 +56,42 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 class Running:
-    """A call handed to the pool: a coroutine (``body`` once it runs) or a thread's job."""
+    """A call handed to the pool: a coroutine (``body`` once it runs) or a thread's job.
 
-    __slots__ = ("in_thread", "body", "pending")
+    Time limits count from the body's start (after STARTED is stored), as on the other pools.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("in_thread", "body", "terminated", "limits", "timers")
+
+    def __init__(self, soft: float | None = None, hard: float | None = None) -> None:
         self.in_thread = False
         self.body: Steerable | None = None
-        #: an interrupt that came before the body existed (while STARTED was stored)
-        self.pending: BaseException | None = None
+        self.terminated = False
+        self.limits = (soft, hard)
+        self.timers: list[asyncio.TimerHandle] = []
 
     def steer(self, body: Steerable) -> None:
+        """In the loop, as the body starts: its limit timers; a terminate that came first."""
         self.body = body
-        if self.pending is not None:
-            body.interrupt(self.pending)
+        if self.terminated:
+            body.interrupt(Terminated())
+            return
+        soft, hard = self.limits
+        loop = asyncio.get_running_loop()
+        if soft:
+            error = SoftTimeLimitExceeded(f"soft time limit ({soft}s) exceeded")
+            self.timers.append(loop.call_later(soft, body.interrupt, error))
+        if hard:
+            self.timers.append(loop.call_later(hard, body.interrupt, HardTimeLimit()))
 
-    def interrupt(self, exc: BaseException) -> None:
-        """In the loop: raise ``exc`` in the coroutine at its current (or first) await."""
-        if self.body is None:
-            if not isinstance(self.pending, Terminated):  # a terminate is not replaced by a limit
-                self.pending = exc
-        else:
-            self.body.interrupt(exc)
+    def terminate(self) -> None:
+        self.terminated = True
+        if self.body is not None:
+            self.body.interrupt(Terminated())
+
+    def done(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
 
 
 class LagWatch(threading.Thread):
@@ -145,7 +159,7 @@ class AsyncioPool(BasePool):
     def apply_async(self, job: Job, arg: Any, callback: Callback, *,
                     soft_time_limit: float | None = None, time_limit: float | None = None) -> Running:
         self._started()
-        running = Running()
+        running = Running(soft_time_limit, time_limit)
         coro = None
         try:
             coro = coroutine_call(arg, run_sync=self._run_sync, steer=running.steer, stepping=self._stepping)
@@ -157,7 +171,7 @@ class AsyncioPool(BasePool):
             running.in_thread = True
             self._sync.submit(self._thread_job, job, arg, callback)
         else:
-            self.loop.call_soon_threadsafe(self._spawn, coro, arg, callback, running, soft_time_limit, time_limit)
+            self.loop.call_soon_threadsafe(self._spawn, coro, arg, callback, running)
         return running
 
     def _thread_job(self, job: Job, arg: Any, callback: Callback) -> None:
@@ -168,25 +182,18 @@ class AsyncioPool(BasePool):
         finally:
             self._finished()
 
-    def _spawn(self, coro: Any, arg: Any, callback: Callback, running: Running,
-               soft: float | None, hard: float | None) -> None:
-        self.loop.create_task(self._coroutine_job(coro, arg, callback, running, soft, hard))
+    def _spawn(self, coro: Any, arg: Any, callback: Callback, running: Running) -> None:
+        job = self.loop.create_task(self._coroutine_job(coro, arg, callback, running))
+        self._background.add(job)  # the loop keeps only weak references to tasks
+        job.add_done_callback(self._background.discard)
 
-    async def _coroutine_job(self, coro: Any, arg: Any, callback: Callback, running: Running,
-                             soft: float | None, hard: float | None) -> None:
-        timers = []
-        loop, interrupt = self.loop, running.interrupt
-        if soft:
-            timers.append(loop.call_later(soft, interrupt, SoftTimeLimitExceeded(f"soft time limit ({soft}s) exceeded")))
-        if hard:
-            timers.append(loop.call_later(hard, interrupt, HardTimeLimit()))
+    async def _coroutine_job(self, coro: Any, arg: Any, callback: Callback, running: Running) -> None:
         try:
             callback(arg, await coro)
         except BaseException:  # a job must never stop the loop
             logger.exception("djq asyncio pool: job failed outside the task boundary")
         finally:
-            for timer in timers:
-                timer.cancel()
+            running.done()
             self._clean_soon()
             self._finished()
 
@@ -216,7 +223,7 @@ class AsyncioPool(BasePool):
         if not isinstance(handle, Running) or handle.in_thread:
             return False  # a thread cannot be stopped
 
-        self.loop.call_soon_threadsafe(handle.interrupt, Terminated())
+        self.loop.call_soon_threadsafe(handle.terminate)
         return True
 
     def stop(self, timeout: float | None = None) -> bool:
