@@ -43,6 +43,8 @@ from .threads import SoftLimitWatch
 logger = logging.getLogger(__name__)
 #: threads that store STARTED and ends for the coroutines (short calls, mostly to the writer)
 IO_THREADS = 4
+#: seconds between cleanings of the async ORM thread's connections, at most
+CLEAN_EVERY = 0.05
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -199,8 +201,9 @@ class AsyncioPool(BasePool):
 
     def _clean_soon(self) -> None:
         """Clean the connections of Django's async ORM thread (asgiref's thread-sensitive
-        one, which every task's ``aget``/``acreate`` share) after tasks end: one call at a
-        time, and tasks that end meanwhile share the next one."""
+        one, which the ``aget``/``acreate`` of every task share) after tasks end: at most
+        every CLEAN_EVERY seconds, one call shared by the tasks that end meanwhile (a call
+        per task costs a thread hop each)."""
         if self._cleaning:
             return
         self._cleaning = True
@@ -212,9 +215,12 @@ class AsyncioPool(BasePool):
             except Exception:  # a broken connection that cannot even close: the next task reconnects
                 logger.exception("djq asyncio pool: could not clean the async ORM's connections")
 
-        cleaning = self.loop.create_task(sync_to_async(clean)())
-        self._background.add(cleaning)  # the loop keeps only weak references to tasks
-        cleaning.add_done_callback(self._background.discard)
+        def start() -> None:
+            cleaning = self.loop.create_task(sync_to_async(clean)())
+            self._background.add(cleaning)
+            cleaning.add_done_callback(self._background.discard)
+
+        self.loop.call_later(CLEAN_EVERY, start)
 
     async def _run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await self.loop.run_in_executor(self._io, functools.partial(fn, *args, **kwargs))
