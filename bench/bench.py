@@ -10,7 +10,8 @@ sleeps, ~50 ms CPU loops), --brokers (the scenario above on djq:// on SQLite and
 PostgreSQL, redis:// and amqp://, with -P threads and -P prefork), --beat (one
 djq_beat on 10,000 periodic tasks in PostgreSQL: tick cost and memory) and --versus
 (djq against Celery on the same broker, pool and concurrency, interleaved and repeated:
-djq / Celery per leg; bench/versus.py). --pools, --brokers and --versus run only when
+djq / Celery per leg; bench/versus.py), --asyncio (the asyncio pool against gevent and
+threads on djq:// PostgreSQL and Redis; bench/asyncio_family.py). --pools, --brokers and --versus run only when
 asked for; --beat also runs by default.
 
 It prints figures and ratios; it never asserts times. Each scenario runs in a child
@@ -57,6 +58,8 @@ from bench.environment import (
     redis_reachable,
     safe_url,
 )
+from bench.asyncio_family import add_arguments as add_asyncio_arguments
+from bench.asyncio_family import print_asyncio, run_asyncio
 from bench.families import run_beat, run_beat_three, run_brokers, run_pools
 from bench.versus import add_arguments as add_versus_arguments
 from bench.versus import run_versus
@@ -106,9 +109,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="also write every figure to PATH")
     parser.add_argument("--keep-logs", action="store_true", help="keep worker logs (path printed)")
     add_versus_arguments(parser)
+    add_asyncio_arguments(parser)
     args = parser.parse_args(argv)
     if not (args.sqlite or args.postgres or args.pools or args.brokers or args.beat or args.beat_three
-            or args.versus):
+            or args.versus or args.asyncio):
         args.sqlite = args.postgres = args.beat = True
     try:
         select_legs(args.legs)
@@ -223,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         scenarios = run_scenarios(args, logs, notes, failed)
         families = run_families(args, logs, notes, failed)
+        if args.asyncio:
+            families["asyncio"] = run_asyncio(args, logs)
+            print_asyncio(families["asyncio"])
+            notes += families["asyncio"].get("notes", [])
         if args.versus:
             families["versus"] = run_versus(args, logs)
             families["versus"]["table"] = print_versus(families["versus"], info)

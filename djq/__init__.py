@@ -14,10 +14,10 @@ from .canvas import Signature, chain, chord, chunks, group, signature
 from .control import revoke
 from .exceptions import DjqError, MaxRetriesExceededError, Retry
 from .result import AsyncResult, EagerResult, GroupResult
-from .task import Task, shared_task, task
+from .task import AsyncTask, Task, shared_task, task
 
 __version__ = "0.1.0"
 __all__ = [
-    "AsyncResult", "DjqError", "EagerResult", "GroupResult", "MaxRetriesExceededError", "Retry", "Signature", "Task",
+    "AsyncResult", "AsyncTask", "DjqError", "EagerResult", "GroupResult", "MaxRetriesExceededError", "Retry", "Signature", "Task",
     "chain", "chord", "chunks", "group", "revoke", "shared_task", "signature", "task", "__version__",
 ]

@@ -40,7 +40,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REVOKES_EXPIRE", 86400 * 3, "Seconds a revoke is remembered (workers load revokes younger than this)."),
     Setting("WORKER_REVOKE_REFRESH", 1.0, "Seconds between a worker's looks at new revokes in the database."),
     Setting("WORKER_ETA_MAX_HELD", 1000, "Most eta/countdown tasks a worker holds in memory on Redis/RabbitMQ; more wait in the database."),
-    Setting("WORKER_POOL", "prefork", "Pool used when djq_worker gets no -P (prefork, threads, solo, gevent, eventlet)."),
+    Setting("WORKER_POOL", "prefork", "Pool used when djq_worker gets no -P (prefork, threads, solo, gevent, eventlet, asyncio)."),
+    Setting("WORKER_ASYNCIO_SYNC_THREADS", None, "Threads that run plain (not async def) tasks on an asyncio worker (None = min(concurrency, 32))."),
+    Setting("WORKER_ASYNCIO_LAG_THRESHOLD", 0.5, "Seconds the asyncio pool's event loop may lag before the task blocking it is logged."),
     Setting("WORKER_CONCURRENCY", None, "Tasks run at once per worker (None = number of CPUs)."),
     Setting("WORKER_PREFETCH_MULTIPLIER", 4, "Messages reserved per pool slot."),
     Setting("WORKER_QUEUES", None, "Queues served when djq_worker gets no -Q (None = DEFAULT_QUEUE)."),
@@ -82,6 +84,8 @@ class DjqSettings:
     WORKER_REVOKE_REFRESH: float
     WORKER_ETA_MAX_HELD: int
     WORKER_POOL: str
+    WORKER_ASYNCIO_SYNC_THREADS: int | None
+    WORKER_ASYNCIO_LAG_THRESHOLD: float
     WORKER_CONCURRENCY: int | None
     WORKER_PREFETCH_MULTIPLIER: int
     WORKER_QUEUES: list[str] | None

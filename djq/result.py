@@ -137,6 +137,50 @@ class AsyncResult(Generic[R]):
                     listener.unwatch(self.id, woken)  # type: ignore[union-attr]
             delay = min(delay * 2, interval)
 
+    async def astate(self) -> str:
+        """``state`` for async code (an async view): read without blocking the event loop."""
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(lambda: self.state)()
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.1) -> R:
+        """``get()`` for async code: awaits the task's end without blocking the event loop.
+
+        Each look at the backend runs in Django's thread-sensitive thread (as the async
+        ORM does); between looks it sleeps on the loop, backing off from 1-5 ms to
+        ``interval``. On PostgreSQL the wake listener (backends/wake.py) cuts a sleep
+        short when the worker announces the end. No thread is held while waiting, so
+        thousands of requests may wait at once.
+        """
+        import asyncio
+
+        from asgiref.sync import sync_to_async
+
+        from .backends import get_backend
+        from .backends.wake import first_poll, listener_for
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backend = get_backend()
+        listener = listener_for(backend)
+        delay = first_poll(str(getattr(backend, "alias", "default")))
+        read = sync_to_async(self._meta)
+        while True:
+            woken = listener.watch(self.id) if listener is not None else None
+            try:
+                meta = await read()
+                if meta is not None and meta.state in states.READY_STATES:
+                    return self._outcome(meta.state, meta.result, propagate)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"task {self.id} was not ready after {timeout} s")
+                wait = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0))
+                end = time.monotonic() + wait
+                while not (woken is not None and woken.is_set()) and time.monotonic() < end:
+                    await asyncio.sleep(min(end - time.monotonic(), 0.01))
+            finally:
+                if woken is not None:
+                    listener.unwatch(self.id, woken)  # type: ignore[union-attr]
+            delay = min(delay * 2, interval)
+
     def _outcome(self, state: str, value: Any, propagate: bool) -> R:
         if propagate and state == states.FAILURE:
             if isinstance(value, BaseException):

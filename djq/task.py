@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Concatenate, Generic, Iterable, Literal, ParamSpec, TypeVar, overload
+import inspect
+from typing import (TYPE_CHECKING, Any, Callable, Concatenate, Coroutine, Generic, Iterable, Literal, NoReturn,
+                    ParamSpec, Protocol, TypeVar, overload)
 
 from . import enqueue
 from .conf import djq_settings
@@ -100,6 +102,9 @@ class Task(Generic[P, R]):
         self.__qualname__ = getattr(func, "__qualname__", self.name)
         self.__wrapped__ = func
         registry.register(self)
+
+    #: an ``async def`` task (AsyncTask)
+    is_async = False
 
     def __repr__(self) -> str:
         return f"<djq task {self.name}>"
@@ -279,10 +284,81 @@ class Task(Generic[P, R]):
 
         return run_eager(self, check_args(args), check_kwargs(kwargs), task_id or str(uuid.uuid4()))
 
+    # -- from async code (an async view, an async task) -------------------------------
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """``delay()`` for async code: sends without blocking the event loop."""
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(self, args: tuple[Any, ...] | list[Any] | None = None,
+                           kwargs: dict[str, Any] | None = None, **options: Any) -> AsyncResult[R]:
+        """``apply_async()`` for async code, with the same options.
+
+        It runs in Django's thread-sensitive thread (``sync_to_async``'s default, where
+        Django's async ORM runs too), so it sends outside any transaction: for an enqueue
+        that commits with your writes, put both in one sync function with
+        ``transaction.atomic()`` and await it with ``sync_to_async`` (docs/pools.md).
+        """
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(self.apply_async)(args, kwargs, **options)
+
     def AsyncResult(self, task_id: str) -> AsyncResult[R]:  # noqa: N802 - Celery's spelling, users know it
         return AsyncResult(task_id, task_name=self.name)
 
 
+class AsyncTask(Task[P, R]):
+    """A task made from an ``async def``: calling it inline returns a coroutine; on an
+    ``-P asyncio`` worker it runs on the event loop, on other pools in a loop of its own."""
+
+    is_async = True
+
+    def run(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, R]:  # type: ignore[override]
+        return super().run(*args, **kwargs)  # type: ignore[return-value]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:  # type: ignore[override]
+        return self.run(*args, **kwargs)
+
+    async def aupdate_state(self, task_id: str | None = None, state: str = "PROGRESS", meta: Any = None) -> None:
+        """``update_state()`` from a coroutine: waits for the store in a thread of the
+        loop's executor (not Django's thread-sensitive one, which async ORM calls of every
+        task share), keeping the task's request context."""
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(self.update_state, thread_sensitive=False)(task_id, state, meta)
+
+    async def aretry(self, exc: BaseException | None = None, *, countdown: float | None = None,
+                     eta: datetime | None = None, max_retries: int | None = None,
+                     args: Any = None, kwargs: Any = None) -> NoReturn:
+        """``retry()`` from a coroutine (``await self.aretry(exc=exc, countdown=10)``): the
+        retry is sent from a thread, then Retry (or ``exc`` when retries are used up) is raised."""
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(self.retry, thread_sensitive=False)(exc, countdown=countdown, eta=eta,
+                                                                  max_retries=max_retries, args=args, kwargs=kwargs)
+        raise DjqError(f"{self.name}.retry() returned instead of raising")
+
+
+class _Decorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+class _BoundDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Any, P], R], /) -> Task[P, R]: ...
+
+
+def _make(func: Callable[..., Any], **options: Any) -> Task[Any, Any]:
+    cls = AsyncTask if inspect.iscoroutinefunction(func) else Task
+    return cls(func, **options)
+
+
+@overload
+def task(func: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
 @overload
 def task(func: Callable[P, R], /) -> Task[P, R]: ...
 @overload
@@ -293,7 +369,7 @@ def task(
     rate_limit: str | None = ..., reject_on_worker_lost: bool = ...,
     autoretry_for: Any = ..., dont_autoretry_for: Any = ..., retry_backoff: bool | float = ...,
     retry_backoff_max: float = ..., retry_jitter: bool = ..., retry_kwargs: dict[str, Any] | None = ...,
-) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+) -> _Decorator: ...
 @overload
 def task(
     *, name: str | None = ..., bind: Literal[True], queue: str | None = ..., priority: int | None = ...,
@@ -302,16 +378,16 @@ def task(
     rate_limit: str | None = ..., reject_on_worker_lost: bool = ...,
     autoretry_for: Any = ..., dont_autoretry_for: Any = ..., retry_backoff: bool | float = ...,
     retry_backoff_max: float = ..., retry_jitter: bool = ..., retry_kwargs: dict[str, Any] | None = ...,
-) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+) -> _BoundDecorator: ...
 def task(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Make ``func`` a djq task: ``@task`` or ``@task(queue="emails", acks_late=True, ...)``."""
     if func is not None:
         if options:
             raise TaskOptionError("use @task(...) with keyword options, or bare @task")
-        return Task(func)
+        return _make(func)
 
     def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
-        return Task(fn, **options)
+        return _make(fn, **options)
 
     unknown = set(options) - Task.OPTIONS
     if unknown:  # fail at the decorator call itself, before any function is seen

@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.urls import path
 
-urlpatterns = [path("admin/", admin.site.urls)]
-
 from djq.exceptions import DjqError
+from tests.testapp.views import nap_and_wait
+
+urlpatterns = [path("admin/", admin.site.urls), path("async/nap/", nap_and_wait)]
 
 try:
     from djq.contrib.prometheus.views import metrics

@@ -5,6 +5,7 @@ show what parallelism each pool gives CPU-bound work.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 
 from djq import task
@@ -39,3 +40,18 @@ def sleep10() -> None:
 @task(name="bench.cpu50")
 def cpu50() -> None:
     burn(CPU_LOOPS)
+
+
+@task(name="bench.sleep50")
+def sleep50() -> None:
+    time.sleep(0.05)
+
+
+@task(name="bench.asleep50")
+async def asleep50() -> None:
+    await asyncio.sleep(0.05)
+
+
+@task(name="bench.anoop")
+async def anoop() -> None:
+    return None

@@ -118,6 +118,10 @@ class ResultWriter:
     def _usable(self) -> bool:
         return self._running and not self._stopping and os.getpid() == self._pid
 
+    def accepting(self) -> bool:
+        """``put`` queues without touching the database (the asyncio pool puts from its loop)."""
+        return self._usable()
+
     # -- writing ---------------------------------------------------------------------
     def put(self, info: TaskInfo, state: str, **fields: Any) -> None:
         """Store later; raises EncodeError at once for a value that cannot be stored."""

@@ -12,6 +12,7 @@ POOLS = {
     "solo": "djq.concurrency.solo.SoloPool",
     "gevent": "djq.concurrency.green.GeventPool",
     "eventlet": "djq.concurrency.green.EventletPool",
+    "asyncio": "djq.concurrency.aio.AsyncioPool",
 }
 #: pools that need their library's monkey patching before anything else is imported
 GREEN_POOLS = frozenset({"gevent", "eventlet"})

@@ -5,7 +5,7 @@ import reprlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Coroutine
 
 from ..backends.base import TaskInfo
 from ..context import RequestContext
@@ -145,6 +145,31 @@ def run_call(call: TaskCall, limiter: Limiter | None = None) -> Outcome:
 
     outcome = trace(registry.get(call.task_name), call.context, call.info, call.ignore_result,
                     limiter=limiter, soft_time_limit=call.soft_time_limit, time_limit=call.time_limit)
+    return _for_worker(call, outcome)
+
+
+def coroutine_call(call: TaskCall, **loop_parts: Any) -> Coroutine[Any, Any, Outcome] | None:
+    """For the asyncio pool: the coroutine that runs ``call`` on the loop (``atrace`` with
+    ``loop_parts``), or None when its task is a plain function (it runs in a thread)."""
+    from ..registry import registry
+
+    task = registry.get(call.task_name)
+    if not task.is_async:
+        return None
+    return _arun_call(task, call, loop_parts)
+
+
+async def _arun_call(task: Task[Any, Any], call: TaskCall, loop_parts: dict[str, Any]) -> Outcome:
+    from .atrace import atrace
+
+    outcome = await atrace(task, call.context, call.info, call.ignore_result, time_limit=call.time_limit,
+                           **loop_parts)
+    return _for_worker(call, outcome)
+
+
+def _for_worker(call: TaskCall, outcome: Outcome) -> Outcome:
+    if not outcome.recorded:
+        return outcome
     if outcome.state == "SUCCESS":
         return Outcome(outcome.state, _result_repr.repr(outcome.value) if call.events else None, None, outcome.runtime)
     if outcome.state == "RETRY":

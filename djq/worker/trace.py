@@ -1,6 +1,8 @@
 """Running one task: context, state records, outcome. Shared by every pool and by apply()."""
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import sys
 import time
@@ -65,6 +67,8 @@ def execute(task: Task[Any, Any], context: RequestContext, limiter: Limiter = no
     try:
         with limiter(soft_time_limit, time_limit):
             value = task.run(*context.args, **context.kwargs)
+            if inspect.iscoroutine(value):  # an async def task on a pool without a loop
+                value = asyncio.run(value)
     except ColdShutdown:
         raise
     except SystemExit:

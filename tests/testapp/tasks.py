@@ -244,3 +244,5 @@ def ledgered_requeued(self, ledger: str, seconds: float) -> str:
     time.sleep(seconds)
     _append(ledger, f"end {self.request.id}")
     return "done"
+
+from . import atasks  # noqa: E402,F401 - async def tasks, registered with these
