@@ -41,10 +41,34 @@ def follow_up(task: Task[Any, Any], context: RequestContext, outcome: Outcome) -
         chord_part_done(context, outcome)
 
 
+def note_follow_up_failure(info: TaskInfo, exc: BaseException) -> str:
+    """Say on the task's stored result that what follows it could not be sent (its state
+    stays as stored); returns the note, for the worker's event."""
+    from ..models import TaskResult
+
+    note = f"its callbacks, chain or chord could not be sent: {type(exc).__name__}: {exc}"
+    try:
+        rows = TaskResult.objects.using(database_alias()).filter(task_id=info.task_id)
+        current = rows.values_list("traceback", flat=True).first()
+        rows.update(traceback=f"{current}\n{note}" if current else note)
+    except Exception:
+        logger.exception("task %s[%s]: could not note that %s", info.task_name, info.task_id, note)
+    return note
+
+
 def chord_part_done(context: RequestContext, outcome: Outcome) -> None:
     """Count this header task; the worker that sees the whole header done sends the body once."""
+    from ..backends.celery_chord import counts_here, part_done
     from ..models import ChordCounter
 
+    client = getattr(get_backend(), "redis", None)  # Celery's Redis, with the result bridge
+    if client is not None and counts_here(client, context.group_id):
+        value = exception_to_meta(outcome.value) if outcome.state == states.FAILURE else outcome.value
+        claim = part_done(client, context.group_id, context.id, context.headers.get("group_index"),
+                          outcome.state, value)
+        if claim is not None:
+            _send_celery_body(claim, context)
+        return
     alias = database_alias()
     counters = ChordCounter.objects.using(alias).filter(group_id=context.group_id)
     counters.update(done=F("done") + 1)
@@ -55,7 +79,7 @@ def chord_part_done(context: RequestContext, outcome: Outcome) -> None:
         return
     if outcome.state == states.FAILURE:
         if _claim(alias, context.group_id):
-            _fail_body(row, context, outcome.value)
+            fail_chord_body(row, context, _describe(outcome.value))
         return
     if row["done"] < row["total"]:
         return
@@ -66,12 +90,30 @@ def chord_part_done(context: RequestContext, outcome: Outcome) -> None:
     if not _claim(alias, context.group_id):
         return
     if failed:
-        _fail_body(row, context, failed[0][1], failed[0][0])
+        fail_chord_body(row, context, _describe(failed[0][1]), failed[0][0])
         return
     values = [results[task_id][1] for task_id in row["result_ids"]]
     body = signature(row["body"])
     options: dict[str, Any] = {"task_id": row["body_id"]} if body.subtask_type is None else {}
     body.apply_async((values,), parent_id=context.id, root_id=context.root_id or context.id, **options)
+
+
+def _send_celery_body(claim: Any, context: RequestContext) -> None:
+    """The header counted in Celery's keys is complete: send the body (from the message's
+    embed, as a Celery worker does) with the results in header order, or fail it."""
+    body = signature(context.embed["chord"])
+    try:
+        failed = claim.failed()
+        if failed is not None:
+            task_id, error = failed
+            kind = error.get("exc_type", "Exception") if isinstance(error, dict) else type(error).__name__
+            detail = error.get("exc_message", "") if isinstance(error, dict) else error
+            body_id = body.options.get("task_id") or context.group_id
+            fail_chord_body({"body": dict(body), "body_id": body_id}, context, f"{kind}: {detail}", task_id)
+        else:
+            body.apply_async((claim.values(),), parent_id=context.id, root_id=context.root_id or context.id)
+    finally:
+        claim.release()
 
 
 def _claim(alias: str, group_id: str | None) -> bool:
@@ -92,10 +134,16 @@ def _header_results(alias: str, ids: list[str]) -> dict[str, tuple[str, Any]] | 
     return {task_id: (state, backend.decode_result(state, decode_value(raw))) for task_id, (state, raw) in found.items()}
 
 
-def _fail_body(row: dict[str, Any], context: RequestContext, error: Any, failed_id: str | None = None) -> None:
+def _describe(error: Any) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def fail_chord_body(row: dict[str, Any], context: RequestContext, error: str, failed_id: str | None = None) -> None:
+    """A header task failed: store the body (``row["body"]``, ``row["body_id"]``) as
+    FAILURE with a ChordError and call its errbacks; the body does not run."""
     body = signature(row["body"])
     failed_id = failed_id or context.id
-    message = f"chord {context.group_id}: header task {failed_id} failed: {type(error).__name__}: {error}"
+    message = f"chord {context.group_id}: header task {failed_id} failed: {error}"
     logger.error("%s; its body %s will not run", message, body.name)
     chord_error = ChordError(message)
     info = TaskInfo(task_id=row["body_id"], task_name=body.name, parent_id=context.id,

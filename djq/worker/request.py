@@ -70,7 +70,14 @@ class Request:
             parent_id=msg.parent_id,
             attempt=self.attempt,
             acks_late=self.acks_late,
+            reply_to=self._property("reply_to"),
+            correlation_id=self._property("correlation_id"),
+            group_id=msg.headers.get("group"),
         )
+
+    def _property(self, name: str) -> str | None:
+        value = (getattr(self.message, "properties", None) or {}).get(name)
+        return value if isinstance(value, str) and value else None
 
     def context(self) -> RequestContext:
         msg = self.msg
@@ -145,6 +152,14 @@ def run_call(call: TaskCall, limiter: Limiter | None = None) -> Outcome:
 
     outcome = trace(registry.get(call.task_name), call.context, call.info, call.ignore_result,
                     limiter=limiter, soft_time_limit=call.soft_time_limit, time_limit=call.time_limit)
+    if outcome.follow_up_error is not None:
+        ended = _run_outcome(call, outcome)
+        ended.follow_up_error = outcome.follow_up_error
+        return ended
+    return _run_outcome(call, outcome)
+
+
+def _run_outcome(call: TaskCall, outcome: Outcome) -> Outcome:
     if outcome.state == "SUCCESS":
         return Outcome(outcome.state, _result_repr.repr(outcome.value) if call.events else None, None, outcome.runtime)
     if outcome.state == "RETRY":
