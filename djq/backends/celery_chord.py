@@ -85,12 +85,6 @@ def set_size(client: Any, group_id: str, size: int) -> None:
     client.set(keys["s"], size, ex=_expires() or None)
 
 
-def counts_here(client: Any, group_id: str) -> bool:
-    """Whether this chord's header is counted in Celery's keys (its sender set a size)."""
-    keys = _keys(group_id)
-    return bool(client.exists(keys["s"]) or client.get(keys["c"]) is not None)
-
-
 class Claim:
     """The right to send a completed chord's body: its header's results, in header order."""
 

@@ -58,19 +58,21 @@ def note_follow_up_failure(info: TaskInfo, exc: BaseException) -> str:
 
 def chord_part_done(context: RequestContext, outcome: Outcome) -> None:
     """Count this header task; the worker that sees the whole header done sends the body once."""
-    from ..backends.celery_chord import counts_here, part_done
+    from ..backends.celery_chord import part_done
     from ..models import ChordCounter
 
-    client = getattr(get_backend(), "redis", None)  # Celery's Redis, with the result bridge
-    if client is not None and counts_here(client, context.group_id):
+    alias = database_alias()
+    counters = ChordCounter.objects.using(alias).filter(group_id=context.group_id)
+    # With the Celery Redis result bridge, chords without a counter row (sent by Celery,
+    # or by djq with the bridge on) are counted in Celery's keys, as Celery workers do.
+    client = getattr(get_backend(), "redis", None)
+    if client is not None and not counters.exists():
         value = exception_to_meta(outcome.value) if outcome.state == states.FAILURE else outcome.value
         claim = part_done(client, context.group_id, context.id, context.headers.get("group_index"),
                           outcome.state, value)
         if claim is not None:
             _send_celery_body(claim, context)
         return
-    alias = database_alias()
-    counters = ChordCounter.objects.using(alias).filter(group_id=context.group_id)
     counters.update(done=F("done") + 1)
     row: dict[str, Any] | None = counters.values(  # type: ignore[assignment]
         "total", "done", "result_ids", "body", "body_id").first()
