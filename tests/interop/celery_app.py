@@ -27,6 +27,8 @@ def make_app(broker: str, backend: str | None, name: str = "interop") -> Celery:
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         worker_prefetch_multiplier=1,
+        # djq declares its queues on RabbitMQ with x-max-priority 9: declare them alike
+        task_queue_max_priority=9,
     )
 
     @app.task(name=PREFIX + "add", shared=False)

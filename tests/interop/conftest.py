@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ def _empty(broker_url: str, results_url: str) -> None:
         for queue in QUEUES:
             channel = conn.channel()
             try:
-                channel.queue_purge(queue)
+                channel.queue_delete(queue)  # declared afresh by whichever side comes first
             except Exception:  # not declared yet (and AMQP closed the channel)
                 pass
 
@@ -109,6 +110,8 @@ def side(request: pytest.FixtureRequest, django_db_setup: Any, django_db_blocker
                     rpc_client.close()
                     reset_publishers()
         finally:
+            for worker in workers:  # all told at once, so their shutdowns overlap
+                worker.signal(signal.SIGTERM)
             for worker in workers:
                 worker.stop()
             _empty(broker_url, results_url)
