@@ -37,6 +37,9 @@ from .database import DatabaseBackend
 
 logger = logging.getLogger(__name__)
 
+#: Celery's exceptions that djq has under the same name (read as djq's)
+_CELERY_ERRORS = frozenset({"ChordError", "TaskRevokedError", "SoftTimeLimitExceeded", "TimeLimitExceeded",
+                            "WorkerLostError", "MaxRetriesExceededError", "TimeoutError"})
 TASK_KEY_PREFIX = "celery-task-meta-"
 GROUP_KEY_PREFIX = "celery-taskset-meta-"
 
@@ -44,9 +47,14 @@ GROUP_KEY_PREFIX = "celery-taskset-meta-"
 def celery_meta(row: dict[str, Any]) -> dict[str, Any]:
     """A stored row as Celery's result backends hold it (status, result, traceback, ...)."""
     done = row.get("date_done")
+    value = decode_value(row.get("result"))
+    if isinstance(value, dict) and "exc_type" in value and isinstance(value.get("exc_args"), list):
+        # Celery keeps an exception's args as exc_message, and rebuilds it from them
+        value = {"exc_type": value["exc_type"], "exc_module": value.get("exc_module"),
+                 "exc_message": value["exc_args"]}
     meta: dict[str, Any] = {
         "status": row["state"],
-        "result": decode_value(row.get("result")),
+        "result": value,
         "traceback": row.get("traceback"),
         "children": [],
         "date_done": done.isoformat() if done is not None and row["state"] in states.READY_STATES else None,
@@ -73,6 +81,8 @@ def meta_from_celery(task_id: str, meta: dict[str, Any]) -> ResultMeta:
         if isinstance(value.get("exc_message"), list) and "exc_args" not in value:
             value = {**value, "exc_args": value["exc_message"],
                      "exc_message": " ".join(str(part) for part in value["exc_message"])}
+        if value.get("exc_module") == "celery.exceptions" and value.get("exc_type") in _CELERY_ERRORS:
+            value = {**value, "exc_module": "djq.exceptions"}  # djq's class of the same name and meaning
         path = exception_path(value)
         value = meta_to_exception(value)
     done = meta.get("date_done")

@@ -68,7 +68,7 @@ def chord_part_done(context: RequestContext, outcome: Outcome) -> None:
     client = getattr(get_backend(), "redis", None)
     if client is not None and not counters.exists():
         value = exception_to_meta(outcome.value) if outcome.state == states.FAILURE else outcome.value
-        claim = part_done(client, context.group_id, context.id, context.headers.get("group_index"),
+        claim = part_done(client, str(context.group_id), str(context.id), context.headers.get("group_index"),
                           outcome.state, value)
         if claim is not None:
             _send_celery_body(claim, context)

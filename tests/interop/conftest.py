@@ -1,7 +1,7 @@
 """Real Celery workers and djq workers side by side on one broker, shared by a module.
 
 Per broker leg (Redis, RabbitMQ), ``side`` starts, once per module:
-- a djq worker on queue ``default`` with the Celery Redis result bridge;
+- a djq worker on queue ``default`` with the Celery Redis result bridge, sending events;
 - a djq worker on queue ``rpc-side`` with the rpc:// bridge;
 - a ``celery worker`` (tests/interop/celery_app.py) on queue ``celery-side``, results in
   the same Redis (a database of the test Redis: on the RabbitMQ leg too).
@@ -83,7 +83,7 @@ def side(request: pytest.FixtureRequest, django_db_setup: Any, django_db_blocker
     workers: list[WorkerProcess] = []
     with django_db_blocker.unblock():
         try:
-            djq_worker = WorkerProcess(alias, ["-Q", "default", "-c", "2", "-n", f"djq-{leg}@%h"], logs / "djq.log",
+            djq_worker = WorkerProcess(alias, ["-Q", "default", "-c", "2", "-E", "-n", f"djq-{leg}@%h"], logs / "djq.log",
                                        {"DJQ_TEST_RESULT_BACKEND": f"celery://{results_url}"})
             workers.append(djq_worker)
             rpc_worker = WorkerProcess(alias, ["-Q", "rpc-side", "-c", "1", "-n", f"djq-rpc-{leg}@%h"],

@@ -91,14 +91,31 @@ def test_chords_across(side) -> None:
 
 
 def test_a_follow_up_that_cannot_be_sent_is_on_the_result(side) -> None:
-    """A callback naming a task this worker does not know: the task's result says so."""
-    result = add.apply_async((1, 2), link=signature("tests.interop.no_such_task"))
-    assert result.get(timeout=TIMEOUT) == 3
+    """A callback naming a task the worker does not know: the task's result says so, and
+    the worker sends a task-follow-up-failed event."""
+    import threading
 
-    def noted() -> str:
-        return TaskResult.objects.get(task_id=result.id).traceback or ""
-
+    from djq.messaging.events import EventReceiver
     from tests.conftest import wait_for
 
-    assert "could not be sent" in wait_for(noted, timeout=TIMEOUT, what="the note on the result")
-    assert "no_such_task" in noted()
+    seen: list[dict] = []
+    listening = threading.Event()
+    receiver = EventReceiver(seen.append)
+    thread = threading.Thread(target=receiver.capture, kwargs={"timeout": TIMEOUT, "on_ready": listening.set})
+    thread.start()
+    try:
+        assert listening.wait(TIMEOUT)
+        result = add.apply_async((1, 2), link=signature("tests.interop.no_such_task"))
+        assert result.get(timeout=TIMEOUT) == 3
+
+        def noted() -> str:
+            return TaskResult.objects.get(task_id=result.id).traceback or ""
+
+        assert "could not be sent" in wait_for(noted, timeout=TIMEOUT, what="the note on the result")
+        assert "no_such_task" in noted()
+        event = wait_for(lambda: next((e for e in seen if e["type"] == "task-follow-up-failed"
+                                       and e.get("uuid") == result.id), None), timeout=TIMEOUT, what="the event")
+        assert "no_such_task" in event["exception"]
+    finally:
+        receiver.should_stop = True
+        thread.join(TIMEOUT)
