@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from djq import AsyncResult, chord
+from djq import AsyncResult, chord, group
 from djq.canvas import signature
 from djq.exceptions import ChordError
 from djq.models import TaskResult
@@ -37,6 +37,10 @@ def test_celery_client_reads_what_djq_workers_ran(side) -> None:
     links = [client.signature(PREFIX + "add", args, queue="default") for args in ((1, 1), (2,), (3,))]
     last = (links[0] | links[1] | links[2]).apply_async()
     assert last.get(timeout=TIMEOUT) == 7  # stopped after the first link before (reply_to refused)
+    from celery import group as celery_group
+
+    members = celery_group(client.signature(PREFIX + "add", (i, i), queue="default") for i in range(3))
+    assert members.apply_async().get(timeout=TIMEOUT) == [0, 2, 4]
     assert "unexpected keyword" not in side.djq_worker.output
 
     replied = side.rpc_client.send_task(PREFIX + "add", (20, 22), queue="rpc-side")
@@ -61,6 +65,7 @@ def test_djq_reads_what_a_celery_worker_ran(side) -> None:
 
     last = (add.s(1, 2).set(queue=CELERY_QUEUE) | add.s(10).set(queue=CELERY_QUEUE)).apply_async()
     assert last.get(timeout=TIMEOUT) == 13
+    assert group(add.s(i, 1).set(queue=CELERY_QUEUE) for i in range(3)).apply_async().get(timeout=TIMEOUT) == [1, 2, 3]
     log = side.celery_worker.output
     assert "Received unregistered task" not in log and "decode" not in log.lower()
 
