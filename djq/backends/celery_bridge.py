@@ -210,8 +210,9 @@ class CeleryBridgeBackend(DatabaseBackend):
         missing = [task_id for task_id in task_ids if found.get(task_id) not in states.READY_STATES]
         if missing and not self.rpc:
             for task_id, raw in zip(missing, self.redis.mget([TASK_KEY_PREFIX + t for t in missing])):
-                if raw is not None:
-                    state = json_loads(raw).get("status")
+                meta = json_loads(raw) if raw is not None else None
+                if isinstance(meta, dict):
+                    state = meta.get("status")
                     if state and (task_id not in found or state in states.READY_STATES):
                         found[task_id] = state
         return found
