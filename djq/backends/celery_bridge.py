@@ -23,6 +23,7 @@ already stored, stays the record.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any
@@ -65,6 +66,26 @@ def celery_meta(row: dict[str, Any]) -> dict[str, Any]:
     if row.get("group_id"):
         meta["group_id"] = row["group_id"]
     return meta
+
+
+#: SET (expiring after ARGV[1] seconds, unless 0) and PUBLISH each key's value, as
+#: Celery's Redis backend does per result
+_STORE = """
+local ttl = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+    if ttl > 0 then redis.call('SET', key, ARGV[i + 1], 'EX', ttl) else redis.call('SET', key, ARGV[i + 1]) end
+    redis.call('PUBLISH', key, ARGV[i + 1])
+end
+return #KEYS
+"""
+
+
+def _encode(meta: dict[str, Any]) -> str:
+    """JSON of a meta: the stored result was JSON already, so plain ``json`` mostly does."""
+    try:
+        return json.dumps(meta)
+    except (TypeError, ValueError):
+        return str(json_dumps(meta))
 
 
 def meta_from_celery(task_id: str, meta: dict[str, Any]) -> ResultMeta:
@@ -111,6 +132,7 @@ class CeleryBridgeBackend(DatabaseBackend):
             )
         self.rpc = scheme == "rpc"
         self._redis: Any = None
+        self._store_script: Any = None
         self._redis_lock = threading.Lock()
 
     def describe(self) -> str:
@@ -171,16 +193,13 @@ class CeleryBridgeBackend(DatabaseBackend):
             return
         from ..conf import djq_settings
 
-        expires = djq_settings.RESULT_EXPIRES
-        with self.redis.pipeline(transaction=False) as pipe:
-            for row in rows:
-                key, value = TASK_KEY_PREFIX + row["task_id"], json_dumps(celery_meta(row))
-                if expires:
-                    pipe.setex(key, int(expires), value)
-                else:
-                    pipe.set(key, value)
-                pipe.publish(key, value)
-            pipe.execute()
+        if self._store_script is None:
+            self._store_script = self.redis.register_script(_STORE)
+        keys = [TASK_KEY_PREFIX + row["task_id"] for row in rows]
+        # one command for the batch: redis-py packs each command in Python, and that
+        # (not the round trip) is most of what a SET + PUBLISH per row costs
+        self._store_script(keys=keys, args=[int(djq_settings.RESULT_EXPIRES or 0),
+                                            *(_encode(celery_meta(row)) for row in rows)])
 
     # -- reading ----------------------------------------------------------------------
     def celery_get(self, task_id: str) -> ResultMeta | None:
