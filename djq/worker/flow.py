@@ -81,7 +81,7 @@ def chord_part_done(context: RequestContext, outcome: Outcome) -> None:
         return
     if outcome.state == states.FAILURE:
         if _claim(alias, context.group_id):
-            fail_chord_body(row, context, _describe(outcome.value))
+            fail_chord_body(row, context, _header_failed(context.id, outcome.value))
         return
     if row["done"] < row["total"]:
         return
@@ -92,7 +92,7 @@ def chord_part_done(context: RequestContext, outcome: Outcome) -> None:
     if not _claim(alias, context.group_id):
         return
     if failed:
-        fail_chord_body(row, context, _describe(failed[0][1]), failed[0][0])
+        fail_chord_body(row, context, _header_failed(failed[0][0], failed[0][1]))
         return
     values = [results[task_id][1] for task_id in row["result_ids"]]
     body = signature(row["body"])
@@ -104,16 +104,20 @@ def _send_celery_body(claim: Any, context: RequestContext) -> None:
     """The header counted in Celery's keys is complete: send the body (from the message's
     embed, as a Celery worker does) with the results in header order, or fail it."""
     body = signature(context.embed["chord"])
+    row = {"body": dict(body), "body_id": body.options.get("task_id") or context.group_id}
     try:
         failed = claim.failed()
         if failed is not None:
             task_id, error = failed
             kind = error.get("exc_type", "Exception") if isinstance(error, dict) else type(error).__name__
             detail = error.get("exc_message", "") if isinstance(error, dict) else error
-            body_id = body.options.get("task_id") or context.group_id
-            fail_chord_body({"body": dict(body), "body_id": body_id}, context, f"{kind}: {detail}", task_id)
-        else:
+            fail_chord_body(row, context, f"header task {task_id} failed: {kind}: {detail}")
+            return
+        try:
             body.apply_async((claim.values(),), parent_id=context.id, root_id=context.root_id or context.id)
+        except Exception as exc:  # the body's result says so (as Celery's does), not only this task's
+            fail_chord_body(row, context, f"its body could not be sent: {type(exc).__name__}: {exc}")
+            raise
     finally:
         claim.release()
 
@@ -136,16 +140,16 @@ def _header_results(alias: str, ids: list[str]) -> dict[str, tuple[str, Any]] | 
     return {task_id: (state, backend.decode_result(state, decode_value(raw))) for task_id, (state, raw) in found.items()}
 
 
-def _describe(error: Any) -> str:
-    return f"{type(error).__name__}: {error}"
+def _header_failed(task_id: str | None, error: Any) -> str:
+    return f"header task {task_id} failed: {type(error).__name__}: {error}"
 
 
-def fail_chord_body(row: dict[str, Any], context: RequestContext, error: str, failed_id: str | None = None) -> None:
-    """A header task failed: store the body (``row["body"]``, ``row["body_id"]``) as
-    FAILURE with a ChordError and call its errbacks; the body does not run."""
+def fail_chord_body(row: dict[str, Any], context: RequestContext, reason: str) -> None:
+    """The body cannot run (a header task failed, or it could not be sent): store it
+    (``row["body"]``, ``row["body_id"]``) as FAILURE with a ChordError saying ``reason``,
+    and call its errbacks."""
     body = signature(row["body"])
-    failed_id = failed_id or context.id
-    message = f"chord {context.group_id}: header task {failed_id} failed: {error}"
+    message = f"chord {context.group_id}: {reason}"
     logger.error("%s; its body %s will not run", message, body.name)
     chord_error = ChordError(message)
     info = TaskInfo(task_id=row["body_id"], task_name=body.name, parent_id=context.id,
