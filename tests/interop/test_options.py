@@ -41,3 +41,15 @@ def test_celery_options_are_accepted_and_typos_are_not() -> None:
         add.apply_async((1, 2), colour="red")
     with pytest.raises(TaskOptionError, match="routin_key"):
         add.s(1).set(routin_key="special")
+
+
+def test_a_bridge_url_celery_cannot_use_is_a_system_check_error() -> None:
+    from django.core import checks
+
+    for value, ok in (("celery://amqp://guest@localhost//", False), ("celery://", False),
+                      ("celery://redis://localhost:6379/1", True), ("celery://rpc://", True)):
+        with override_settings(DJQ_RESULT_BACKEND=value):
+            errors = [error for error in checks.run_checks() if error.id == "djq.E002"]
+        assert (not errors) == ok, (value, errors)
+        if not ok:
+            assert "redis://HOST:PORT/DB URL or rpc://" in errors[0].msg
