@@ -61,6 +61,9 @@ def celery_meta(row: dict[str, Any]) -> dict[str, Any]:
         "date_done": done.isoformat() if done is not None and row["state"] in states.READY_STATES else None,
         "task_id": row["task_id"],
     }
+    # what Celery's result_extended adds, but args and kwargs (djq keeps only their reprs)
+    meta.update(name=row.get("task_name"), worker=row.get("worker"), retries=row.get("retries") or 0,
+                queue=row.get("queue") or None)
     if row.get("parent_id"):
         meta["parent_id"] = row["parent_id"]
     if row.get("group_id"):

@@ -26,6 +26,7 @@ def test_celery_client_reads_what_djq_workers_ran(side) -> None:
     sent = client.send_task(PREFIX + "add", (2, 3), queue="default")
     assert sent.get(timeout=TIMEOUT) == 5
     assert AsyncResult(sent.id).get(timeout=TIMEOUT) == 5
+    assert (sent.name, sent.queue) == (PREFIX + "add", "default")  # Celery's result_extended fields
     row = TaskResult.objects.get(task_id=sent.id)
     assert (row.state, row.task_name) == ("SUCCESS", PREFIX + "add")
 
