@@ -9,7 +9,9 @@ protocol v2 embed fields) that can be sent with ``apply_async``/``delay``.
 
 A chord keeps a counter row in the database; the header task that finds every header
 result ready claims the row and sends the body, so the body runs once even when header
-tasks finish at the same moment on different workers.
+tasks finish at the same moment on different workers. With the Celery Redis result
+bridge, the header is counted in Celery's Redis keys instead (backends/celery_chord.py),
+so Celery workers can run part or all of it.
 """
 from __future__ import annotations
 
@@ -29,6 +31,15 @@ SIGNATURE_OPTIONS = frozenset({
     "countdown", "eta", "expires", "queue", "priority", "task_id", "ignore_result", "time_limit",
     "soft_time_limit", "link", "link_error", "immutable",
 })
+#: Options Celery puts on signatures (in the chains, callbacks and chord bodies of its
+#: messages, or in code written for Celery): accepted, and not passed on, except
+#: ``routing_key``, which names the queue when ``queue`` does not (the default exchange).
+CELERY_OPTIONS = frozenset({
+    "reply_to", "stamped_headers", "stamps", "replaced_task_nesting", "exchange", "routing_key",
+    "group_id", "group_index", "chord", "chord_size", "root_id", "parent_id", "shadow", "headers",
+    "serializer", "compression", "retries", "retry", "retry_policy", "delivery_mode", "mandatory",
+    "add_to_parent", "publisher", "producer", "connection", "subtask_type", "taskset_id",
+})
 
 
 class Signature(dict):  # type: ignore[type-arg]
@@ -46,7 +57,7 @@ class Signature(dict):  # type: ignore[type-arg]
             raise TaskOptionError(f"a signature needs a task or a task name, got {task!r}")
         options = dict(options or {})
         immutable = bool(options.pop("immutable", immutable))
-        unknown = set(options) - SIGNATURE_OPTIONS
+        unknown = set(options) - SIGNATURE_OPTIONS - CELERY_OPTIONS
         if unknown:
             raise TaskOptionError(f"signature of {name}: unknown option(s) {', '.join(sorted(unknown))}")
         if args is not None and not isinstance(args, (list, tuple)):
@@ -82,7 +93,7 @@ class Signature(dict):  # type: ignore[type-arg]
 
     def set(self, **options: Any) -> Signature:
         """Add options (queue=, countdown=, ...); returns the signature."""
-        unknown = set(options) - SIGNATURE_OPTIONS
+        unknown = set(options) - SIGNATURE_OPTIONS - CELERY_OPTIONS
         if unknown:
             raise TaskOptionError(f"signature of {self.name}: unknown option(s) {', '.join(sorted(unknown))}")
         if "immutable" in options:
@@ -113,7 +124,10 @@ class Signature(dict):  # type: ignore[type-arg]
               options: dict[str, Any]) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
         call_args = self.args if self.immutable else [*args, *self.args]
         call_kwargs = self.kwargs if self.immutable else {**self.kwargs, **(kwargs or {})}
-        merged = {**self.options, **options}
+        own = {key: value for key, value in self.options.items() if key not in CELERY_OPTIONS}
+        if not own.get("queue") and isinstance(self.options.get("routing_key"), str) and self.options["routing_key"]:
+            own["queue"] = self.options["routing_key"]
+        merged = {**own, **options}
         merged.pop("immutable", None)
         return call_args, call_kwargs, merged
 
@@ -241,7 +255,8 @@ class chord(Signature):  # noqa: N801
         return self.apply_async(((body,) if body is not None else ()) + args, kwargs)
 
     def apply_async(self, args: Any = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
-        from .backends import database_alias
+        from .backends import database_alias, get_backend
+        from .backends.celery_chord import set_size
         from .models import ChordCounter
 
         header, body = group.from_dict(self["kwargs"]["header"]), self["kwargs"]["body"]
@@ -255,8 +270,13 @@ class chord(Signature):  # noqa: N801
         group_id = options.pop("group_id", None) or str(uuid.uuid4())
         for item in tasks:
             item.freeze()
-        ChordCounter.objects.using(database_alias()).create(group_id=group_id, total=len(tasks), body=dict(body), body_id=body_id,
-                                    result_ids=[item.options["task_id"] for item in tasks])
+        celery_redis = getattr(get_backend(), "redis", None)
+        if celery_redis is not None:  # counted in Celery's keys, by Celery and djq workers alike
+            set_size(celery_redis, group_id, len(tasks))
+        else:
+            ChordCounter.objects.using(database_alias()).create(
+                group_id=group_id, total=len(tasks), body=dict(body), body_id=body_id,
+                result_ids=[item.options["task_id"] for item in tasks])
         results = send_all(tasks, args, kwargs, group_id=group_id, ignore_result=False, embed={"chord": body}, **options)
         saved = GroupResult(group_id, results)
         saved.save()
@@ -283,6 +303,7 @@ def send_all(signatures: list[Signature], args: Any, kwargs: dict[str, Any] | No
         call_args, call_kwargs, merged = item._call(args, kwargs, options)
         per_call = {key: merged.pop(key, None) for key in ("task_id", "argsrepr", "kwargsrepr")}
         message = enqueue.build(enqueue.resolve(task, **merged), call_args, call_kwargs, **per_call)
+        message.headers["group_index"] = index  # Celery orders a chord's results by it
         messages.append(message)
         results[index] = AsyncResult(message.task_id, task_name=task.name)
     for index in one_by_one:

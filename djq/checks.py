@@ -181,6 +181,13 @@ def _check_backend() -> list[checks.CheckMessage]:
         return [checks.Error(str(exc), id="djq.E002")]
     if path.endswith("DatabaseBackend") and option and option not in connections.settings:
         return [checks.Error(f"DJQ_RESULT_BACKEND {value!r} names database alias {option!r}, which is not in DATABASES", id="djq.E002")]
+    if path.endswith("CeleryBridgeBackend"):  # its URL is checked when it is built (no connection yet)
+        from .backends import load_backend
+
+        try:
+            load_backend(value)
+        except ConfigurationError as exc:
+            return [checks.Error(str(exc), id="djq.E002")]
     return []
 
 

@@ -23,7 +23,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BROKER_URL", "djq://", "Broker URL. djq:// is the Django database (djq://ALIAS for another alias); redis://, amqp:// also work."),
     Setting("BROKER_TRANSPORT_OPTIONS", {}, "Extra options for the broker transport (polling_interval, visibility_timeout, ...)."),
     Setting("BROKER_POOL_LIMIT", 10, "Connections kept per process for publishing."),
-    Setting("RESULT_BACKEND", "database", "Where results go: 'database' (default alias), 'database://ALIAS', or a dotted path."),
+    Setting("RESULT_BACKEND", "database", "Where results go: 'database' (default alias), 'database://ALIAS', 'celery://<Celery result_backend>' (database rows plus Celery's format), or a dotted path."),
     Setting("DEFAULT_QUEUE", "default", "Queue used when a task and its call name none."),
     Setting("TASK_ROUTES", {}, "Task name or glob -> queue name, or {'queue': ..., 'priority': ...}."),
     Setting("TASK_SERIALIZER", "json", "Serializer for task messages."),

@@ -88,6 +88,18 @@ def _resolve_expires(expires: float | datetime | None) -> datetime | None:
     return datetime.now(timezone.utc) + timedelta(seconds=expires)
 
 
+def celery_queue(task_name: str, options: dict[str, Any]) -> str | None:
+    """Options only Celery's ``apply_async`` takes: checked against the names Celery uses
+    (a typo is still an error), ignored, except ``routing_key``: the queue it names."""
+    from .canvas import CELERY_OPTIONS
+
+    unknown = set(options) - CELERY_OPTIONS
+    if unknown:
+        raise TaskOptionError(f"{task_name}.apply_async(): unknown option(s) {', '.join(sorted(unknown))}")
+    routing_key = options.get("routing_key")
+    return routing_key if isinstance(routing_key, str) and routing_key else None
+
+
 def resolve(
     task: Task[Any, Any], *, countdown: float | None = None, eta: datetime | None = None,
     expires: float | datetime | None = None, queue: str | None = None, priority: int | None = None,

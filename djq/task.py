@@ -224,6 +224,7 @@ class Task(Generic[P, R]):
         group_id: str | None = None,
         parent_id: str | None = None,
         root_id: str | None = None,
+        **celery_options: Any,
     ) -> AsyncResult[R]:
         """Enqueue with options; validates them and returns an AsyncResult at once.
 
@@ -232,8 +233,12 @@ class Task(Generic[P, R]):
         message headers the worker sees in ``task.request.headers``.
         ``link``/``link_error``: signatures (or lists) to call on success (with the result)
         or on failure (with this task's id). ``embed``, ``group_id``, ``parent_id`` and
-        ``root_id`` are set by the canvas.
+        ``root_id`` are set by the canvas. Options of Celery's ``apply_async`` that djq has
+        no use for (``reply_to``, ``exchange``, stamping, ...) are accepted and ignored;
+        ``routing_key`` names the queue when ``queue`` does not.
         """
+        if celery_options:
+            queue = queue or enqueue.celery_queue(self.name, celery_options)
         if djq_settings.TASK_ALWAYS_EAGER:
             return self.apply(args, kwargs, task_id=task_id)
         resolved = enqueue.resolve(

@@ -1,7 +1,8 @@
 """Result backends, by name: ``database`` (default) or a dotted path to a ResultBackend class.
 
 ``DJQ_RESULT_BACKEND = "database"`` stores results on the default database alias,
-``"database://ALIAS"`` on another alias.
+``"database://ALIAS"`` on another alias. ``"celery://<Celery result_backend>"`` stores
+as ``database`` does and also in Celery's format (backends/celery_bridge.py).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .base import ResultBackend, ResultMeta
 
 BACKENDS = {
     "database": "djq.backends.database.DatabaseBackend",
+    "celery": "djq.backends.celery_bridge.CeleryBridgeBackend",
 }
 
 _backend: ResultBackend | None = None

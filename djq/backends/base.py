@@ -34,6 +34,11 @@ class TaskInfo:
     #: when the task was sent, for a new row's ``date_created`` (None: the time of the
     #: write); the sender passes its own clock's reading so both sides hold one value
     created: datetime | None = None
+    #: Celery's result bridge (backends/celery_bridge.py): where a Celery client waits
+    #: for the reply (rpc://), its correlation id, and the group the task belongs to
+    reply_to: str | None = None
+    correlation_id: str | None = None
+    group_id: str | None = None
 
 
 def supersedes(new_state: str, new_retries: int, new_attempt: int,

@@ -204,6 +204,16 @@ def publish_now(message: OutgoingMessage, url: str | None = None) -> None:
     _publisher(url or djq_settings.BROKER_URL).publish(message)
 
 
+def send_reply(routing_key: str, payload: Any, correlation_id: str, url: str | None = None) -> None:
+    """Publish ``payload`` (JSON) to the queue ``routing_key`` through the default exchange,
+    as Celery's rpc:// result backend replies to a client's ``reply_to`` queue."""
+    publisher = _publisher(url or djq_settings.BROKER_URL)
+    with publisher.pool.acquire(block=True, timeout=30) as producer:
+        producer.publish(payload, exchange="", routing_key=routing_key, serializer="json",
+                         correlation_id=correlation_id, delivery_mode=1, retry=not publisher.embedded,
+                         retry_policy=RETRY_POLICY)
+
+
 def reset_publishers() -> None:
     """Drop pooled connections (after fork, or when DJQ_BROKER_URL changes in tests)."""
     with _lock:

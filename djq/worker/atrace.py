@@ -188,8 +188,11 @@ def _finish(task: Task[Any, Any], context: RequestContext, info: TaskInfo, outco
 
             try:
                 follow_up(task, context, outcome)
-            except Exception:  # the task's own outcome is stored; a callback that cannot be sent is logged
+            except Exception as exc:  # the task's own outcome is stored; what failed to follow is noted on it
+                from .flow import note_follow_up_failure
+
                 logger.exception("task %s[%s]: could not send its callbacks", info.task_name, info.task_id)
+                outcome.follow_up_error = note_follow_up_failure(info, exc)
     finally:
         dbhygiene.clean_connections()
 

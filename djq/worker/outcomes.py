@@ -107,6 +107,8 @@ class Outcomes:
 
     @staticmethod
     def _send(events: EventDispatcher, request: Request, outcome: Outcome) -> None:
+        if outcome.follow_up_error is not None:
+            events.send("task-follow-up-failed", uuid=request.id, exception=outcome.follow_up_error[:1000])
         if outcome.state == states.SUCCESS:
             events.send("task-succeeded", uuid=request.id, result=outcome.value, runtime=outcome.runtime)
         elif outcome.state == states.RETRY:

@@ -70,7 +70,14 @@ class Request:
             parent_id=msg.parent_id,
             attempt=self.attempt,
             acks_late=self.acks_late,
+            reply_to=self._property("reply_to"),
+            correlation_id=self._property("correlation_id"),
+            group_id=msg.headers.get("group"),
         )
+
+    def _property(self, name: str) -> str | None:
+        value = (getattr(self.message, "properties", None) or {}).get(name)
+        return value if isinstance(value, str) and value else None
 
     def context(self) -> RequestContext:
         msg = self.msg
@@ -170,6 +177,12 @@ async def _arun_call(task: Task[Any, Any], call: TaskCall, loop_parts: dict[str,
 def _for_worker(call: TaskCall, outcome: Outcome) -> Outcome:
     if not outcome.recorded:
         return outcome
+    ended = _run_outcome(call, outcome)
+    ended.follow_up_error = outcome.follow_up_error
+    return ended
+
+
+def _run_outcome(call: TaskCall, outcome: Outcome) -> Outcome:
     if outcome.state == "SUCCESS":
         return Outcome(outcome.state, _result_repr.repr(outcome.value) if call.events else None, None, outcome.runtime)
     if outcome.state == "RETRY":

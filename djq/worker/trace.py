@@ -39,6 +39,9 @@ class Outcome:
     #: False when the task could not record its own end (its process died, or it was
     #: stopped at its hard time limit): the worker records ``value`` for it.
     recorded: bool = True
+    #: what went wrong sending its callbacks, chain or chord body (noted on its result
+    #: and sent as a ``task-follow-up-failed`` event)
+    follow_up_error: str | None = None
 
 
 #: In a prefork child: where a task's end goes instead of the database (the pipe to the
@@ -142,8 +145,11 @@ def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_
 
             try:
                 follow_up(task, context, outcome)
-            except Exception:  # the task's own outcome is stored; a callback that cannot be sent is logged
+            except Exception as exc:  # the task's own outcome is stored; what failed to follow is noted on it
+                from .flow import note_follow_up_failure
+
                 logger.exception("task %s[%s]: could not send its callbacks", info.task_name, info.task_id)
+                outcome.follow_up_error = note_follow_up_failure(info, exc)
     except Exception as exc:  # the backend failed: the task's outcome cannot be stored
         logger.exception("task %s[%s]: could not store its state", info.task_name, info.task_id)
         outcome = Outcome(states.FAILURE, exc, tb.format_exc(), 0.0)
