@@ -27,6 +27,8 @@ REPLY_EXCHANGE_NAME = "reply.celery.pidbox"
 #: Celery's defaults for control_queue_expires and control_queue_ttl (seconds)
 QUEUE_EXPIRES = 10.0
 QUEUE_TTL = 300.0
+#: header on a djq worker's replies here: a djq caller has its answer from djq's mailbox
+DJQ_HEADER = "djq-worker"
 _clock = itertools.count(1)
 
 

@@ -252,7 +252,8 @@ class CeleryControlListener(ControlListener):
             exchange = celery_mailbox.reply_exchange()
             try:
                 producer.publish({self.hostname: reply}, exchange=exchange, routing_key=reply_to["routing_key"],
-                                 headers={"ticket": body.get("ticket"), "clock": celery_mailbox.tick()},
+                                 headers={"ticket": body.get("ticket"), "clock": celery_mailbox.tick(),
+                                          celery_mailbox.DJQ_HEADER: "1"},
                                  declare=[exchange], serializer="json", delivery_mode=1)
             except Exception as exc:  # the caller gave up and its queue is gone
                 logger.debug("Celery mailbox: could not reply to %s: %s", reply_to, exc)
