@@ -79,18 +79,30 @@ def clock(panel: Panel, **_: Any) -> Any:
 
 @handler
 def stats(panel: Panel, **_: Any) -> Any:
-    consumer, pool = panel.consumer, panel.pool
+    consumer = panel.consumer
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    info = pool.info()
     return {"total": dict(consumer.by_task), "pid": os.getpid(), "clock": str(celery_mailbox.tick()),
             "uptime": int(time.time() - panel.started), "prefetch_count": consumer.prefetch_count,
             "broker": {**Connection(consumer.broker_url).info(), "password": None},
-            "pool": {"max-concurrency": pool.concurrency, "processes": info.get("pids", [os.getpid()]),
-                     "max-tasks-per-child": getattr(pool, "max_tasks_per_child", None) or "N/A",
-                     "put-guarded-by-semaphore": False,
-                     "timeouts": [consumer.soft_time_limit or 0, consumer.time_limit or 0],
-                     "implementation": f"djq.concurrency:{pool.name}"},
+            "pool": _pool_stats(panel),
             "rusage": {name: getattr(usage, f"ru_{name}") for name in RUSAGE}}
+
+
+def _pool_stats(panel: Panel) -> dict[str, Any]:
+    """The ``pool`` part of ``stats()``, with the keys of Celery's pool of the same kind."""
+    pool, consumer = panel.pool, panel.consumer
+    info = pool.info()
+    stats: dict[str, Any] = {"implementation": f"djq.concurrency:{pool.name}", "max-concurrency": pool.concurrency}
+    if "pids" in info:  # prefork
+        stats.update({"processes": info["pids"],
+                      "max-tasks-per-child": getattr(pool, "max_tasks_per_child", None) or "N/A",
+                      "put-guarded-by-semaphore": False,
+                      "timeouts": [consumer.soft_time_limit or 0, consumer.time_limit or 0],
+                      "writes": {"total": 0, "avg": "0.00%", "all": "", "raw": "", "strategy": "fair",
+                                 "inqueues": {"total": 0, "active": 0}}})
+    elif "threads" in info:
+        stats["threads"] = len(info["threads"])
+    return stats
 
 
 @handler
