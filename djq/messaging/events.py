@@ -236,5 +236,7 @@ class EventReceiver:
         except Exception as exc:
             logger.warning("dropped an undecodable event: %s", exc)
             return
-        if isinstance(event, dict) and isinstance(event.get("type"), str):
-            self.handler(event)
+        # A Celery worker sends its task events in batches: a list on routing key task.multi
+        for item in event if isinstance(event, list) else [event]:
+            if isinstance(item, dict) and isinstance(item.get("type"), str):
+                self.handler(item)

@@ -160,9 +160,11 @@ def test_events_cross_both_ways(pair: Pair) -> None:
             def succeeded(task_id: str) -> list[dict[str, Any]]:
                 return [e for e in list(seen) if e["type"] == "task-succeeded" and e.get("uuid") == task_id]
 
-            celery_event = wait_for(lambda: succeeded(to_celery.id), timeout=30, what="the Celery task in djq_events")
+            celery_event = wait_for(lambda: succeeded(to_celery.id), timeout=30,
+                                    what=f"the Celery task in djq's receiver (seen: {_summary(seen)})")
             assert celery_event[0]["hostname"] == CELERY_NODE
-            assert any(e["type"] == "worker-heartbeat" and e["hostname"] == CELERY_NODE for e in list(seen))
+            wait_for(lambda: any(e["type"] == "worker-heartbeat" and e["hostname"] == CELERY_NODE for e in list(seen)),
+                     timeout=30, what="a Celery worker's heartbeat in djq's receiver")
             wait_for(lambda: succeeded(to_djq.id), timeout=30, what="the djq task in djq's receiver")
             beats = sum(1 for e in list(seen) if e["type"] == "worker-heartbeat" and e["hostname"] == DJQ_NODE)
             wait_for(lambda: sum(1 for e in list(seen) if e["type"] == "worker-heartbeat"
@@ -173,6 +175,10 @@ def test_events_cross_both_ways(pair: Pair) -> None:
             djq_receiver.should_stop = True
             for thread in threads:
                 thread.join(10)
+
+
+def _summary(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return sorted({(e["hostname"], e["type"]) for e in list(events)})
 
 
 def _free_port() -> int:
@@ -195,11 +201,10 @@ def test_flower_lists_the_djq_worker_and_its_tasks(pair: Pair) -> None:
         base = f"http://127.0.0.1:{port}"
         app = make_app(pair.url)
 
-        def listed() -> dict[str, Any] | None:
+        def listed() -> dict[str, Any] | None:  # Flower starts capturing events a moment after it starts
             result = app.send_task("tests.testapp.tasks.add", (20, 22), queue="default")
-            time.sleep(0.5)
-            tasks = wait_for(lambda: _get(f"{base}/api/tasks"), timeout=10, what="Flower's tasks")
-            task = tasks.get(result.id)
+            time.sleep(1.0)
+            task = _get(f"{base}/api/tasks").get(result.id)
             return task if task and task["state"] == "SUCCESS" else None
 
         task = wait_for(listed, timeout=40, interval=0.5, what="a djq task in Flower")
