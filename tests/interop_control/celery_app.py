@@ -10,6 +10,7 @@ import os
 import time
 
 from celery import Celery
+from kombu import Queue
 
 QUEUE = "ic-celery"
 
@@ -18,7 +19,10 @@ QUEUE = "ic-celery"
 def make_app(url: str) -> Celery:
     """A Celery app on ``url``: the worker's, or a test's client (one per broker)."""
     client = Celery("interop_control", broker=url, set_as_current=False)
-    client.conf.update(task_default_queue=QUEUE, accept_content=["json"], task_serializer="json",
+    # djq's queues are declared with x-max-priority on RabbitMQ: a Celery client declares them alike
+    djq_queue = Queue("default", routing_key="default",
+                      queue_arguments={"x-max-priority": 9} if url.startswith("amqp") else None)
+    client.conf.update(task_queues=[Queue(QUEUE), djq_queue], task_default_queue=QUEUE, accept_content=["json"], task_serializer="json",
                        worker_hijack_root_logger=False, broker_connection_retry_on_startup=True,
                        worker_prefetch_multiplier=1)
     return client

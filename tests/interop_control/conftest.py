@@ -91,7 +91,11 @@ def start_djq(url: str, db: str, log: Path, *args: str, settings: str = "tests.s
     if not url.startswith("djq"):
         full_env["DJQ_TEST_BROKER_URL"] = url
     process = Process([sys.executable, "-m", "django", "djq_worker", "-l", "INFO", *args], log, full_env)
-    process.wait_for(" ready")
+    try:
+        process.wait_for(" ready")
+    except BaseException:
+        process.stop()
+        raise
     return process
 
 
@@ -103,15 +107,17 @@ def pair(request: pytest.FixtureRequest, worker_db: str, tmp_path_factory: pytes
         _skip_or_fail(f"{request.param} leg needs {BROKERS[request.param]}")
     purge_broker(url)
     tmp = tmp_path_factory.mktemp(f"interop-{request.param}")
-    djq = start_djq(url, worker_db, tmp / "djq.log", "-P", "threads", "-c", "2", "-E", "-n", DJQ_NODE)
     celery = Process([celery_bin(), "-A", "tests.interop_control.celery_app", "worker", "-P", "threads", "-c", "2", "-E",
                       "-n", CELERY_NODE, "-Q", "ic-celery", "--without-gossip", "-l", "INFO"],
                      tmp / "celery.log", celery_env(url))
+    djq: Process | None = None
     try:
+        djq = start_djq(url, worker_db, tmp / "djq.log", "-P", "threads", "-c", "2", "-E", "-n", DJQ_NODE)
         celery.wait_for("ready.")
         yield Pair(url, request.param, djq, celery, tmp)
     finally:
-        djq.stop()
+        if djq is not None:
+            djq.stop()
         celery.stop()
         purge_broker(url)
 

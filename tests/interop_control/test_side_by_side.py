@@ -55,7 +55,8 @@ def _same_shape(djq: Any, celery: Any, where: str) -> None:
 
 def test_celery_inspect_reads_a_djq_worker_as_a_celery_one(pair: Pair) -> None:
     app = make_app(pair.url)
-    cli = subprocess.run([celery_bin(), "-A", "tests.interop_control.celery_app", "inspect", "ping", "-t", "3"],
+    cli = subprocess.run([celery_bin(), "-A", "tests.interop_control.celery_app", "inspect", "ping", "-t", "10",
+                          "-d", ",".join(BOTH)],
                          env=celery_env(pair.url), capture_output=True, text=True, timeout=60)
     assert f"{DJQ_NODE}: OK" in cli.stdout and f"{CELERY_NODE}: OK" in cli.stdout, cli.stdout + cli.stderr
     assert _inspect(app, "ping") == {DJQ_NODE: {"ok": "pong"}, CELERY_NODE: {"ok": "pong"}}
@@ -122,7 +123,7 @@ def test_celery_control_commands_act_on_a_djq_worker(pair: Pair) -> None:
 def test_djq_inspect_and_control_reach_the_celery_worker(pair: Pair) -> None:
     out = StringIO()
     with override_settings(DJQ_BROKER_URL=pair.url):
-        call_command("djq_inspect", "ping", "--json", "-t", "3", stdout=out)
+        call_command("djq_inspect", "ping", "--json", "-t", "10", "-d", ",".join(BOTH), stdout=out)
         assert sorted(json.loads(out.getvalue()), key=str) == [{CELERY_NODE: {"ok": "pong"}}, {DJQ_NODE: {"ok": "pong"}}]
         out = StringIO()
         call_command("djq_control", "rate_limit", "ic.add", "7/m", "-d", CELERY_NODE, "--json", stdout=out)
@@ -130,7 +131,7 @@ def test_djq_inspect_and_control_reach_the_celery_worker(pair: Pair) -> None:
         registered = control.broadcast("registered", destination=[CELERY_NODE], timeout=10)
         assert "ic.add [rate_limit=7/m]" in registered[0][CELERY_NODE]
         # a djq worker answers on both mailboxes: djq's caller hears it once, in djq's shape
-        stats = control.broadcast("stats", timeout=3)
+        stats = control.broadcast("stats", destination=BOTH, timeout=10)
     by_node = {node: reply for item in stats for node, reply in item.items()}
     assert len(stats) == 2 and by_node[DJQ_NODE]["hostname"] == DJQ_NODE and "pid" in by_node[CELERY_NODE]
 
