@@ -280,7 +280,7 @@ class CeleryControlListener(ControlListener):
         pattern, matcher = body.get("pattern"), body.get("matcher")
         if pattern and matcher:
             try:
-                return bool(match(self.hostname, pattern, matcher))
+                return bool(match(self.hostname, pattern, matcher))  # type: ignore[arg-type]
             except Exception:
                 return False
         return True
