@@ -10,8 +10,9 @@ sleeps, ~50 ms CPU loops), --brokers (the scenario above on djq:// on SQLite and
 PostgreSQL, redis:// and amqp://, with -P threads and -P prefork), --beat (one
 djq_beat on 10,000 periodic tasks in PostgreSQL: tick cost and memory) and --versus
 (djq against Celery on the same broker, pool and concurrency, interleaved and repeated:
-djq / Celery per leg; bench/versus.py). --pools, --brokers and --versus run only when
-asked for; --beat also runs by default.
+djq / Celery per leg; bench/versus.py) and --signals (what djq.signals cost with no
+receiver; bench/signals_cost.py). --pools, --brokers, --versus and --signals run only
+when asked for; --beat also runs by default.
 
 It prints figures and ratios; it never asserts times. Each scenario runs in a child
 process of its own (Django settings are per process); this process owns the databases
@@ -33,6 +34,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,6 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pools", action="store_true", help="each pool on I/O-bound and CPU-bound tasks")
     parser.add_argument("--brokers", action="store_true", help="djq://, redis:// and amqp:// side by side")
     parser.add_argument("--beat", action="store_true", help="one djq_beat on many periodic tasks in PostgreSQL")
+    parser.add_argument("--signals", action="store_true", help="what djq.signals cost with no receiver")
     parser.add_argument("--postgres-url", default=os.environ.get("DJQ_BENCH_POSTGRES_URL"),
                         help=f"admin URL; a database djq_bench_<pid> is made through it (default {DEFAULT_POSTGRES_URL})")
     parser.add_argument("--redis-url", default=os.environ.get("DJQ_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
@@ -103,7 +106,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-logs", action="store_true", help="keep worker logs (path printed)")
     add_versus_arguments(parser)
     args = parser.parse_args(argv)
-    if not (args.sqlite or args.postgres or args.pools or args.brokers or args.beat or args.versus):
+    if not (args.sqlite or args.postgres or args.pools or args.brokers or args.beat or args.versus
+            or args.signals):
         args.sqlite = args.postgres = args.beat = True
     try:
         select_legs(args.legs)
@@ -177,12 +181,21 @@ def run_scenarios(args: argparse.Namespace, logs: Path, notes: list[str], failed
     return scenarios
 
 
+def run_signals(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+    """--signals: bench/signals_cost.py in a process of its own (its own Django settings)."""
+    out = logs / "signals.json"
+    subprocess.run([sys.executable, "-m", "bench.signals_cost", "--json", str(out)], cwd=ROOT, check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=args.timeout)
+    return {"no_receivers": json.loads(out.read_text())}
+
+
 def run_families(args: argparse.Namespace, logs: Path, notes: list[str], failed: list[str]) -> dict[str, Any]:
     """--pools, --brokers and --beat: every entry's figures, or the note that says why it has none."""
     families: dict[str, Any] = {}
     for name, asked, runner, show in (("pools", args.pools, run_pools, print_pools),
                                       ("brokers", args.brokers, run_brokers, print_brokers),
-                                      ("beat", args.beat, run_beat, print_beat)):
+                                      ("beat", args.beat, run_beat, print_beat),
+                                      ("signals", args.signals, run_signals, lambda results: None)):
         if not asked:
             continue
         results = runner(args, logs)
