@@ -29,6 +29,9 @@ QUEUE_EXPIRES = 10.0
 QUEUE_TTL = 300.0
 #: header on a djq worker's replies here: a djq caller has its answer from djq's mailbox
 DJQ_HEADER = "djq-worker"
+#: header on a djq caller's commands here: djq workers take the same command from djq's
+#: mailbox, so they skip this copy (a command must not run twice)
+DJQ_CALLER_HEADER = "djq-caller"
 _clock = itertools.count(1)
 
 
@@ -70,7 +73,8 @@ def command(method: str, arguments: dict[str, Any], destination: list[str] | Non
 
 
 def headers(timeout: float | None) -> dict[str, Any]:
-    return {"clock": tick(), "expires": time.time() + timeout if timeout else 0}
+    """A djq caller's command headers: Celery's, and the mark djq workers skip."""
+    return {"clock": tick(), "expires": time.time() + timeout if timeout else 0, DJQ_CALLER_HEADER: "1"}
 
 
 def new_oid() -> str:

@@ -252,9 +252,10 @@ class CeleryControlListener(ControlListener):
             return
         if not isinstance(body, dict) or not isinstance(body.get("method"), str):
             return  # not a command (stop()'s wake-up)
-        if not self._for_me(body):
-            return
-        expires = (message.headers or {}).get("expires")
+        headers = message.headers or {}
+        if headers.get(celery_mailbox.DJQ_CALLER_HEADER) or not self._for_me(body):
+            return  # a djq caller's copy: the same command came on djq's mailbox
+        expires = headers.get("expires")
         if isinstance(expires, (int, float)) and expires and expires < time.time():
             return
         given = body.get("arguments")
