@@ -130,8 +130,13 @@ def test_djq_inspect_and_control_reach_the_celery_worker(pair: Pair) -> None:
         assert json.loads(out.getvalue()) == [{CELERY_NODE: {"ok": "new rate limit set successfully"}}]
         registered = control.broadcast("registered", destination=[CELERY_NODE], timeout=10)
         assert "ic.add [rate_limit=7/m]" in registered[0][CELERY_NODE]
-        # a djq worker answers on both mailboxes: djq's caller hears it once, in djq's shape
+        # a djq worker listens on both mailboxes: it runs a djq command once, and answers once
+        assert control.broadcast("pool_grow", {"n": 1}, destination=[DJQ_NODE], timeout=10) == \
+            [{DJQ_NODE: {"ok": "pool will grow to 3"}}]
+        grown = _inspect(make_app(pair.url), "stats", nodes=[DJQ_NODE])[DJQ_NODE]["pool"]["max-concurrency"]
+        control.broadcast("pool_shrink", {"n": 1}, destination=[DJQ_NODE], timeout=10)
         stats = control.broadcast("stats", destination=BOTH, timeout=10)
+    assert grown == 3
     by_node = {node: reply for item in stats for node, reply in item.items()}
     assert len(stats) == 2 and by_node[DJQ_NODE]["hostname"] == DJQ_NODE and "pid" in by_node[CELERY_NODE]
 
