@@ -11,8 +11,9 @@ PostgreSQL, redis:// and amqp://, with -P threads and -P prefork), --beat (one
 djq_beat on 10,000 periodic tasks in PostgreSQL: tick cost and memory) and --versus
 (djq against Celery on the same broker, pool and concurrency, interleaved and repeated:
 djq / Celery per leg; bench/versus.py), --asyncio (the asyncio pool against gevent and
-threads on djq:// PostgreSQL and Redis; bench/asyncio_family.py). --pools, --brokers and --versus run only when
-asked for; --beat also runs by default.
+threads on djq:// PostgreSQL and Redis; bench/asyncio_family.py) and --signals (what
+djq.signals cost with no receiver; bench/signals_cost.py). --pools, --brokers, --versus,
+--asyncio and --signals run only when asked for; --beat also runs by default.
 
 It prints figures and ratios; it never asserts times. Each scenario runs in a child
 process of its own (Django settings are per process); this process owns the databases
@@ -34,6 +35,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -87,6 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--beat-three", action="store_true",
                         help="three djq_beat, one killed with SIGKILL, on 100,000 periodic tasks: exactly once?")
     parser.add_argument("--beat-three-seconds", type=float, default=180.0, help="--beat-three: how long the beats run")
+    parser.add_argument("--signals", action="store_true", help="what djq.signals cost with no receiver")
     parser.add_argument("--postgres-url", default=os.environ.get("DJQ_BENCH_POSTGRES_URL"),
                         help=f"admin URL; a database djq_bench_<pid> is made through it (default {DEFAULT_POSTGRES_URL})")
     parser.add_argument("--redis-url", default=os.environ.get("DJQ_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
@@ -112,7 +115,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_asyncio_arguments(parser)
     args = parser.parse_args(argv)
     if not (args.sqlite or args.postgres or args.pools or args.brokers or args.beat or args.beat_three
-            or args.versus or args.asyncio):
+            or args.versus or args.asyncio or args.signals):
         args.sqlite = args.postgres = args.beat = True
     try:
         select_legs(args.legs)
@@ -186,13 +189,22 @@ def run_scenarios(args: argparse.Namespace, logs: Path, notes: list[str], failed
     return scenarios
 
 
+def run_signals(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+    """--signals: bench/signals_cost.py in a process of its own (its own Django settings)."""
+    out = logs / "signals.json"
+    subprocess.run([sys.executable, "-m", "bench.signals_cost", "--json", str(out)], cwd=ROOT, check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=args.timeout)
+    return {"no_receivers": json.loads(out.read_text())}
+
+
 def run_families(args: argparse.Namespace, logs: Path, notes: list[str], failed: list[str]) -> dict[str, Any]:
     """--pools, --brokers and --beat: every entry's figures, or the note that says why it has none."""
     families: dict[str, Any] = {}
     for name, asked, runner, show in (("pools", args.pools, run_pools, print_pools),
                                       ("brokers", args.brokers, run_brokers, print_brokers),
                                       ("beat", args.beat, run_beat, print_beat),
-                                      ("beat_three", args.beat_three, run_beat_three, print_beat_three)):
+                                      ("beat_three", args.beat_three, run_beat_three, print_beat_three),
+                                      ("signals", args.signals, run_signals, lambda results: None)):
         if not asked:
             continue
         results = runner(args, logs)

@@ -52,6 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TASK_SEND_SENT_EVENT", False, "delay()/apply_async() publish a task-sent event."),
     Setting("EVENTS_RETENTION_HOURS", 24, "Hours djq_events --camera keeps stored events (None = forever)."),
     Setting("CONTROL_TIMEOUT", 1.0, "Seconds djq_inspect/djq_control wait for replies when given no --timeout."),
+    Setting("CELERY_MAILBOX", True, "On Redis/RabbitMQ workers also answer Celery's pidbox ('celery inspect/control'), and djq_inspect/djq_control also ask Celery workers."),
+    Setting("CELERY_EVENTS", True, "On Redis/RabbitMQ workers with events on also publish them on Celery's 'celeryev' exchange, and djq_events also reads it."),
     Setting("BEAT_SCHEDULE", {}, "Periodic tasks declared in code: name -> {'task': ..., 'schedule': ...}; see docs/beat.md."),
     Setting("BEAT_MAX_TICK", 5.0, "Longest beat sleeps between looks at the schedule (seconds): admin edits apply within it."),
     Setting("BEAT_RUN_HISTORY_DAYS", 7, "Days beat keeps its log of sent runs (None = forever)."),
@@ -95,6 +97,8 @@ class DjqSettings:
     TASK_SEND_SENT_EVENT: bool
     EVENTS_RETENTION_HOURS: float | None
     CONTROL_TIMEOUT: float
+    CELERY_MAILBOX: bool
+    CELERY_EVENTS: bool
     BEAT_SCHEDULE: dict[str, dict[str, Any]]
     BEAT_MAX_TICK: float
     BEAT_RUN_HISTORY_DAYS: int | None

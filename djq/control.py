@@ -4,7 +4,10 @@ A command is a JSON message on the fanout exchange ``djq.control``; every worker
 queue bound to it (on the embedded broker the binding lives in the database, so the
 fanout crosses processes). Workers named in ``destination`` (or all, when it is empty)
 run the command and send one reply each to the caller's own reply queue, which is
-deleted afterwards. Replies are ``{hostname: reply}`` dicts, as Celery's are.
+deleted afterwards. Replies are ``{hostname: reply}`` dicts, as Celery's are. On Redis and RabbitMQ the
+command also goes to Celery's mailbox (djq/celery_mailbox.py, ``DJQ_CELERY_MAILBOX``),
+so Celery workers answer too; a djq worker's answer there is skipped, as it answers on
+djq's own mailbox.
 
     from djq import control
     control.broadcast("ping", timeout=1.0)            # [{"djq@host": {"ok": "pong"}}]
@@ -31,6 +34,7 @@ from django.db import IntegrityError, transaction
 from kombu import Exchange, Producer, Queue
 from kombu import Consumer as KombuConsumer
 
+from . import celery_mailbox
 from .conf import djq_settings
 from .exceptions import DjqError, TaskOptionError
 from .messaging.producer import broker_connection
@@ -78,37 +82,52 @@ def broadcast(command: str, arguments: dict[str, Any] | None = None, *, destinat
     body = {"method": command, "arguments": arguments or {}, "destination": targets or None,
             "ticket": ticket, "reply_to": reply_queue.name if reply_queue else None,
             "expires": time.time() + timeout}
-    replies: list[dict[str, Any]] = []
+    replies: dict[str, Any] = {}
+    celery = celery_mailbox.enabled(url or djq_settings.BROKER_URL)
+    oid = celery_mailbox.new_oid()
+    celery_replies = celery_mailbox.reply_queue(oid) if celery and reply else None
     try:
         with broker_connection(url) as connection:
             channel = connection.channel()
-            if reply_queue is not None:
-                reply_queue(channel).declare()
+            for queue in (reply_queue, celery_replies):
+                if queue is not None:
+                    queue(channel).declare()
+            policy = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2}
             Producer(channel, exchange=control_exchange()).publish(
-                body, serializer="json", declare=[control_exchange()], retry=True,
-                retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
-            )
+                body, serializer="json", declare=[control_exchange()], retry=True, retry_policy=policy)
+            if celery:  # Celery workers listen on Celery's mailbox (djq workers on both)
+                Producer(channel).publish(
+                    celery_mailbox.command(command, arguments or {}, targets or None, ticket if reply else None, oid),
+                    exchange=celery_mailbox.exchange(), routing_key="", headers=celery_mailbox.headers(timeout),
+                    serializer="json", declare=[celery_mailbox.exchange()], retry=True, retry_policy=policy)
             if reply_queue is not None:
+                queues = [q for q in (reply_queue, celery_replies) if q is not None]
                 try:
-                    _collect(connection, channel, reply_queue, ticket, replies, timeout, limit)
+                    _collect(connection, channel, queues, ticket, replies, timeout, limit)
                 finally:
-                    reply_queue(channel).delete()
+                    for queue in queues:
+                        queue(channel).delete()
     except ControlError:
         raise
     except Exception as exc:
         raise ControlError(f"remote control over {connection_name(url)} failed: {exc}") from exc
-    return replies
+    return [{hostname: answer} for hostname, answer in replies.items()]
 
 
-def _collect(connection: Any, channel: Any, queue: Queue, ticket: str, replies: list[dict[str, Any]],
+def _collect(connection: Any, channel: Any, queues: list[Queue], ticket: str, replies: dict[str, Any],
              timeout: float, limit: int | None) -> None:
     def on_message(message: Any) -> None:
         message.ack()
         data = message.decode()
-        if isinstance(data, dict) and data.get("ticket") == ticket and isinstance(data.get("reply"), dict):
-            replies.append(data["reply"])
+        headers = message.headers or {}
+        if "ticket" in headers:  # Celery's mailbox: {hostname: reply}, the ticket in a header
+            if headers["ticket"] == ticket and not headers.get(celery_mailbox.DJQ_HEADER) and isinstance(data, dict):
+                for hostname, answer in data.items():
+                    replies.setdefault(hostname, answer)
+        elif isinstance(data, dict) and data.get("ticket") == ticket and isinstance(data.get("reply"), dict):
+            replies.update(data["reply"])
 
-    consumer = KombuConsumer(channel, queues=[queue], on_message=on_message, accept=["json"])
+    consumer = KombuConsumer(channel, queues=queues, on_message=on_message, accept=["json"])
     consumer.consume()
     deadline = time.monotonic() + timeout
     while limit is None or len(replies) < limit:

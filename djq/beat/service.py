@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
-from .. import __version__, orphans
+from .. import __version__, orphans, signals
 from ..conf import djq_settings
 from ..exceptions import ConfigurationError
 from ..messaging.producer import describe_broker
@@ -83,6 +83,7 @@ class Beat:
     def run(self) -> None:
         """Tick until ``stop()``; closes this thread's database connections at the end."""
         logger.info("beat %s ready (max tick %gs)", self.name, self.max_tick)
+        signals.send(signals.beat_init, self)
         checker = threading.Thread(target=self._revalidate, name="djq-beat-revalidate", daemon=True)
         checker.start()
         try:

@@ -7,6 +7,12 @@ events are on (``djq_worker -E`` or ``DJQ_WORKER_SEND_TASK_EVENTS``; ``task-sent
 ``DJQ_TASK_SEND_SENT_EVENT``); when they are off no dispatcher exists and nothing is
 done per task. A monitor that is not listening misses the events sent meanwhile: each
 listener has its own queue, deleted when it stops.
+
+On Redis and RabbitMQ (``DJQ_CELERY_EVENTS``, on by default) each event also goes to
+Celery's exchange ``celeryev`` with Celery's routing key (``task.succeeded``), so
+``celery events`` and Flower see djq workers; ``EventReceiver`` also listens there, so
+``djq_events`` and the camera see Celery workers (djq's own copies there carry the
+``djq-event`` header and are skipped: they came on ``djq.events``).
 """
 from __future__ import annotations
 
@@ -31,6 +37,9 @@ from .producer import broker_connection, is_embedded
 logger = logging.getLogger(__name__)
 
 EXCHANGE_NAME = "djq.events"
+CELERY_EXCHANGE_NAME = "celeryev"
+#: header on the copies djq publishes on ``celeryev``: djq's receiver has them from djq.events
+DJQ_HEADER = "djq-event"
 TASK_EVENTS = ("task-sent", "task-received", "task-started", "task-succeeded", "task-failed",
                "task-retried", "task-revoked", "task-rejected")
 WORKER_EVENTS = ("worker-online", "worker-heartbeat", "worker-offline")
@@ -39,6 +48,16 @@ EVENT_TYPES = TASK_EVENTS + WORKER_EVENTS
 
 def events_exchange() -> Exchange:
     return Exchange(EXCHANGE_NAME, type="fanout", durable=False, auto_delete=False, delivery_mode=1)
+
+
+def celery_exchange(url: str) -> Exchange:
+    """Celery's ``celeryev``: a topic exchange, declared as Celery does (fanout on Redis)."""
+    return Exchange(CELERY_EXCHANGE_NAME, type="fanout" if url.startswith(("redis", "rediss")) else "topic")
+
+
+def celery_events_enabled(url: str) -> bool:
+    """Celery's exchange too: on by default where Celery can listen (not djq://)."""
+    return bool(djq_settings.CELERY_EVENTS) and not is_embedded(url)
 
 
 class EventDispatcher:
@@ -70,6 +89,8 @@ class EventDispatcher:
         connection: Connection | None = None
         producer: Producer | None = None
         embedded = is_embedded(self.url)
+        celery, celery_declared = celery_events_enabled(self.url), False
+        celery_headers = {"hostname": self.hostname, DJQ_HEADER: "1"}
         while True:
             event = self._queue.get()
             if event is None:
@@ -78,11 +99,18 @@ class EventDispatcher:
                 if producer is None:
                     connection = broker_connection(self.url)
                     producer = Producer(connection.channel(), exchange=events_exchange())
+                    celery_declared = False
                 if embedded and not producer.channel.get_table(EXCHANGE_NAME):
                     continue  # nobody listens (bindings are cached for a second): skip encoding
                 # No routing key: on Redis a fanout publish with one goes to a channel the
                 # listeners (bound without a key) do not subscribe to.
                 producer.publish(event, routing_key="", serializer="json", retry=False, delivery_mode=1)
+                if celery:  # Celery's monitors (celery events, Flower) route on the event type
+                    exchange = celery_exchange(self.url)
+                    producer.publish(event, exchange=exchange, routing_key=event["type"].replace("-", "."),
+                                     headers=celery_headers, serializer="json", retry=False, delivery_mode=1,
+                                     declare=[] if celery_declared else [exchange])
+                    celery_declared = True
             except Exception as exc:
                 logger.warning("could not publish the %s event: %s", event["type"], exc)
                 producer = None
@@ -152,9 +180,13 @@ class EventReceiver:
                  name: str | None = None) -> None:
         self.handler = handler
         self.url = url or djq_settings.BROKER_URL
-        self.queue = Queue(name or f"djq.events.{uuid.uuid4().hex[:12]}", events_exchange(),
-                           durable=False, auto_delete=True, queue_arguments={"x-message-ttl": 60_000}
-                           if self.url.startswith("amqp") else None)
+        name = name or f"djq.events.{uuid.uuid4().hex[:12]}"
+        arguments = {"x-message-ttl": 60_000} if self.url.startswith("amqp") else None
+        self.queue = Queue(name, events_exchange(), durable=False, auto_delete=True, queue_arguments=arguments)
+        #: Celery workers' events (celeryev, every routing key); djq's own copies there are skipped
+        self.celery_queue = Queue(f"{name}.celeryev", celery_exchange(self.url), routing_key="#", durable=False,
+                                  auto_delete=True, queue_arguments=arguments) \
+            if celery_events_enabled(self.url) else None
         self.should_stop = False
 
     def capture(self, timeout: float | None = None, wakeup: float = 1.0,
@@ -165,8 +197,8 @@ class EventReceiver:
         next_tick = time.monotonic() + wakeup
         with broker_connection(self.url, side_channel=True) as connection:
             channel = connection.channel()
-            consumer = KombuConsumer(channel, queues=[self.queue], on_message=self._on_message,
-                                     accept=["json"])
+            queues = [self.queue] + ([self.celery_queue] if self.celery_queue is not None else [])
+            consumer = KombuConsumer(channel, queues=queues, on_message=self._on_message, accept=["json"])
             consumer.consume()
             if on_ready is not None:
                 on_ready()
@@ -186,7 +218,8 @@ class EventReceiver:
             finally:
                 try:
                     consumer.cancel()
-                    self.queue(channel).delete()
+                    for queue in queues:
+                        queue(channel).delete()
                 except Exception as exc:  # the queue goes with the connection on most brokers
                     logger.debug("could not delete the event queue: %s", exc)
 
@@ -196,10 +229,14 @@ class EventReceiver:
 
     def _on_message(self, message: Any) -> None:
         message.ack()
+        if (message.headers or {}).get(DJQ_HEADER):
+            return  # a djq worker's copy on celeryev: the same event came on djq.events
         try:
             event = message.decode()
         except Exception as exc:
             logger.warning("dropped an undecodable event: %s", exc)
             return
-        if isinstance(event, dict) and isinstance(event.get("type"), str):
-            self.handler(event)
+        # A Celery worker sends its task events in batches: a list on routing key task.multi
+        for item in event if isinstance(event, list) else [event]:
+            if isinstance(item, dict) and isinstance(item.get("type"), str):
+                self.handler(item)

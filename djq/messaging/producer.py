@@ -16,8 +16,10 @@ from django.db import transaction
 from kombu import Connection, Exchange, Queue
 from kombu.entity import PERSISTENT_DELIVERY_MODE
 from kombu.pools import ProducerPool
+from kombu.serialization import loads
 from kombu.utils.url import maybe_sanitize_url
 
+from .. import signals
 from ..conf import djq_settings
 from ..exceptions import ConfigurationError, PublishError
 from ..extras import missing_for_broker
@@ -102,6 +104,8 @@ class _Publisher:
         self.declared: set[str] = set()
 
     def publish(self, message: OutgoingMessage) -> None:
+        if signals.before_task_publish.receivers:
+            before_publish([message])
         declare = []
         if message.queue not in self.declared:
             declare = [task_queue(message.queue, self.url)]
@@ -126,6 +130,8 @@ class _Publisher:
             ) from exc
         if declare:
             self.declared.add(message.queue)
+        if signals.after_task_publish.receivers:
+            after_publish([message])
 
     def publish_many(self, messages: list[OutgoingMessage]) -> None:
         """Publish on one channel, a chunk per round trip where the transport can.
@@ -136,6 +142,8 @@ class _Publisher:
         one channel. A chunk a broker error interrupts is retried whole, as ``publish``
         retries one message; if the retries fail, PublishError says how many were sent.
         """
+        if signals.before_task_publish.receivers:
+            before_publish(messages)
         sent = 0
         try:
             with self.pool.acquire(block=True, timeout=30) as producer:
@@ -156,6 +164,8 @@ class _Publisher:
                 f"could not send {len(messages)} tasks ({names}) to {self.safe_url}: {exc}; "
                 f"{'the first ' + str(sent) if sent else 'none'} of them were sent"
             ) from exc
+        if signals.after_task_publish.receivers:
+            after_publish(messages)
 
     def _declare(self, producer: Any, queues: set[str]) -> None:
         for name in sorted(queues - self.declared):
@@ -183,6 +193,24 @@ class _Publisher:
     def close(self) -> None:
         self.pool.force_close_all()
         self.connection.release()
+
+
+def _body(message: OutgoingMessage) -> Any:
+    return loads(message.body, message.content_type, message.content_encoding, accept=None)
+
+
+def before_publish(messages: list[OutgoingMessage]) -> None:
+    """djq.signals.before_task_publish, Celery's arguments; ``headers`` is the message's own."""
+    for message in messages:
+        signals.send(signals.before_task_publish, message.task_name, body=_body(message), exchange="",
+                     routing_key=message.queue, headers=message.headers, properties=message.properties,
+                     declare=[], retry_policy=RETRY_POLICY)
+
+
+def after_publish(messages: list[OutgoingMessage]) -> None:
+    for message in messages:
+        signals.send(signals.after_task_publish, message.task_name, body=_body(message), exchange="",
+                     routing_key=message.queue, headers=message.headers)
 
 
 _publishers: dict[str, _Publisher] = {}

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from kombu import Connection
 from kombu import Consumer as KombuConsumer
 
+from .. import signals
 from ..backends import current_writer
 from ..conf import djq_settings
 from ..exceptions import MessageError, NotRegistered
@@ -88,6 +89,8 @@ class Consumer(Dispatch):
         self.cold = False
         self.stats = {"received": 0, "succeeded": 0, "failed": 0, "retried": 0, "rejected": 0, "expired": 0,
                       "revoked": 0}
+        #: tasks received per task name (Celery's ``stats()["total"]``)
+        self.by_task: dict[str, int] = {}
         self.revokes = Revokes()
         self.parking = EtaParking(is_embedded(self.broker_url))
         self.handles: dict[int, Any] = {}
@@ -112,10 +115,16 @@ class Consumer(Dispatch):
         try:
             task = registry.get(msg.task_name)
         except NotRegistered as exc:
+            if signals.task_unknown.receivers:
+                signals.send(signals.task_unknown, self, message=message, exc=exc, name=msg.task_name,
+                             id=msg.task_id)
             self.reject(message, queue, str(exc), msg.headers, task_id=msg.task_id, task_name=msg.task_name)
             return
         self.stats["received"] += 1
+        self.by_task[msg.task_name] = self.by_task.get(msg.task_name, 0) + 1
         request = Request(message, msg, task, self.hostname, queue, self.generation)
+        if signals.task_received.receivers:
+            signals.send(signals.task_received, self, request=request)
         if request.id in self.revokes:
             self.outcomes.not_run(request)
             return
@@ -143,6 +152,8 @@ class Consumer(Dispatch):
         logger.error("rejected message %s (%s) from queue %r: %s", task_id or "-", task_name or "?", queue, reason)
         record_rejected(message, queue, reason, headers, task_id=task_id, task_name=task_name, worker=self.hostname)
         message.reject(requeue=False)
+        if signals.task_rejected.receivers:
+            signals.send(signals.task_rejected, self, message=message, exc=MessageError(reason))
         if self.events is not None:
             self.events.send("task-rejected", uuid=task_id, name=task_name, requeue=False, reason=reason)
 

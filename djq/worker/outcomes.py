@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from .. import orphans, states
+from .. import orphans, signals, states
 from ..backends import get_backend
 from ..backends.base import exception_to_meta
 from ..control import signal_number
@@ -68,6 +68,9 @@ class Outcomes:
             self._store_revoked(request, reason)
         finally:
             self._ack(request)
+        if signals.task_revoked.receivers:
+            signals.send(signals.task_revoked, request.task, request=request, terminated=True,
+                         signum=signal_number(signal), expired=False)
         if self.events is not None:
             self.events.send("task-revoked", uuid=request.id, terminated=True, signum=signal_number(signal),
                              expired=False)
@@ -133,6 +136,9 @@ class Outcomes:
             logger.exception("could not record the revoke of %s[%s]", request.name, request.id)
         finally:
             self._ack(request)
+        if signals.task_revoked.receivers:
+            signals.send(signals.task_revoked, request.task, request=request, terminated=False, signum=None,
+                         expired=expired)
         if self.events is not None:
             self.events.send("task-revoked", uuid=request.id, terminated=False, signum=None, expired=expired)
 

@@ -5,6 +5,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import celery_mailbox
 from ..backends import install_writer, remove_writer
 from ..beat.step import EmbeddedBeat
 from ..concurrency import get_pool_class
@@ -154,28 +155,38 @@ class Autoscale(Step):
 
 
 class Control(Step):
-    """Answers remote control (djq_inspect, djq_control, the admin's actions)."""
+    """Answers remote control (djq_inspect, djq_control, the admin's actions), and on
+    Redis/RabbitMQ Celery's mailbox too (celery inspect/control; DJQ_CELERY_MAILBOX)."""
 
     requires = (TaskConsumer,)
-    listener: ControlListener
+    listeners: list[ControlListener]
 
     def create(self, worker: Worker) -> None:
         consumer = self.blueprint.get(TaskConsumer).consumer
         autoscale = self.blueprint.steps.get(Autoscale)
         panel = Panel(consumer, autoscale.autoscaler if isinstance(autoscale, Autoscale) else None, time.time())
-        self.listener = ControlListener(panel, worker.options.hostname, consumer.broker_url)
+        self.listeners = [ControlListener(panel, worker.options.hostname, consumer.broker_url)]
+        if celery_mailbox.enabled(consumer.broker_url):
+            from .celery_control import CeleryControlListener
+
+            self.listeners.append(CeleryControlListener(panel, worker.options.hostname, consumer.broker_url))
 
     def start(self) -> None:
-        self.listener.start()
-        if not self.listener.ready.wait(10):
-            logger.warning("remote control is not listening yet (broker slow to answer)")
+        for listener in self.listeners:
+            listener.start()
+        for listener in self.listeners:
+            if not listener.ready.wait(10):
+                logger.warning("remote control (%s) is not listening yet (broker slow to answer)", listener.name)
 
     def stop(self) -> None:
-        self.listener.stop()
-        self.listener.join(timeout=5)
+        for listener in self.listeners:
+            listener.stop()
+        for listener in self.listeners:
+            listener.join(timeout=5)
 
     def terminate(self) -> None:
-        self.listener.stop()  # a daemon thread: the process does not wait for it
+        for listener in self.listeners:
+            listener.stop()  # daemon threads: the process does not wait for them
 
 
 class HeartbeatStep(Step):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from .. import states
+from .. import signals, states
 from ..backends import get_backend
 from ..backends.base import TaskInfo, exception_to_meta
 from ..conf import djq_settings
@@ -64,7 +64,37 @@ class ColdShutdown(BaseException):
 
 def execute(task: Task[Any, Any], context: RequestContext, limiter: Limiter = no_limits,
             soft_time_limit: float | None = None, time_limit: float | None = None) -> Outcome:
-    """Run the task body in this thread with ``context`` as its request; never raises."""
+    """Run the task body in this thread with ``context`` as its request; never raises.
+
+    Sends djq.signals' task_prerun before the body and task_success/failure/retry and
+    task_postrun after it (only when someone listens: one list test each otherwise)."""
+    if signals.task_prerun.receivers:
+        signals.send(signals.task_prerun, task, task_id=context.id, task=task, args=context.args,
+                     kwargs=context.kwargs)
+    outcome = _execute(task, context, limiter, soft_time_limit, time_limit)
+    if signals.task_success.receivers or signals.task_failure.receivers or signals.task_retry.receivers:
+        _send_outcome(task, context, outcome)
+    if signals.task_postrun.receivers:
+        signals.send(signals.task_postrun, task, task_id=context.id, task=task, args=context.args,
+                     kwargs=context.kwargs, retval=outcome.value, state=outcome.state)
+    return outcome
+
+
+def _send_outcome(task: Task[Any, Any], context: RequestContext, outcome: Outcome) -> None:
+    if outcome.state == states.SUCCESS:
+        signals.send(signals.task_success, task, result=outcome.value)
+    elif outcome.state == states.RETRY:
+        reason = getattr(outcome.value, "reason", None) or outcome.value
+        signals.send(signals.task_retry, task, request=context, reason=reason,
+                     einfo=signals.exception_info(outcome.value, outcome.traceback))
+    elif isinstance(outcome.value, BaseException):
+        signals.send(signals.task_failure, task, task_id=context.id, exception=outcome.value, args=context.args,
+                     kwargs=context.kwargs, traceback=outcome.value.__traceback__,
+                     einfo=signals.exception_info(outcome.value, outcome.traceback))
+
+
+def _execute(task: Task[Any, Any], context: RequestContext, limiter: Limiter,
+             soft_time_limit: float | None, time_limit: float | None) -> Outcome:
     token = current_request.set(context)
     started = time.perf_counter()
     try:

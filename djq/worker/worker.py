@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from .. import __version__
+from .. import __version__, signals
 from ..backends import current_writer, get_backend
 from ..conf import djq_settings
 from ..registry import registry
@@ -143,6 +143,13 @@ class Worker:
 
     def run(self, out: IO[str] | Any = sys.stdout) -> int:
         """Start, consume until a signal, stop. Returns the process exit code."""
+        signals.send(signals.worker_init, self)
+        try:
+            return self._run(out)
+        finally:
+            signals.send(signals.worker_shutdown, self)
+
+    def _run(self, out: IO[str] | Any) -> int:
         self.blueprint.create(self)
         self.blueprint.start()
         consumer = self.blueprint.get(TaskConsumer).consumer
@@ -152,6 +159,7 @@ class Worker:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._on_signal)
             logger.info("worker %s ready", self.options.hostname)
+            signals.send(signals.worker_ready, consumer)
             consumer.run()
         except ColdShutdown:
             pass

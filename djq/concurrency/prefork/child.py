@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from typing import Any, Iterator
 
-from ... import states
+from ... import signals, states
 from ...exceptions import SoftTimeLimitExceeded
 from ...worker import trace
 from ...worker.trace import Outcome
@@ -140,6 +140,7 @@ def serve(jobs_fd: int, results_fd: int, inherited_fds: list[int], parent: int, 
     global _soft_pending
     setup(parent, inherited_fds)
     name_process(f"djq-prefork-child-{os.getpid()}")
+    signals.send(signals.worker_process_init, None)
     jobs = Connection(jobs_fd, writable=False)
     results = Connection(results_fd, readable=False)
     while True:
