@@ -29,14 +29,14 @@ if TYPE_CHECKING:
 #: Options a signature may carry; they are passed to ``Task.apply_async``.
 SIGNATURE_OPTIONS = frozenset({
     "countdown", "eta", "expires", "queue", "priority", "task_id", "ignore_result", "time_limit",
-    "soft_time_limit", "link", "link_error", "immutable",
+    "soft_time_limit", "link", "link_error", "immutable", "headers",
 })
 #: Options Celery puts on signatures (in the chains, callbacks and chord bodies of its
 #: messages, or in code written for Celery): accepted, and not passed on, except
 #: ``routing_key``, which names the queue when ``queue`` does not (the default exchange).
 CELERY_OPTIONS = frozenset({
     "reply_to", "stamped_headers", "stamps", "replaced_task_nesting", "exchange", "routing_key",
-    "group_id", "group_index", "chord", "chord_size", "root_id", "parent_id", "shadow", "headers",
+    "group_id", "group_index", "chord", "chord_size", "root_id", "parent_id", "shadow",
     "serializer", "compression", "retries", "retry", "retry_policy", "delivery_mode", "mandatory",
     "add_to_parent", "publisher", "producer", "connection", "subtask_type", "taskset_id",
 })

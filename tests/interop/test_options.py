@@ -53,3 +53,13 @@ def test_a_bridge_url_celery_cannot_use_is_a_system_check_error() -> None:
         assert (not errors) == ok, (value, errors)
         if not ok:
             assert "redis://HOST:PORT/DB URL or rpc://" in errors[0].msg
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_signature_keeps_its_headers() -> None:
+    with override_settings(DJQ_BROKER_URL="djq://default"):
+        reset_publishers()
+        add.s(1, 2).set(headers={"tenant": "acme"}, reply_to="celery-oid").apply_async()
+        (payload,) = QueueMessage.objects.values_list("payload", flat=True)
+        reset_publishers()
+    assert json.loads(payload)["headers"]["tenant"] == "acme"

@@ -1,7 +1,7 @@
 """Celery and djq on one broker: results both ways, chains and chords across (issue 14).
 
 Each test covers rows of the issue's table against a real ``celery worker`` and real
-``djq_worker`` processes (tests/interop/conftest.py), on Redis and on RabbitMQ.
+``djq_worker`` processes (tests/interop/results_fixtures.py), on Redis and on RabbitMQ.
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from djq.exceptions import ChordError
 from djq.models import TaskResult
 from tests.testapp.tasks import add, echo, fail, tsum
 
-from .celery_app import CELERY_QUEUE, PREFIX
+from .results_celery_app import CELERY_QUEUE, PREFIX
+from .results_fixtures import side  # noqa: F401 - the module's workers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TIMEOUT = 30

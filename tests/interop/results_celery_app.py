@@ -1,7 +1,7 @@
 """The Celery side of the interop tests: a Celery app with tasks of the same names as
 tests/testapp's, so either side can run the other's messages.
 
-``celery -A tests.interop.celery_app worker`` reads its broker from DJQ_INTEROP_BROKER
+``celery -A tests.interop.results_celery_app worker`` reads its broker from DJQ_INTEROP_BROKER
 and its result backend from DJQ_INTEROP_BACKEND; it consumes ``celery-side`` (the
 Celery app's default queue), and prints INTEROP-READY when ready. Tests build client
 apps with ``make_app``. Nothing here imports Django.

@@ -3,7 +3,7 @@
 Per broker leg (Redis, RabbitMQ), ``side`` starts, once per module:
 - a djq worker on queue ``default`` with the Celery Redis result bridge, sending events;
 - a djq worker on queue ``rpc-side`` with the rpc:// bridge;
-- a ``celery worker`` (tests/interop/celery_app.py) on queue ``celery-side``, results in
+- a ``celery worker`` (tests/interop/results_celery_app.py) on queue ``celery-side``, results in
   the same Redis (a database of the test Redis: on the RabbitMQ leg too).
 The test process's djq client uses the Redis bridge; ``celery_client`` and ``rpc_client``
 are Celery apps as a Celery shop's code would hold them.
@@ -69,7 +69,7 @@ def side(request: pytest.FixtureRequest, django_db_setup: Any, django_db_blocker
     pytest.importorskip("celery")
     from djq.messaging.producer import reset_publishers
 
-    from .celery_app import CELERY_QUEUE, make_app
+    from .results_celery_app import CELERY_QUEUE, make_app
 
     leg = request.param
     broker_url = os.environ.get(LEGS[leg], "")
@@ -94,7 +94,7 @@ def side(request: pytest.FixtureRequest, django_db_setup: Any, django_db_blocker
                 alias, ["-Q", CELERY_QUEUE, "-P", "threads", "-c", "2", "-n", f"celery-{leg}@%h",
                         "--without-gossip", "--without-mingle", "--without-heartbeat"],
                 logs / "celery.log", {"DJQ_INTEROP_BROKER": broker_url, "DJQ_INTEROP_BACKEND": results_url},
-                argv=[celery, "-A", "tests.interop.celery_app", "worker"])
+                argv=[celery, "-A", "tests.interop.results_celery_app", "worker"])
             workers.append(celery_worker)
             for worker in workers:
                 worker.wait_ready(60)
