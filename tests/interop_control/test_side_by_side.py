@@ -13,12 +13,15 @@ import urllib.request
 from io import StringIO
 from typing import Any, Callable
 
+import pytest
 from celery.events.state import State
 from django.core.management import call_command
 from django.test import override_settings
 
 from djq import control
 from djq.messaging.events import EventReceiver
+from djq.models import TaskEvent
+from djq.monitor import Camera
 from tests.conftest import wait_for
 
 from .celery_app import make_app
@@ -141,13 +144,20 @@ def test_djq_inspect_and_control_reach_the_celery_worker(pair: Pair) -> None:
     assert len(stats) == 2 and by_node[DJQ_NODE]["hostname"] == DJQ_NODE and "pid" in by_node[CELERY_NODE]
 
 
+@pytest.mark.django_db
 def test_events_cross_both_ways(pair: Pair) -> None:
     app = make_app(pair.url)
     state = State()
     seen: list[dict[str, Any]] = []
+    camera = Camera(retention_hours=None)
+
+    def handle(event: dict[str, Any]) -> None:  # djq_events --camera's receiver, fed the same way
+        seen.append(event)
+        camera(event)
+
     with app.connection_for_read() as connection:
         celery_receiver = app.events.Receiver(connection, handlers={"*": state.event})
-        djq_receiver = EventReceiver(seen.append, url=pair.url)
+        djq_receiver = EventReceiver(handle, url=pair.url)
         djq_ready = threading.Event()
         threads = [threading.Thread(target=celery_receiver.capture, kwargs={"limit": None, "timeout": None}),
                    threading.Thread(target=djq_receiver.capture, kwargs={"on_ready": djq_ready.set})]
@@ -176,6 +186,9 @@ def test_events_cross_both_ways(pair: Pair) -> None:
             wait_for(lambda: sum(1 for e in list(seen) if e["type"] == "worker-heartbeat"
                                  and e["hostname"] == DJQ_NODE) >= beats + 2, timeout=30, what="two more beats")
             assert len(succeeded(to_djq.id)) == 1  # not again from its copy on celeryev
+            camera.flush()
+            stored = TaskEvent.objects.get(task_id=to_celery.id, event="task-succeeded")
+            assert stored.hostname == CELERY_NODE and stored.fields["result"] == "9"
         finally:
             celery_receiver.should_stop = True
             djq_receiver.should_stop = True

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from djq import signals
+from djq import control, signals
 from tests.conftest import _skip_or_fail, purge_broker, wait_for
 from tests.testapp.tasks import add
 
@@ -75,8 +75,10 @@ def test_signals_have_celerys_names_and_arguments(worker_db: str, tmp_path: Path
         retrying = app.send_task("tests.testapp.tasks.always_retry", queue="default")
         app.send_task("no.such.task", queue="default")
         revoked = app.send_task("tests.testapp.tasks.add", (1, 1), queue="default", countdown=2)
-        with app.connection_for_write() as connection:
-            assert app.control.revoke(revoked.id, destination=[NODE], reply=True, timeout=10, connection=connection)
+        with override_settings(DJQ_BROKER_URL=url):
+            assert control.revoke(revoked.id, destination=[NODE], reply=True, timeout=10)
+        with app.connection_for_write() as connection:  # DJQ_CELERY_MAILBOX = False: Celery gets no answer
+            assert app.control.ping(destination=[NODE], timeout=1, connection=connection) == []
 
         def calls(name: str, task_id: str | None = None) -> list[dict[str, Any]]:
             return [e for e in _log(log) if e["signal"] == name and (task_id is None or e["task_id"] == task_id)]
