@@ -41,7 +41,7 @@ CELERY_EXCHANGE_NAME = "celeryev"
 #: header on the copies djq publishes on ``celeryev``: djq's receiver has them from djq.events
 DJQ_HEADER = "djq-event"
 TASK_EVENTS = ("task-sent", "task-received", "task-started", "task-succeeded", "task-failed",
-               "task-retried", "task-revoked", "task-rejected")
+               "task-retried", "task-revoked", "task-rejected", "task-follow-up-failed")
 WORKER_EVENTS = ("worker-online", "worker-heartbeat", "worker-offline")
 EVENT_TYPES = TASK_EVENTS + WORKER_EVENTS
 
