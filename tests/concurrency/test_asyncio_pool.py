@@ -95,3 +95,12 @@ def test_asyncio_pool(start_worker, broker, tmp_path) -> None:
     assert worker.wait(timeout=30) == 0
     assert running.state == states.SUCCESS
     assert "job failed outside the task boundary" not in worker.output
+
+
+def test_async_tasks_run_inline_eagerly_and_on_pools_without_a_loop() -> None:
+    """Off the asyncio pool an ``async def`` task runs in a loop of its own (the same
+    ``execute`` the thread, solo and prefork pools use), and inline it is a coroutine."""
+    assert anap.is_async and not where.is_async
+    assert asyncio.iscoroutine(coro := anap(0.0))
+    assert len(asyncio.run(coro)) == 2
+    assert aretrying.apply((0,)).get() == 0
