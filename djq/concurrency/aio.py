@@ -144,6 +144,7 @@ class AsyncioPool(BasePool):
         self._soft = SoftLimitWatch()
         self._stepping: list[str | None] = [None]
         self._cleaning = False
+        self._warned: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._lag = LagWatch(self.loop, self._stepping, float(djq_settings.WORKER_ASYNCIO_LAG_THRESHOLD))
         self._thread = threading.Thread(target=self._run_loop, name="djq-asyncio-loop", daemon=True)
@@ -171,6 +172,10 @@ class AsyncioPool(BasePool):
             return running
         if coro is None:
             running.in_thread = True
+            if time_limit and arg.task_name not in self._warned:
+                self._warned.add(arg.task_name)
+                logger.warning("task %s has a hard time limit, which the asyncio pool cannot enforce on a "
+                               "plain function (it runs in a thread; see docs/pools.md)", arg.task_name)
             self._sync.submit(self._thread_job, job, arg, callback)
         else:
             self.loop.call_soon_threadsafe(self._spawn, coro, arg, callback, running)

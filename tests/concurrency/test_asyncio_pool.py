@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from datetime import datetime, timezone
 
@@ -85,6 +86,21 @@ def test_asyncio_pool(start_worker, broker, tmp_path) -> None:
     assert body["state"] == states.SUCCESS and len(body["value"]) == 2
     assert body["ticks"] >= 5
 
-    # the worker took every check and is still consuming
+    # the worker took every check and is still consuming; a warm shutdown lets a running
+    # coroutine finish
     assert anoop.delay().get(timeout=30) is None
+    running = anap.delay(1.0)
+    wait_for(lambda: running.state == states.STARTED, what="the last nap to start")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert running.state == states.SUCCESS
     assert "job failed outside the task boundary" not in worker.output
+
+
+def test_async_tasks_run_inline_eagerly_and_on_pools_without_a_loop() -> None:
+    """Off the asyncio pool an ``async def`` task runs in a loop of its own (the same
+    ``execute`` the thread, solo and prefork pools use), and inline it is a coroutine."""
+    assert anap.is_async and not where.is_async
+    assert asyncio.iscoroutine(coro := anap(0.0))
+    assert len(asyncio.run(coro)) == 2
+    assert aretrying.apply((0,)).get() == 0
