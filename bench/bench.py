@@ -8,12 +8,14 @@ and a reachable Redis, Celery 5 drains the same no-op tasks for comparison.
 Families (see bench/families.py): --pools (each pool on the workload it suits: 10 ms
 sleeps, ~50 ms CPU loops), --brokers (the scenario above on djq:// on SQLite and
 PostgreSQL, redis:// and amqp://, with -P threads and -P prefork), --beat (one
-djq_beat on 10,000 periodic tasks in PostgreSQL: tick cost and memory) and --versus
+djq_beat on 10,000 periodic tasks in PostgreSQL: tick cost and memory), --beat-three
+(three djq_beat on 100,000 tasks for --beat-three-seconds, 180, one SIGKILLed: missed slots
+and duplicates; bench/beat_three.py) and --versus
 (djq against Celery on the same broker, pool and concurrency, interleaved and repeated:
 djq / Celery per leg; bench/versus.py), --asyncio (the asyncio pool against gevent and
 threads on djq:// PostgreSQL and Redis; bench/asyncio_family.py) and --signals (what
-djq.signals cost with no receiver; bench/signals_cost.py). --pools, --brokers, --versus,
---asyncio and --signals run only when asked for; --beat also runs by default.
+djq.signals cost with no receiver; bench/signals_cost.py). --pools, --brokers, --beat-three,
+--versus, --asyncio and --signals run only when asked for; --beat also runs by default.
 
 It prints figures and ratios; it never asserts times. Each scenario runs in a child
 process of its own (Django settings are per process); this process owns the databases
@@ -24,7 +26,7 @@ three; PostgreSQL and beat are skipped with a note if no server answers), --post
 or DJQ_BENCH_POSTGRES_URL (an admin URL; default postgres://djq:djq@127.0.0.1:5439/djq),
 --celery, --redis-url or DJQ_BENCH_REDIS_URL, --amqp-url or DJQ_BENCH_AMQP_URL, --pools,
 --brokers, --versus, --legs, --results-db, --celery-track-started, --broker-results,
---pool-sleep-tasks, --pool-cpu-tasks, --beat-tasks,
+--pool-sleep-tasks, --pool-cpu-tasks, --beat-tasks, --beat-three-seconds,
 --beat-idle-seconds, --tasks, --repeat, --latency-samples, --sleep-tasks, --concurrency,
 --polling-interval, --json PATH.
 """
