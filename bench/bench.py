@@ -10,7 +10,7 @@ sleeps, ~50 ms CPU loops), --brokers (the scenario above on djq:// on SQLite and
 PostgreSQL, redis:// and amqp://, with -P threads and -P prefork), --beat (one
 djq_beat on 10,000 periodic tasks in PostgreSQL: tick cost and memory), --beat-three
 (three djq_beat on 100,000 tasks for --beat-three-seconds, 180, one SIGKILLed: missed slots
-and duplicates; bench/beat_three.py) and --versus
+and duplicates; bench/beat_three.py), --versus
 (djq against Celery on the same broker, pool and concurrency, interleaved and repeated:
 djq / Celery per leg; bench/versus.py), --asyncio (the asyncio pool against gevent and
 threads on djq:// PostgreSQL and Redis; bench/asyncio_family.py) and --signals (what
