@@ -184,8 +184,9 @@ class ResultWriter:
                         entry.waiters.append(waiter)
                     return True
                 batch = None  # the second write of a task goes after the first
-            if (batch is None or len(batch.entries) >= MAX_ROWS or batch.size + size > MAX_BYTES
-                    or batch.callbacks):
+            # A batch with callbacks still takes rows: its callbacks need only the writes
+            # made before them stored, and closing it would cost a statement per after().
+            if batch is None or len(batch.entries) >= MAX_ROWS or batch.size + size > MAX_BYTES:
                 batch = _Batch()
                 self._batches.append(batch)
             batch.entries[task_id] = _Entry(row, [waiter] if waiter is not None else [])

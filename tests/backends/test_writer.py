@@ -99,6 +99,24 @@ def test_writes_that_gather_go_in_one_statement_and_a_waiting_started_gives_way(
     assert row.result == "3" and row.runtime == 0.01 and row.date_done is not None
 
 
+def test_writes_each_followed_by_after_still_gather_in_one_statement(backend: Gated,
+                                                                    writer: ResultWriter) -> None:
+    """Every finished task is followed by an ``after()`` (its ack): those barriers must not
+    split the rows piling up behind a flush into a statement each."""
+    _hold(backend, writer)
+    ran: list[int] = []
+    for n in range(30):
+        writer.put(_info(f"t{n}"), states.SUCCESS, result=n)
+        writer.after(lambda n=n: ran.append(n))
+    assert not ran, "after() ran before the writes before it were stored"
+    backend.gate.set()
+    deadline = time.monotonic() + 5
+    while len(ran) < 30 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert ran == list(range(30))
+    assert backend.batches[1:] == [[f"t{n}:{states.SUCCESS}" for n in range(30)]]
+
+
 def test_a_second_write_of_a_task_goes_after_the_first(backend: Gated, writer: ResultWriter) -> None:
     """PROGRESS of the delivery takes a waiting STARTED's place (and its start time); a
     write from outside the worker (attempt 0) goes in the next statement, after it."""
