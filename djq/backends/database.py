@@ -57,6 +57,19 @@ _UPSERT_TAIL = (f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(_assignment(c) 
                 f"WHERE {_SUPERSEDES} RETURNING task_id")
 
 
+_pg_arrays_sql: str | None = None
+
+
+def _pg_arrays(connection: Any) -> str:
+    """``%s::type[]`` for each of _COLUMNS, the column's own type (PostgreSQL's, so any
+    PostgreSQL connection gives the same)."""
+    global _pg_arrays_sql
+    if _pg_arrays_sql is None:
+        _pg_arrays_sql = ", ".join(f"%s::{TaskResult._meta.get_field(name).db_type(connection)}[]"
+                                   for name in _COLUMNS)
+    return _pg_arrays_sql
+
+
 @functools.cache
 def _sqlite_returning() -> bool:
     import sqlite3
@@ -123,17 +136,24 @@ class DatabaseBackend(ResultBackend):
 
     @staticmethod
     def _upsert(connection: Any, rows: list[dict[str, Any]]) -> set[str]:
-        """One conditional ``INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING``."""
+        """One conditional ``INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING``.
+
+        On PostgreSQL the rows travel as one array per column (``unnest``): the statement
+        is the same whatever the batch's size, so psycopg neither parses nor quotes
+        thousands of placeholders (its cost grew with every row); in the same statement
+        the stored final states wake the clients waiting in get() (backends/wake.py)."""
         adapt = connection.ops.adapt_datetimefield_value
-        values: list[Any] = []
-        for row in rows:
-            values += [adapt(row[name]) if name.startswith("date_") else row[name] for name in _COLUMNS]
-        one = f"({', '.join(['%s'] * len(_COLUMNS))})"
-        sql = f"{_UPSERT_HEAD} {', '.join([one] * len(rows))} {_UPSERT_TAIL}"
         if connection.vendor == "postgresql":
-            # the same statement wakes the clients waiting in get() (backends/wake.py)
-            sql = (f"WITH s AS ({sql}, state) SELECT s.task_id FROM s LEFT JOIN LATERAL "
+            values: list[Any] = [[row[name] for row in rows] for name in _COLUMNS]
+            sql = (f"WITH s AS ({_UPSERT_HEAD.removesuffix(' VALUES')} SELECT * FROM unnest({_pg_arrays(connection)}) "
+                   f"{_UPSERT_TAIL}, state) SELECT s.task_id FROM s LEFT JOIN LATERAL "
                    f"(SELECT pg_notify('{NOTIFY_CHANNEL}', s.task_id) WHERE s.state IN ({_FINAL})) n ON true")
+        else:
+            values = []
+            for row in rows:
+                values += [adapt(row[name]) if name.startswith("date_") else row[name] for name in _COLUMNS]
+            one = f"({', '.join(['%s'] * len(_COLUMNS))})"
+            sql = f"{_UPSERT_HEAD} {', '.join([one] * len(rows))} {_UPSERT_TAIL}"
         with connection.cursor() as cursor:
             cursor.execute(sql, values)
             return {task_id for (task_id,) in cursor.fetchall()}
