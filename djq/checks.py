@@ -17,8 +17,7 @@ from django.core import checks
 from django.db import connections
 
 from .conf import djq_settings
-
-KNOWN_SCHEMES = ("djq", "redis", "rediss", "amqp", "amqps", "pyamqp", "memory", "sqs")
+from .messaging.producer import KNOWN_SCHEMES  # one list for the check and for delay()
 
 
 @checks.register("djq")
