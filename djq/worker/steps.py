@@ -18,6 +18,7 @@ from .consumer import Consumer
 from .control import ControlListener, Panel
 from .heartbeat import Heartbeat
 from .modes import RunLimits
+from .naming import Holder, claim_name
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -33,6 +34,23 @@ class Database(Step):
 
     def stop(self) -> None:
         dbhygiene.close_all()
+
+
+class Name(Step):
+    """The worker's name, claimed in the database before anything listens under it
+    (djq/worker/naming.py): the first free default name, or -n's, or a refusal."""
+
+    requires = (Database,)
+    previous: Holder | None = None
+
+    def create(self, worker: Worker) -> None:
+        from django.utils import timezone
+
+        self.started = timezone.now()
+        options = worker.options
+        options.hostname, self.previous = claim_name(
+            options.hostname if options.named else None, options.hostname, self.started,
+            float(djq_settings.WORKER_HEARTBEAT_INTERVAL))
 
 
 class Pool(Step):
@@ -181,14 +199,16 @@ class Control(Step):
 class HeartbeatStep(Step):
     """The WorkerState row: heartbeats, offline at warm shutdown (and worker events)."""
 
-    requires = (TaskConsumer,)
+    requires = (Name, TaskConsumer)
     heartbeat: Heartbeat
 
     def create(self, worker: Worker) -> None:
         events = self.blueprint.steps.get(Events)
+        name = self.blueprint.get(Name)
         self.heartbeat = Heartbeat(self.blueprint.get(TaskConsumer).consumer,
                                    float(djq_settings.WORKER_HEARTBEAT_INTERVAL),
-                                   events.dispatcher if isinstance(events, Events) else None)
+                                   events.dispatcher if isinstance(events, Events) else None,
+                                   started=name.started, previous=name.previous)
 
     def start(self) -> None:
         self.heartbeat.start()
@@ -201,5 +221,5 @@ class HeartbeatStep(Step):
 
 
 STEPS: tuple[type[Step], ...] = (
-    Database, Pool, Results, Events, TaskConsumer, Autoscale, Control, HeartbeatStep, EmbeddedBeat,
+    Database, Name, Pool, Results, Events, TaskConsumer, Autoscale, Control, HeartbeatStep, EmbeddedBeat,
 )
