@@ -14,6 +14,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
+from . import pending
 from .conf import djq_settings
 from .context import current_request
 from .exceptions import DjqError, EncodeError, TaskOptionError
@@ -202,18 +203,24 @@ def build_many(template: MessageTemplate, items: Iterable[Any],
 
 
 def send(message: OutgoingMessage) -> None:
+    """Publish one message, with its PENDING row (djq/pending.py)."""
     from .messaging import producer
 
     sent_at = time.time()
-    producer.send(message)
+    with pending.recorded([message], producer.broker_alias()) as undo:
+        producer.send(message, on_failure=undo)
     _sent_events([message], sent_at)
 
 
 def send_many(messages: list[OutgoingMessage]) -> None:
+    """Publish a batch, with their PENDING rows: one INSERT per chunk beside the messages."""
     from .messaging import producer
 
+    if not messages:
+        return
     sent_at = time.time()
-    producer.send_many(messages)
+    with pending.recorded(messages, producer.broker_alias()) as undo:
+        producer.send_many(messages, on_failure=undo)
     _sent_events(messages, sent_at)
 
 

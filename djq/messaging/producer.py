@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, Callable
 
 from django.db import transaction
 from kombu import Connection, Exchange, Queue
@@ -260,28 +260,47 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def send(message: OutgoingMessage, *, using: str | None = None) -> None:
-    """Publish ``message`` now, or at commit when inside an atomic block on a non-embedded broker."""
+def broker_alias(url: str | None = None) -> str | None:
+    """The database a ``djq://`` broker writes messages to; None for other brokers."""
+    url = url or djq_settings.BROKER_URL
+    return embedded_alias(url) if is_embedded(url) else None
+
+
+def _guarded(publish: Callable[[], None], on_failure: Callable[[], None] | None) -> Callable[[], None]:
+    if on_failure is None:
+        return publish
+
+    def run() -> None:
+        try:
+            publish()
+        except BaseException:
+            on_failure()  # e.g. the PENDING rows of what was not sent (djq/pending.py)
+            raise
+
+    return run
+
+
+def send(message: OutgoingMessage, *, using: str | None = None,
+         on_failure: Callable[[], None] | None = None) -> None:
+    """Publish ``message`` now, or at commit when inside an atomic block on a non-embedded
+    broker; ``on_failure`` runs if the publish fails (the error is raised after it)."""
     url = djq_settings.BROKER_URL
-    publisher = _publisher(url)
-    if publisher.embedded:
-        publisher.publish(message)
-        return
-    if transaction.get_connection(using).in_atomic_block:
-        transaction.on_commit(lambda: publisher.publish(message), using=using)
+    publish = _guarded(lambda: _publisher(url).publish(message), on_failure)
+    if not is_embedded(url) and transaction.get_connection(using).in_atomic_block:
+        transaction.on_commit(publish, using=using)
     else:
-        publisher.publish(message)
+        publish()
 
 
-
-
-def send_many(messages: list[OutgoingMessage], *, using: str | None = None) -> None:
+def send_many(messages: list[OutgoingMessage], *, using: str | None = None,
+              on_failure: Callable[[], None] | None = None) -> None:
     """``send`` for a batch: one INSERT (djq://) or pipeline (Redis) per chunk, and on other
     brokers inside an atomic block one ``on_commit`` for the whole batch."""
     if not messages:
         return
-    publisher = _publisher(djq_settings.BROKER_URL)
-    if not publisher.embedded and transaction.get_connection(using).in_atomic_block:
-        transaction.on_commit(lambda: publisher.publish_many(messages), using=using)
+    url = djq_settings.BROKER_URL
+    publish = _guarded(lambda: _publisher(url).publish_many(messages), on_failure)
+    if not is_embedded(url) and transaction.get_connection(using).in_atomic_block:
+        transaction.on_commit(publish, using=using)
     else:
-        publisher.publish_many(messages)
+        publish()

@@ -9,6 +9,7 @@ from django.test import override_settings
 
 from djq.exceptions import BrokerUnreachable, BrokerURLError, PublishError
 from djq.messaging.producer import reset_publishers
+from djq.models import TaskResult
 from tests.testapp.tasks import add
 
 
@@ -30,6 +31,7 @@ def dead_broker(request: pytest.FixtureRequest):
             reset_publishers()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_delay_to_an_unreachable_broker_raises_publish_error(dead_broker: str) -> None:
     with pytest.raises(BrokerUnreachable) as caught:
         add.delay(1, 2)
@@ -37,8 +39,10 @@ def test_delay_to_an_unreachable_broker_raises_publish_error(dead_broker: str) -
     assert "could not send task tests.testapp.tasks.add[" in message
     assert "127.0.0.1" in message and "unreachable" in message and "DJQ_BROKER_URL" in message
     assert "\n" not in message
+    assert not TaskResult.objects.exists(), "no PENDING row outlives a task that was not sent"
 
 
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("url", "expected"), [
     ("reddis://localhost:6379/0", "unknown scheme 'reddis'"),
     ("localhost:6379", "is not a URL"),
@@ -54,6 +58,7 @@ def test_a_bad_broker_url_is_one_djq_error_naming_the_setting(url: str, expected
             reset_publishers()
     assert str(caught.value).startswith("DJQ_BROKER_URL") and "\n" not in str(caught.value)
     assert isinstance(caught.value, PublishError)  # callers catching PublishError still catch it
+    assert not TaskResult.objects.exists()
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
@@ -76,3 +81,5 @@ def test_inside_a_transaction_the_error_comes_from_the_commit(dead_broker: str) 
         with transaction.atomic():
             result = add.delay(1, 2)
             assert result.id  # the id is there at once; publishing waits for the commit
+            assert TaskResult.objects.get(task_id=result.id).state == "PENDING"
+    assert not TaskResult.objects.exists(), "the failed publish took its PENDING row away"
