@@ -26,6 +26,24 @@ from .conf import djq_settings
 
 RUNTIME_SAMPLE = 20_000
 MINUTES = 60
+#: queue names that are djq's (or Celery's) own plumbing, not task queues
+_PLUMBING = ("djq.", "celery.pidbox", "celeryev")
+
+
+@dataclass
+class QueueRow:
+    """A queue as the dashboard lists it: broker-side depth, the oldest waiting task's
+    age (from its PENDING row), and the online workers consuming it."""
+
+    name: str
+    depth: int | None
+    oldest_seconds: float | None
+    consumers: list[str]
+
+    @property
+    def unconsumed(self) -> bool:
+        """Messages wait and no online worker consumes the queue: flagged red."""
+        return bool(self.depth) and not self.consumers
 
 
 @dataclass
@@ -38,6 +56,7 @@ class Dashboard:
     queues: list[tuple[str, int | None]]
     workers: list[Any]
     sampled: bool
+    queue_rows: list[QueueRow] = field(default_factory=list)
     queries: int = 0
     milliseconds: float = 0.0
     errors: list[str] = field(default_factory=list)
@@ -83,10 +102,62 @@ def _collect(using: str, now: datetime) -> Dashboard:
                        for name, values in by_name.items()), key=lambda row: -row[3])
 
     workers = list(WorkerState.objects.filter(WorkerState.online_q()))  # where the heartbeats write
-    names = {djq_settings.DEFAULT_QUEUE, *(q for w in workers for q in (w.queues or []))}
+    oldest = _oldest_pending(using, now)
+    names = {djq_settings.DEFAULT_QUEUE, *(q for w in workers for q in (w.queues or [])), *oldest,
+             *known_queues()}
     errors: list[str] = []
-    queues = queue_depths(sorted(names), errors)
-    return Dashboard(now, per_minute, runtimes, queues, workers, len(sample) >= RUNTIME_SAMPLE, errors=errors)
+    queues = queue_depths(sorted(name for name in names if not name.startswith(_PLUMBING)), errors)
+    rows = [QueueRow(name, depth, oldest.get(name),
+                     sorted(w.hostname for w in workers if name in (w.queues or [])))
+            for name, depth in queues]
+    rows = [row for row in rows if row.depth or row.consumers or row.name == djq_settings.DEFAULT_QUEUE]
+    return Dashboard(now, per_minute, runtimes, queues, workers, len(sample) >= RUNTIME_SAMPLE, errors=errors,
+                     queue_rows=rows)
+
+
+def known_queues() -> set[str]:
+    """Queues this project sends to: DJQ_TASK_ROUTES, ``@task(queue=...)`` and, on the
+    embedded broker, every queue with a message row."""
+    from .messaging.producer import broker_alias
+    from .messaging.routing import route_queues
+    from .models import QueueMessage
+    from .registry import registry
+
+    names = set(route_queues())
+    names.update(queue for queue in (registry.get(name).queue for name in registry.names()) if queue)
+    alias = broker_alias()
+    if alias is not None:
+        names.update(QueueMessage.objects.using(alias).order_by().values_list("queue", flat=True).distinct())
+    return names
+
+
+def unconsumed_queues(own: list[str], using: str = "default") -> list[tuple[str, int]]:
+    """Queues this project sends to (or with PENDING tasks) that neither ``own`` nor an
+    online worker consumes, with their PENDING task counts: for the worker's banner."""
+    from .models import TaskResult, WorkerState
+
+    consumed = set(own)
+    for queues in WorkerState.objects.filter(WorkerState.online_q()).values_list("queues", flat=True):
+        consumed.update(queues or [])
+    pending = dict(TaskResult.objects.using(using).filter(state=states.PENDING).order_by().values("queue")
+                   .annotate(n=Count("pk")).values_list("queue", "n"))
+    names = (known_queues() | set(pending)) - consumed
+    return [(name, pending.get(name, 0)) for name in sorted(names) if name and not name.startswith(_PLUMBING)]
+
+
+def _oldest_pending(using: str, now: datetime) -> dict[str, float | None]:
+    """Per queue with PENDING tasks, seconds since the oldest of them was due (sent, or
+    its eta); None when all of them are due later."""
+    from django.db.models import Min, Q
+    from django.db.models.functions import Coalesce
+
+    from .models import TaskResult
+
+    rows = (TaskResult.objects.using(using).filter(state=states.PENDING).order_by()
+            .annotate(due=Coalesce("eta", "date_created")).values("queue")
+            .annotate(oldest=Min("due", filter=Q(due__lte=now))))
+    return {row["queue"]: None if row["oldest"] is None else max(0.0, (now - row["oldest"]).total_seconds())
+            for row in rows}
 
 
 def _minute(using: str) -> Any:

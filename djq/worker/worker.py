@@ -97,10 +97,27 @@ class Worker:
             f"  queues:      {', '.join(self.options.queues)}",
             f"  prefetch:    {consumer.prefetch_count}",
             f"  events:      {'on' if self.options.events else 'off (-E to turn on)'}",
+            *self._unconsumed_lines(),
             f"  tasks ({len(tasks)}):",
             *(f"    . {name}" for name in tasks),
         ]
         return "\n".join(lines)
+
+    def _unconsumed_lines(self) -> list[str]:
+        """Queues tasks are sent to that no online worker (this one included) consumes."""
+        from ..dashboard import unconsumed_queues
+
+        try:
+            found = unconsumed_queues(self.options.queues, getattr(get_backend(), "alias", "default"))
+        except Exception as exc:  # the banner never stops a worker
+            logger.debug("could not look for unconsumed queues: %s", exc)
+            return []
+        if not found:
+            return []
+        for name, waiting in found:
+            logger.warning("queue %r is consumed by no online worker (%d task(s) waiting): start one with -Q %s",
+                           name, waiting, name)
+        return [f"  NOT CONSUMED: {', '.join(f'{name} ({waiting} waiting)' for name, waiting in found)}"]
 
     def _concurrency_text(self, pool: Any) -> str:
         if self.options.autoscale:

@@ -144,6 +144,12 @@ def test_admin_actions_act_on_real_workers(broker, start_worker) -> None:
     unconsumed = add.apply_many([(1, 1), (2, 2)], queue="nobody-consumes")
     assert TaskResult.objects.using(broker).filter(task_id__in=[r.id for r in unconsumed],
                                                    state=states.PENDING, queue="nobody-consumes").count() == 2
+    # ... and loud on the dashboard: broker-side count, oldest age, flagged red (nobody consumes it)
+    page = client.get(reverse(DASHBOARD)).content.decode()
+    flagged = re.search(r'<tr class="djq-unconsumed"[^>]*><td>nobody-consumes</td><td>(\d+)</td><td>(\d+) s</td>'
+                        r'<td><strong>no worker consumes this queue</strong>', page)
+    assert flagged and flagged.group(1) == "2", page
+    assert re.search(rf'<tr class=""><td>default</td><td>\d+</td><td>[^<]*</td><td>{re.escape(hostname)}</td>', page)
     response = client.post(reverse("admin:djq_taskresult_changelist"),
                            {"action": "revoke", "_selected_action": [waiting.id]}, follow=True)
     assert f"1 worker(s) confirmed: {hostname}" in response.content.decode()
