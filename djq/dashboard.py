@@ -107,12 +107,12 @@ def _collect(using: str, now: datetime) -> Dashboard:
              *known_queues()}
     errors: list[str] = []
     queues = queue_depths(sorted(name for name in names if not name.startswith(_PLUMBING)), errors)
-    rows = [QueueRow(name, depth, oldest.get(name),
-                     sorted(w.hostname for w in workers if name in (w.queues or [])))
-            for name, depth in queues]
-    rows = [row for row in rows if row.depth or row.consumers or row.name == djq_settings.DEFAULT_QUEUE]
+    listed = [QueueRow(name, depth, oldest.get(name),
+                       sorted(w.hostname for w in workers if name in (w.queues or [])))
+              for name, depth in queues]
+    listed = [row for row in listed if row.depth or row.consumers or row.name == djq_settings.DEFAULT_QUEUE]
     return Dashboard(now, per_minute, runtimes, queues, workers, len(sample) >= RUNTIME_SAMPLE, errors=errors,
-                     queue_rows=rows)
+                     queue_rows=listed)
 
 
 def known_queues() -> set[str]:

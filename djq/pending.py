@@ -92,7 +92,7 @@ def insert(alias: str, messages: list[OutgoingMessage]) -> None:
         headers = message.headers
         eta = headers.get("eta")
         if eta not in etas:
-            etas[eta] = datetime.fromisoformat(eta)
+            etas[eta] = datetime.fromisoformat(str(eta))
         rows.append((message.task_id, message.task_name, states.PENDING, headers.get("argsrepr") or "",
                      headers.get("kwargsrepr") or "", message.queue, headers.get("retries") or 0,
                      headers.get("root_id"), headers.get("parent_id"), now, etas[eta], 0, False))

@@ -62,8 +62,8 @@ class WorkerOptions:
         pool = options.pop("pool", None) or djq_settings.WORKER_POOL
         concurrency = options.pop("concurrency", None) or djq_settings.WORKER_CONCURRENCY or os.cpu_count() or 1
         queues = resolve_queues(options.pop("queues", None), options.pop("exclude_queues", None) or ())
-        given = options.pop("hostname", None)
-        hostname = expand_hostname(given or default_hostname())
+        named_as = options.pop("hostname", None)
+        hostname = expand_hostname(named_as or default_hostname())
         prefetch = options.pop("prefetch_multiplier", None) or djq_settings.WORKER_PREFETCH_MULTIPLIER
         options.setdefault("soft_time_limit", djq_settings.TASK_SOFT_TIME_LIMIT)
         options.setdefault("time_limit", djq_settings.TASK_TIME_LIMIT)
@@ -72,7 +72,7 @@ class WorkerOptions:
         if autoscale:
             concurrency = autoscale[1]  # start small; the autoscaler grows under backlog
         return cls(pool=pool, concurrency=int(concurrency), queues=list(queues), hostname=hostname,
-                   named=bool(given), prefetch_multiplier=int(prefetch), **options)
+                   named=bool(named_as), prefetch_multiplier=int(prefetch), **options)
 
     @property
     def max_concurrency(self) -> int:
