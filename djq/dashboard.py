@@ -26,8 +26,9 @@ from .conf import djq_settings
 
 RUNTIME_SAMPLE = 20_000
 MINUTES = 60
-#: queue names that are djq's (or Celery's) own plumbing, not task queues
-_PLUMBING = ("djq.", "celery.pidbox", "celeryev")
+def _plumbing(name: str) -> bool:
+    """djq's (or Celery's) own control, reply and event queues: not task queues."""
+    return name.startswith(("djq.", "celeryev")) or name.endswith(".pidbox") or ".reply.celery" in name
 
 
 @dataclass
@@ -106,7 +107,7 @@ def _collect(using: str, now: datetime) -> Dashboard:
     names = {djq_settings.DEFAULT_QUEUE, *(q for w in workers for q in (w.queues or [])), *oldest,
              *known_queues()}
     errors: list[str] = []
-    queues = queue_depths(sorted(name for name in names if not name.startswith(_PLUMBING)), errors)
+    queues = queue_depths(sorted(name for name in names if not _plumbing(name)), errors)
     listed = [QueueRow(name, depth, oldest.get(name),
                        sorted(w.hostname for w in workers if name in (w.queues or [])))
               for name, depth in queues]
@@ -142,7 +143,7 @@ def unconsumed_queues(own: list[str], using: str = "default") -> list[tuple[str,
     pending = dict(TaskResult.objects.using(using).filter(state=states.PENDING).order_by().values("queue")
                    .annotate(n=Count("pk")).values_list("queue", "n"))
     names = (known_queues() | set(pending)) - consumed
-    return [(name, pending.get(name, 0)) for name in sorted(names) if name and not name.startswith(_PLUMBING)]
+    return [(name, pending.get(name, 0)) for name in sorted(names) if name and not _plumbing(name)]
 
 
 def _oldest_pending(using: str, now: datetime) -> dict[str, float | None]:
@@ -187,7 +188,8 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def queue_depths(names: list[str], errors: list[str]) -> list[tuple[str, int | None]]:
-    """Messages waiting per queue, asked of the broker (None when it cannot say)."""
+    """Messages waiting per queue, asked of the broker (None when it cannot say); on
+    Redis also every queue bound there (kombu's binding sets), whoever declared it."""
     from .messaging.producer import broker_connection, describe_broker
 
     depths: list[tuple[str, int | None]] = []
@@ -195,6 +197,7 @@ def queue_depths(names: list[str], errors: list[str]) -> list[tuple[str, int | N
         with broker_connection() as connection:
             connection.ensure_connection(max_retries=1)
             channel = connection.channel()
+            names = sorted(set(names) | {name for name in _redis_bound(channel) if not _plumbing(name)})
             for name in names:
                 try:
                     depths.append((name, int(channel.queue_declare(name, passive=True).message_count)))
@@ -205,6 +208,21 @@ def queue_depths(names: list[str], errors: list[str]) -> list[tuple[str, int | N
         errors.append(f"broker {describe_broker(djq_settings.BROKER_URL)}: {exc}")
         depths = [(name, None) for name in names]
     return depths
+
+
+def _redis_bound(channel: Any) -> set[str]:
+    """Queue names in kombu's Redis binding sets (``_kombu.binding.<exchange>``)."""
+    client = getattr(channel, "client", None)
+    prefix = getattr(channel, "keyprefix_queue", None)
+    if client is None or not isinstance(prefix, str) or "%s" not in prefix:
+        return set()
+    separator = getattr(channel, "sep", "\x06\x16")
+    found = set()
+    for key in client.scan_iter(match=prefix.replace("%s", "*"), count=500):
+        for member in client.smembers(key):
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            found.add(text.split(separator)[-1])
+    return found
 
 
 class _QueryCounter:

@@ -103,7 +103,10 @@ def test_a_second_worker_of_a_live_name_refuses_and_default_names_are_unique(bro
     assert wait_for(lambda: TaskResult.objects.using(broker).get(task_id=task_id).state == states.SUCCESS,
                     what="its SUCCESS")
     # no -n: each process on the host gets its own default name; stopping one deafens nobody
+    ledgered.apply_async((str(ledger), 0), queue="nobody-consumes")
     one = start_worker("-P", "threads", "-c", "1")
+    assert "NOT CONSUMED: nobody-consumes (1 waiting)" in one.output  # the banner says so
+    assert "queue 'nobody-consumes' is consumed by no online worker" in one.output
     two = start_worker("-P", "threads", "-c", "1")
     host = socket.gethostname()
     names = {f"djq@{host}", f"djq-2@{host}"}
