@@ -158,12 +158,13 @@ def test_admin_actions_act_on_real_workers(broker, start_worker) -> None:
              what="revoked")
 
     # a running task on threads: the revoke says it was not stopped; the revoked list, that it ran on
-    running = sleep_then_add.delay(2.0, 1, 1)
+    running = sleep_then_add.delay(4.0, 1, 1)
     wait_for(lambda: TaskResult.objects.using(broker).get(task_id=running.id).state == states.STARTED,
              what="the task to start")
     response = client.post(reverse("admin:djq_taskresult_act", args=[running.id, "revoke"]), follow=True)
+    said = [str(message) for message in response.context["messages"]]
     assert (f"{running.id} already running on {hostname}: not stopped, it runs to its end "
-            "(the threads pool cannot stop a running task)") in response.content.decode()
+            "(the threads pool cannot stop a running task)") in said, said
     assert running.get(timeout=30) == 2
     assert f"task tests.testapp.tasks.sleep_then_add[{running.id}] revoked while it runs" in worker.output
     listing = client.get(reverse("admin:djq_revokedtask_changelist")).content.decode()
