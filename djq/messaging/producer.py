@@ -85,17 +85,22 @@ def url_problem(url: Any) -> str | None:
     return None
 
 
-def broker_connection(url: str | None = None, *, side_channel: bool = False) -> Connection:
-    """A kombu connection to ``url``; BrokerURLError for a URL djq cannot use,
-    MissingExtraError (naming the extra to install) if a package the broker needs is missing."""
-    register_transport()
-    url = url or djq_settings.BROKER_URL
+def check_broker_url(url: str) -> str:
+    """``url`` if djq can use it; BrokerURLError or MissingExtraError (one line) if not."""
     problem = url_problem(url)
     if problem:
         raise BrokerURLError(problem)
     missing = missing_for_broker(url)
     if missing:
         raise MissingExtraError(f"{missing} (DJQ_BROKER_URL is {maybe_sanitize_url(url)!r})")
+    return url
+
+
+def broker_connection(url: str | None = None, *, side_channel: bool = False) -> Connection:
+    """A kombu connection to ``url``; BrokerURLError for a URL djq cannot use,
+    MissingExtraError (naming the extra to install) if a package the broker needs is missing."""
+    register_transport()
+    url = check_broker_url(url or djq_settings.BROKER_URL)
     options = dict(djq_settings.BROKER_TRANSPORT_OPTIONS)
     if side_channel and is_embedded(url):
         options.update(SIDE_CHANNEL_OPTIONS)

@@ -44,13 +44,23 @@ class Name(Step):
     previous: Holder | None = None
 
     def create(self, worker: Worker) -> None:
+        from django.db import DatabaseError
         from django.utils import timezone
 
+        from ..exceptions import ConfigurationError
+        from ..messaging.producer import check_broker_url
+
+        check_broker_url(djq_settings.BROKER_URL)  # a broker the worker cannot use is said first
         self.started = timezone.now()
         options = worker.options
-        options.hostname, self.previous = claim_name(
-            options.hostname if options.named else None, options.hostname, self.started,
-            float(djq_settings.WORKER_HEARTBEAT_INTERVAL))
+        try:
+            options.hostname, self.previous = claim_name(
+                options.hostname if options.named else None, options.hostname, self.started,
+                float(djq_settings.WORKER_HEARTBEAT_INTERVAL))
+        except DatabaseError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigurationError(f"could not claim the worker name {options.hostname} in the database: "
+                                     f"{reason} (has manage.py migrate run?)") from exc
 
 
 class Pool(Step):
