@@ -40,5 +40,7 @@ DJQ_DEFAULT_QUEUE = "bench"
 # Defaults unless asked otherwise (bench.py --polling-interval), to show their effect.
 if os.environ.get("DJQ_BENCH_POLLING_INTERVAL"):
     DJQ_BROKER_TRANSPORT_OPTIONS = {"polling_interval": float(os.environ["DJQ_BENCH_POLLING_INTERVAL"])}
+# DJQ_BENCH_STORE_PENDING=0: no PENDING row at send (djq/pending.py), to measure what it costs
+DJQ_TASK_STORE_PENDING = os.environ.get("DJQ_BENCH_STORE_PENDING", "1") == "1"
 # DJQ_BENCH_EVENTS=1: workers publish events (-E), to measure what events cost
 DJQ_WORKER_SEND_TASK_EVENTS = os.environ.get("DJQ_BENCH_EVENTS") == "1"

@@ -14,7 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
@@ -147,13 +150,36 @@ class TaskResultAdmin(ReadOnlyAdmin):
         (None, {"fields": ("task_id", "task_name", "state_badge", "progress_bar", "worker", "queue", "retries")}),
         ("Call", {"fields": ("args_pretty", "kwargs_pretty", "root_id", "parent_id")}),
         ("Outcome", {"fields": ("result_pretty", "traceback_pretty")}),
-        ("Timing", {"fields": ("created_at", "started_at", "done_at", "runtime_display")}),
+        ("Timing", {"fields": ("created_at", "eta", "started_at", "done_at", "runtime_display")}),
         ("Events", {"fields": ("events_timeline",)}),
     )
     actions = ("retry", "revoke")
+    #: the change page's buttons: (action, label)
+    RESULT_ACTIONS = (("retry", "Retry"), ("revoke", "Revoke"))
 
     def has_control_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("djq.change_taskresult")
+
+    def get_urls(self) -> list[Any]:
+        act = path("<path:object_id>/act/<str:action>/", self.admin_site.admin_view(self.act_view),
+                   name="djq_taskresult_act")
+        return [act, *super().get_urls()]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {"has_control_permission": self.has_control_permission(request),
+                   "result_actions": self.RESULT_ACTIONS, **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, context)
+
+    def act_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
+        """The change page's Retry and Revoke buttons: the list action on this one row."""
+        if request.method != "POST" or action not in dict(self.RESULT_ACTIONS) or not self.has_control_permission(request):
+            raise PermissionDenied
+        queryset = self.get_queryset(request).filter(pk=object_id)
+        if not queryset.exists():
+            raise Http404(f"no task result {object_id!r}")
+        getattr(self, action)(request, queryset)
+        return HttpResponseRedirect(reverse("admin:djq_taskresult_change", args=[object_id]))
 
     @admin.action(description="Retry: send the selected tasks again", permissions=["control"])
     def retry(self, request: HttpRequest, queryset: Any) -> None:
@@ -348,13 +374,28 @@ class RevokedTaskAdmin(ReadOnlyAdmin):
     """Revokes, for looking. Not deletable: running workers keep the ids they have loaded,
     so deleting a row would not un-revoke a task, only make the page disagree with them."""
 
-    list_display = ("task_id", "task_name", "terminate", "signal", "date_revoked")
+    list_display = ("task_id", "task_name", "outcome", "terminate", "signal", "date_revoked")
     list_filter = ("terminate", "date_revoked")
     search_fields = ("task_id",)
 
+    def get_queryset(self, request: HttpRequest) -> Any:
+        result = TaskResult.objects.filter(task_id=OuterRef("task_id"))
+        return super().get_queryset(request).annotate(
+            result_name=Subquery(result.values("task_name")[:1]), result_state=Subquery(result.values("state")[:1]))
+
     @admin.display(description="task name")
     def task_name(self, obj: RevokedTask) -> str:
-        return TaskResult.objects.filter(task_id=obj.task_id).values_list("task_name", flat=True).first() or ""
+        return getattr(obj, "result_name", None) or ""
+
+    @admin.display(description="outcome")
+    def outcome(self, obj: RevokedTask) -> str:
+        """What the revoke did: a task already running when revoked (and not stopped) ran on."""
+        state = getattr(obj, "result_state", None)
+        if state == states.REVOKED:
+            return "revoked"
+        if state in states.READY_STATES:
+            return f"ran to the end ({state})"
+        return f"not run yet ({state})" if state == states.PENDING else (f"running ({state})" if state else "-")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -302,6 +302,7 @@ def send_all(signatures: list[Signature], args: Any, kwargs: dict[str, Any] | No
             continue
         call_args, call_kwargs, merged = item._call(args, kwargs, options)
         per_call = {key: merged.pop(key, None) for key in ("task_id", "argsrepr", "kwargsrepr")}
+        enqueue.check_call(task, call_args, call_kwargs)
         message = enqueue.build(enqueue.resolve(task, **merged), call_args, call_kwargs, **per_call)
         message.headers["group_index"] = index  # Celery orders a chord's results by it
         messages.append(message)

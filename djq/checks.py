@@ -7,6 +7,7 @@ djq.E010 Django TASKS backend                       djq.W010 Django task queue n
 djq.E011 task lifecycle (result expiry, revokes, eta holding)
 djq.E012 monitoring (heartbeat, control timeout, events retention)
 djq.E013 a package the broker needs is not installed (names the extra: pip install 'djq[redis]')
+djq.W014 a queue routes or task options send to that no configured worker consumes
 djq.W001 SQLite without WAL                         djq.W011 django_tasks app missing (Django 5.2)
 """
 from __future__ import annotations
@@ -17,8 +18,7 @@ from django.core import checks
 from django.db import connections
 
 from .conf import djq_settings
-
-KNOWN_SCHEMES = ("djq", "redis", "rediss", "amqp", "amqps", "pyamqp", "memory", "sqs")
+from .messaging.producer import KNOWN_SCHEMES  # one list for the check and for delay()
 
 
 @checks.register("djq")
@@ -108,7 +108,29 @@ def _check_routes() -> list[checks.CheckMessage]:
         check_routes()
     except ConfigurationError as exc:
         return [checks.Error(str(exc), id="djq.E008")]
-    return []
+    return _check_unconsumed()
+
+
+def _check_unconsumed() -> list[checks.CheckMessage]:
+    """Queues DJQ_TASK_ROUTES or ``@task(queue=...)`` send to that a worker started
+    without -Q does not consume: their tasks wait until someone starts one with -Q."""
+    from .messaging.routing import route_for, route_queues
+    from .registry import registry
+
+    consumed = djq_settings.WORKER_QUEUES or [djq_settings.DEFAULT_QUEUE]
+    if not isinstance(consumed, (list, tuple)) or "*" in consumed:
+        return []
+    named: dict[str, str] = {queue: "DJQ_TASK_ROUTES" for queue in route_queues()}
+    for name in registry.names():
+        queue = registry.get(name).queue
+        if queue and "queue" not in route_for(name):  # a route wins over the task's own option
+            named.setdefault(queue, f"@task(queue=...) of {name}")
+    return [checks.Warning(
+        f"queue {queue!r} ({origin}) is consumed by no worker started without -Q "
+        f"(they consume {', '.join(map(repr, consumed))}, DJQ_WORKER_QUEUES): its tasks would wait forever",
+        hint=f"start a worker for it (manage.py djq_worker -Q {','.join([*consumed, queue])}) or add it to "
+             "DJQ_WORKER_QUEUES", id="djq.W014")
+        for queue, origin in sorted(named.items()) if queue not in consumed]
 
 
 def _check_beat() -> list[checks.CheckMessage]:

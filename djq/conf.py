@@ -49,6 +49,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKER_AUTOSCALE_KEEPALIVE", 10.0, "Seconds an autoscaled pool idles before it shrinks."),
     Setting("WORKER_HEARTBEAT_INTERVAL", 5.0, "Seconds between a worker's heartbeats; two missed beats mark it offline."),
     Setting("WORKER_SEND_TASK_EVENTS", False, "Workers publish task and worker events (as djq_worker -E does)."),
+    Setting("TASK_STORE_PENDING", True, "delay()/apply_async() store a PENDING result row with the message (same transaction on djq://), so waiting tasks show and can be revoked; not for ignore_result tasks."),
     Setting("TASK_SEND_SENT_EVENT", False, "delay()/apply_async() publish a task-sent event."),
     Setting("EVENTS_RETENTION_HOURS", 24, "Hours djq_events --camera keeps stored events (None = forever)."),
     Setting("CONTROL_TIMEOUT", 1.0, "Seconds djq_inspect/djq_control wait for replies when given no --timeout."),

@@ -28,6 +28,27 @@ RUNTIME_SAMPLE = 20_000
 MINUTES = 60
 
 
+def plumbing_queue(name: str) -> bool:
+    """djq's (or Celery's) own control, reply and event queues: not task queues."""
+    return name.startswith(("djq.", "celeryev")) or name.endswith(".pidbox") or ".reply.celery" in name
+
+
+@dataclass
+class QueueRow:
+    """A queue as the dashboard lists it: broker-side depth, the oldest waiting task's
+    age (from its PENDING row), and the online workers consuming it."""
+
+    name: str
+    depth: int | None
+    oldest_seconds: float | None
+    consumers: list[str]
+
+    @property
+    def unconsumed(self) -> bool:
+        """Messages wait and no online worker consumes the queue: flagged red."""
+        return bool(self.depth) and not self.consumers
+
+
 @dataclass
 class Dashboard:
     now: datetime
@@ -38,6 +59,7 @@ class Dashboard:
     queues: list[tuple[str, int | None]]
     workers: list[Any]
     sampled: bool
+    queue_rows: list[QueueRow] = field(default_factory=list)
     queries: int = 0
     milliseconds: float = 0.0
     errors: list[str] = field(default_factory=list)
@@ -83,10 +105,62 @@ def _collect(using: str, now: datetime) -> Dashboard:
                        for name, values in by_name.items()), key=lambda row: -row[3])
 
     workers = list(WorkerState.objects.filter(WorkerState.online_q()))  # where the heartbeats write
-    names = {djq_settings.DEFAULT_QUEUE, *(q for w in workers for q in (w.queues or []))}
+    oldest = _oldest_pending(using, now)
+    names = {djq_settings.DEFAULT_QUEUE, *(q for w in workers for q in (w.queues or [])), *oldest,
+             *known_queues()}
     errors: list[str] = []
-    queues = queue_depths(sorted(names), errors)
-    return Dashboard(now, per_minute, runtimes, queues, workers, len(sample) >= RUNTIME_SAMPLE, errors=errors)
+    queues = queue_depths(sorted(name for name in names if not plumbing_queue(name)), errors)
+    listed = [QueueRow(name, depth, oldest.get(name),
+                       sorted(w.hostname for w in workers if name in (w.queues or [])))
+              for name, depth in queues]
+    listed = [row for row in listed if row.depth or row.consumers or row.name == djq_settings.DEFAULT_QUEUE]
+    return Dashboard(now, per_minute, runtimes, queues, workers, len(sample) >= RUNTIME_SAMPLE, errors=errors,
+                     queue_rows=listed)
+
+
+def known_queues() -> set[str]:
+    """Queues this project sends to: DJQ_TASK_ROUTES, ``@task(queue=...)`` and, on the
+    embedded broker, every queue with a message row."""
+    from .messaging.producer import broker_alias
+    from .messaging.routing import route_queues
+    from .models import QueueMessage
+    from .registry import registry
+
+    names = set(route_queues())
+    names.update(queue for queue in (registry.get(name).queue for name in registry.names()) if queue)
+    alias = broker_alias()
+    if alias is not None:
+        names.update(QueueMessage.objects.using(alias).order_by().values_list("queue", flat=True).distinct())
+    return names
+
+
+def unconsumed_queues(own: list[str], using: str = "default") -> list[tuple[str, int]]:
+    """Queues this project sends to (or with PENDING tasks) that neither ``own`` nor an
+    online worker consumes, with their PENDING task counts: for the worker's banner."""
+    from .models import TaskResult, WorkerState
+
+    consumed = set(own)
+    for queues in WorkerState.objects.filter(WorkerState.online_q()).values_list("queues", flat=True):
+        consumed.update(queues or [])
+    pending = dict(TaskResult.objects.using(using).filter(state=states.PENDING).order_by().values("queue")
+                   .annotate(n=Count("pk")).values_list("queue", "n"))
+    names = (known_queues() | set(pending)) - consumed
+    return [(name, pending.get(name, 0)) for name in sorted(names) if name and not plumbing_queue(name)]
+
+
+def _oldest_pending(using: str, now: datetime) -> dict[str, float | None]:
+    """Per queue with PENDING tasks, seconds since the oldest of them was due (sent, or
+    its eta); None when all of them are due later."""
+    from django.db.models import Min, Q
+    from django.db.models.functions import Coalesce
+
+    from .models import TaskResult
+
+    rows = (TaskResult.objects.using(using).filter(state=states.PENDING).order_by()
+            .annotate(due=Coalesce("eta", "date_created")).values("queue")
+            .annotate(oldest=Min("due", filter=Q(due__lte=now))))
+    return {row["queue"]: None if row["oldest"] is None else max(0.0, (now - row["oldest"]).total_seconds())
+            for row in rows}
 
 
 def _minute(using: str) -> Any:
@@ -116,7 +190,8 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def queue_depths(names: list[str], errors: list[str]) -> list[tuple[str, int | None]]:
-    """Messages waiting per queue, asked of the broker (None when it cannot say)."""
+    """Messages waiting per queue, asked of the broker (None when it cannot say); on
+    Redis also every queue bound there (kombu's binding sets), whoever declared it."""
     from .messaging.producer import broker_connection, describe_broker
 
     depths: list[tuple[str, int | None]] = []
@@ -124,6 +199,7 @@ def queue_depths(names: list[str], errors: list[str]) -> list[tuple[str, int | N
         with broker_connection() as connection:
             connection.ensure_connection(max_retries=1)
             channel = connection.channel()
+            names = sorted(set(names) | {name for name in _redis_bound(channel) if not plumbing_queue(name)})
             for name in names:
                 try:
                     depths.append((name, int(channel.queue_declare(name, passive=True).message_count)))
@@ -134,6 +210,21 @@ def queue_depths(names: list[str], errors: list[str]) -> list[tuple[str, int | N
         errors.append(f"broker {describe_broker(djq_settings.BROKER_URL)}: {exc}")
         depths = [(name, None) for name in names]
     return depths
+
+
+def _redis_bound(channel: Any) -> set[str]:
+    """Queue names in kombu's Redis binding sets (``_kombu.binding.<exchange>``)."""
+    client = getattr(channel, "client", None)
+    prefix = getattr(channel, "keyprefix_queue", None)
+    if client is None or not isinstance(prefix, str) or "%s" not in prefix:
+        return set()
+    separator = getattr(channel, "sep", "\x06\x16")
+    found = set()
+    for key in client.scan_iter(match=prefix.replace("%s", "*"), count=500):
+        for member in client.smembers(key):
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            found.add(text.split(separator)[-1])
+    return found
 
 
 class _QueryCounter:

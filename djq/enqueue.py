@@ -8,11 +8,13 @@ the producer sends them a chunk per round trip (``producer.send_many``).
 """
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
+from . import pending
 from .conf import djq_settings
 from .context import current_request
 from .exceptions import DjqError, EncodeError, TaskOptionError
@@ -52,6 +54,39 @@ def check_kwargs(kwargs: Any) -> dict[str, Any]:
     if not isinstance(kwargs, dict):
         raise TaskOptionError(f"kwargs must be a dict, got {type(kwargs).__name__}")
     return dict(kwargs)
+
+
+def check_call(task: Task[Any, Any], args: Any, kwargs: Any) -> None:
+    """TypeError at the caller when ``args``/``kwargs`` do not fit the task's function, as
+    calling it would raise; skipped for ``@task(typing=False)`` (dynamic signatures)."""
+    if not getattr(task, "typing", True):
+        return
+    signature = _signature(task)
+    if signature is None:
+        return
+    args, kwargs = check_args(args), check_kwargs(kwargs)
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{task.name}() called with the wrong arguments: {exc} "
+                        "(nothing was sent; @task(typing=False) turns this check off)") from None
+
+
+def _signature(task: Task[Any, Any]) -> inspect.Signature | None:
+    cached = task.__dict__.get("_call_signature", False)
+    if cached is not False:
+        return cached
+    try:
+        signature: inspect.Signature | None = inspect.signature(task.func)
+    except (TypeError, ValueError):  # a builtin or C callable without a readable signature
+        signature = None
+    # a bound task gets itself first, a Django task that takes_context its context
+    passed_first = task.bind or bool(getattr(getattr(task, "django_task", None), "takes_context", False))
+    if signature is not None and passed_first:
+        params = list(signature.parameters.values())
+        signature = signature.replace(parameters=params[1:]) if params else None
+    task.__dict__["_call_signature"] = signature
+    return signature
 
 
 def _check_repr(name: str, value: Any) -> str | None:
@@ -160,11 +195,17 @@ def split_call(index: int, item: Any, task_name: str = "") -> tuple[Any, Any]:
     )
 
 
-def build_many(template: MessageTemplate, items: Iterable[Any]) -> list[OutgoingMessage]:
+def build_many(template: MessageTemplate, items: Iterable[Any],
+               task: Task[Any, Any] | None = None) -> list[OutgoingMessage]:
     """Every element's message; the first bad element raises, naming its index."""
     messages = []
     for index, item in enumerate(items):
         args, kwargs = split_call(index, item, template.task_name)
+        try:
+            if task is not None:
+                check_call(task, args, kwargs)
+        except TypeError as exc:
+            raise TypeError(f"element {index} of {template.task_name}.delay_many(): {exc}") from None
         try:
             messages.append(build(template, args, kwargs))
         except DjqError as exc:
@@ -174,18 +215,24 @@ def build_many(template: MessageTemplate, items: Iterable[Any]) -> list[Outgoing
 
 
 def send(message: OutgoingMessage) -> None:
+    """Publish one message, with its PENDING row (djq/pending.py)."""
     from .messaging import producer
 
     sent_at = time.time()
-    producer.send(message)
+    with pending.recorded([message], producer.broker_alias()) as undo:
+        producer.send(message, on_failure=undo)
     _sent_events([message], sent_at)
 
 
 def send_many(messages: list[OutgoingMessage]) -> None:
+    """Publish a batch, with their PENDING rows: one INSERT per chunk beside the messages."""
     from .messaging import producer
 
+    if not messages:
+        return
     sent_at = time.time()
-    producer.send_many(messages)
+    with pending.recorded(messages, producer.broker_alias()) as undo:
+        producer.send_many(messages, on_failure=undo)
     _sent_events(messages, sent_at)
 
 

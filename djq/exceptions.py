@@ -70,6 +70,18 @@ class PublishError(DjqError):
     """The broker did not accept a message."""
 
 
+class BrokerURLError(ConfigurationError, PublishError):
+    """DJQ_BROKER_URL is not a URL djq can use (not a URL, unknown scheme, unknown database alias)."""
+
+
+class MissingExtraError(ConfigurationError, PublishError):
+    """The broker needs a package that is not installed; the message names the extra to install."""
+
+
+class BrokerUnreachable(PublishError):
+    """The broker could not be reached (refused, timed out, name not resolved) after the retries."""
+
+
 class Retry(DjqError):
     """Raised by ``self.retry()``: the task was sent again and this run ends in RETRY.
 

@@ -15,7 +15,8 @@ STATE_CHOICES = [(s, s) for s in states.ALL_STATES]
 
 
 class TaskResult(models.Model):
-    """One row per task that reached a worker (or was run eagerly): its state and outcome."""
+    """One row per task, from the moment it is sent (PENDING, with its eta: djq/pending.py):
+    its state and outcome."""
 
     task_id = models.CharField("task id", max_length=255, primary_key=True)
     task_name = models.CharField("task name", max_length=255, db_index=True)
@@ -34,6 +35,8 @@ class TaskResult(models.Model):
     date_started = models.DateTimeField("started", null=True, blank=True)
     date_done = models.DateTimeField("done", null=True, blank=True, db_index=True)
     runtime = models.FloatField("runtime (s)", null=True, blank=True)
+    #: When the task is due (its eta or countdown), as sent; empty for "as soon as possible".
+    eta = models.DateTimeField("eta", null=True, blank=True)
     #: Which delivery of the task wrote this row: the worker's clock (µs) when that delivery
     #: arrived; 0 for writes from outside a worker. With ``retries`` it orders the writes,
     #: so a late or wrong write never moves a state backwards (backends/conditional.py).

@@ -110,6 +110,14 @@ def revoke_results(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset:
     modeladmin.message_user(request, f"Revoked {len(ids)} task(s); {len(workers)} worker(s) confirmed"
                             + (f": {', '.join(workers)}" if workers else " (none online: nothing was running them)"),
                             messages.SUCCESS if workers else messages.WARNING)
+    for item in replies:
+        for host, reply in item.items():
+            running = reply.get("running") if isinstance(reply, dict) else None
+            if running:
+                how = ("djq_control terminate stops it" if reply.get("can_terminate")
+                       else f"the {reply.get('pool', '?')} pool cannot stop a running task")
+                modeladmin.message_user(request, f"{', '.join(running)} already running on {host}: not stopped, "
+                                        f"it runs to its end ({how})", messages.WARNING)
 
 
 @admin.register(WorkerState)

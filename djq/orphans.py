@@ -33,6 +33,7 @@ from .exceptions import WorkerLostError
 
 if TYPE_CHECKING:
     from .messaging.events import EventDispatcher
+    from .worker.naming import Holder
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def sweep(events: EventDispatcher | None = None) -> int:
     return failed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -106,28 +107,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def before_start(hostname: str, started: datetime, events: EventDispatcher | None = None) -> None:
-    """A worker starting under ``hostname``: resolve what its previous process left running.
-
-    The previous process is gone when its row is offline, or when it ran on this machine
-    and its pid no longer exists (killed a moment ago, before its heartbeats lapsed). A
-    live process of the same name is a misconfiguration: it is logged, and its tasks are
-    left alone."""
+def before_start(hostname: str, started: datetime, previous: Holder | None,
+                 events: EventDispatcher | None = None) -> None:
+    """A worker that took ``hostname`` over from a previous run proven gone
+    (djq/worker/naming.py): resolve what that run left running. A warm-stopped run
+    left nothing; one killed a moment ago, before its heartbeats lapsed, may have."""
     from .models import WorkerState
 
-    row = WorkerState.objects.filter(hostname=hostname).values_list(
-        "pid", "machine", "last_heartbeat", "offline_after", "stopped").first()
-    if row is None:
+    if previous is None or previous.stopped is not None:
         return
-    pid, where, last_seen, offline_after, stopped = row
-    online = stopped is None and offline_after > timezone.now()
-    if online and (where != machine() or _alive(pid)):
-        logger.error("another worker named %s is running (pid %s on %s): remote control and worker state "
-                     "need one name per worker; give each its own with -n", hostname, pid, where or "?")
-        return
-    if online or WorkerState.objects.filter(_unchecked(), hostname=hostname).exists():
-        WorkerState.objects.filter(hostname=hostname).update(orphans_checked=timezone.now())
-        resolve(hostname, last_seen, started, events=events)
+    WorkerState.objects.filter(hostname=hostname).update(orphans_checked=timezone.now())
+    resolve(hostname, previous.last_heartbeat, started, events=events)
 
 
 def abandon(infos: list[TaskInfo], hostname: str, *, events: EventDispatcher | None = None) -> None:

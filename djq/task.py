@@ -49,6 +49,7 @@ class Task(Generic[P, R]):
         "name", "bind", "queue", "priority", "ignore_result", "acks_late", "time_limit",
         "soft_time_limit", "max_retries", "default_retry_delay", "rate_limit", "reject_on_worker_lost",
         "autoretry_for", "dont_autoretry_for", "retry_backoff", "retry_backoff_max", "retry_jitter", "retry_kwargs",
+        "typing",
     })
 
     def __init__(self, func: Callable[..., R], **options: Any) -> None:
@@ -96,6 +97,8 @@ class Task(Generic[P, R]):
         self.retry_backoff_max = check_limit("retry_backoff_max", options.get("retry_backoff_max", 600))
         self.retry_jitter = bool(options.get("retry_jitter", True))
         self.retry_kwargs = check_retry_kwargs(options.get("retry_kwargs"))
+        # typing=False: the function takes what its signature does not say (Celery's name)
+        self.typing = bool(options.get("typing", True))
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", self.name)
         self.__module__ = func.__module__
@@ -237,6 +240,7 @@ class Task(Generic[P, R]):
         no use for (``reply_to``, ``exchange``, stamping, ...) are accepted and ignored;
         ``routing_key`` names the queue when ``queue`` does not.
         """
+        enqueue.check_call(self, args, kwargs)
         if celery_options:
             queue = queue or enqueue.celery_queue(self.name, celery_options)
         if djq_settings.TASK_ALWAYS_EAGER:
@@ -273,7 +277,7 @@ class Task(Generic[P, R]):
         if djq_settings.TASK_ALWAYS_EAGER or type(self).apply_async is not Task.apply_async:
             # eager runs, and subclasses that send their own way, keep their apply_async
             return [self.apply_async(*enqueue.split_call(i, item, self.name), **options) for i, item in enumerate(calls)]
-        messages = enqueue.build_many(enqueue.resolve(self, **options), calls)
+        messages = enqueue.build_many(enqueue.resolve(self, **options), calls, self)
         enqueue.send_many(messages)
         return [AsyncResult(message.task_id, task_name=self.name) for message in messages]
 

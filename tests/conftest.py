@@ -95,7 +95,7 @@ def purge_broker(url: str) -> None:
         redis.Redis.from_url(url).flushdb()
         return
     with Connection(url) as conn:
-        for queue in ("default", "special", "q"):
+        for queue in ("default", "special", "q", "nobody-consumes"):
             channel = conn.channel()
             try:
                 channel.queue_purge(queue)

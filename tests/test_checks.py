@@ -67,3 +67,23 @@ def test_sqlite_without_wal_is_warned_about() -> None:
 
 def test_a_valid_beat_schedule_is_clean() -> None:
     assert _ids(DJQ_BEAT_SCHEDULE={"x": {"task": "tests.testapp.tasks.add", "schedule": "*/5 * * * *", "args": [1, 2]}}) == set()
+
+
+def test_queues_that_no_configured_worker_consumes_are_warned_about() -> None:
+    from djq import task
+    from djq.registry import registry
+
+    def send_mail() -> None: ...
+
+    task(name="tests.checks.send_mail", queue="emails")(send_mail)
+    try:
+        with override_settings(DJQ_TASK_ROUTES={"tests.testapp.tasks.add": "low", "tests.checks.*": "default"}):
+            found = [m for m in checks.run_checks(tags=["djq"]) if m.id == "djq.W014"]
+            assert [m.msg.split(" (")[0] for m in found] == ["queue 'low'"]  # the route beats queue="emails"
+            assert "DJQ_TASK_ROUTES" in found[0].msg and "djq_worker -Q default,low" in found[0].hint
+        found = [m for m in checks.run_checks(tags=["djq"]) if m.id == "djq.W014"]
+        assert len(found) == 1 and "@task(queue=...) of tests.checks.send_mail" in found[0].msg
+        with override_settings(DJQ_WORKER_QUEUES=["default", "emails"]):
+            assert _ids() == set()
+    finally:
+        registry.unregister("tests.checks.send_mail")

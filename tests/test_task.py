@@ -148,3 +148,31 @@ def test_two_functions_cannot_share_a_name() -> None:
         @task(name="tests.testapp.tasks.add")
         def impostor(x: int, y: int) -> int:
             return x - y
+
+
+@pytest.mark.django_db
+def test_calls_are_checked_against_the_signature_at_the_caller() -> None:
+    from djq import group
+
+    with pytest.raises(TypeError, match=r"tests.testapp.tasks.add\(\) called with the wrong arguments: .*'y'"):
+        add.delay(1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'z'"):
+        add.apply_async((1, 2), {"z": 3})
+    with pytest.raises(TypeError, match="element 1 of tests.testapp.tasks.add.delay_many"):
+        add.delay_many([(1, 2), (1,)])
+    with pytest.raises(TypeError, match="wrong arguments"):
+        group(add.s(1, 2), add.s(1, 2, 3)).apply_async()
+    with pytest.raises(TypeError, match="too many positional"):
+        whoami.delay(1)  # bound: self is not the caller's to give
+    assert QueueMessage.objects.count() == 0
+    whoami.delay()
+    add.delay(1, y=2)
+
+    def takes_two(a: int, b: int) -> None: ...
+
+    loose = task(name="tests.loose_signature", typing=False)(takes_two)
+    try:
+        loose.delay(1)  # typing=False: sent as given, the worker's call decides
+    finally:
+        registry.unregister("tests.loose_signature")
+    assert QueueMessage.objects.count() == 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, Callable
 
 from django.db import transaction
 from kombu import Connection, Exchange, Queue
@@ -21,7 +21,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from .. import signals
 from ..conf import djq_settings
-from ..exceptions import ConfigurationError, PublishError
+from ..exceptions import BrokerUnreachable, BrokerURLError, ConfigurationError, MissingExtraError, PublishError
 from ..extras import missing_for_broker
 from .protocol import OutgoingMessage
 from .routing import BROKER_MAX_PRIORITY, broker_priority, queue_arguments
@@ -66,14 +66,43 @@ SIDE_CHANNEL_OPTIONS = {"polling_interval": 0.2, "notify": False}
 REDIS_PRIORITY_STEPS = list(range(BROKER_MAX_PRIORITY + 1))
 
 
-def broker_connection(url: str | None = None, *, side_channel: bool = False) -> Connection:
-    """A kombu connection to ``url``; ConfigurationError (with the extra to install) if
-    a package the broker needs is missing."""
-    register_transport()
-    url = url or djq_settings.BROKER_URL
+#: Schemes kombu's transports answer to, as DJQ_BROKER_URL may use them.
+KNOWN_SCHEMES = ("djq", "redis", "rediss", "redis+socket", "sentinel", "amqp", "amqps", "pyamqp", "memory", "sqs")
+
+
+def url_problem(url: Any) -> str | None:
+    """One line saying why ``url`` cannot be a DJQ_BROKER_URL, or None."""
+    if not isinstance(url, str) or "://" not in url:
+        return f"DJQ_BROKER_URL {url!r} is not a URL (e.g. 'djq://' or 'redis://localhost:6379/0')"
+    scheme = url.split("://", 1)[0]
+    if scheme not in KNOWN_SCHEMES:
+        return (f"DJQ_BROKER_URL {maybe_sanitize_url(url)!r} uses unknown scheme {scheme!r}; "
+                f"known: {', '.join(KNOWN_SCHEMES)}")
+    if scheme == "djq":
+        from django.db import connections
+
+        alias = embedded_alias(url)
+        if alias not in connections.settings:
+            return f"DJQ_BROKER_URL {url!r} names database alias {alias!r}, which is not in DATABASES"
+    return None
+
+
+def check_broker_url(url: str) -> str:
+    """``url`` if djq can use it; BrokerURLError or MissingExtraError (one line) if not."""
+    problem = url_problem(url)
+    if problem:
+        raise BrokerURLError(problem)
     missing = missing_for_broker(url)
     if missing:
-        raise ConfigurationError(missing)
+        raise MissingExtraError(f"{missing} (DJQ_BROKER_URL is {maybe_sanitize_url(url)!r})")
+    return url
+
+
+def broker_connection(url: str | None = None, *, side_channel: bool = False) -> Connection:
+    """A kombu connection to ``url``; BrokerURLError for a URL djq cannot use,
+    MissingExtraError (naming the extra to install) if a package the broker needs is missing."""
+    register_transport()
+    url = check_broker_url(url or djq_settings.BROKER_URL)
     options = dict(djq_settings.BROKER_TRANSPORT_OPTIONS)
     if side_channel and is_embedded(url):
         options.update(SIDE_CHANNEL_OPTIONS)
@@ -95,10 +124,7 @@ class _Publisher:
     def __init__(self, url: str) -> None:
         self.url = url
         self.embedded = is_embedded(url)
-        try:
-            self.connection = broker_connection(url)
-        except ConfigurationError as exc:
-            raise PublishError(f"could not send tasks to {maybe_sanitize_url(url)}: {exc}") from exc
+        self.connection = broker_connection(url)  # BrokerURLError, MissingExtraError: as they are
         limit = int(djq_settings.BROKER_POOL_LIMIT)
         self.pool = ProducerPool(self.connection.Pool(limit=limit), limit=limit)
         self.declared: set[str] = set()
@@ -125,8 +151,8 @@ class _Publisher:
                     **message.properties,
                 )
         except Exception as exc:
-            raise PublishError(
-                f"could not send task {message.task_name}[{message.task_id}] to {self.safe_url}: {exc}"
+            raise self.failure(
+                exc, f"could not send task {message.task_name}[{message.task_id}] to {self.safe_url}"
             ) from exc
         if declare:
             self.declared.add(message.queue)
@@ -160,12 +186,28 @@ class _Publisher:
         except Exception as exc:
             sent = 0 if self.embedded else sent  # djq://: the batch's transaction rolled back
             names = ", ".join(sorted({message.task_name for message in messages}))
-            raise PublishError(
-                f"could not send {len(messages)} tasks ({names}) to {self.safe_url}: {exc}; "
-                f"{'the first ' + str(sent) if sent else 'none'} of them were sent"
-            ) from exc
+            raise self.failure(exc, f"could not send {len(messages)} tasks ({names}) to {self.safe_url}",
+                               f"; {'the first ' + str(sent) if sent else 'none'} of them were sent") from exc
         if signals.after_task_publish.receivers:
             after_publish(messages)
+
+    def failure(self, exc: Exception, what: str, tail: str = "") -> PublishError:
+        """The djq error for a failed publish: BrokerUnreachable when the broker could not
+        be reached, PublishError otherwise; one line either way."""
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if not self.embedded and isinstance(exc, self.unreachable_errors()):
+            return BrokerUnreachable(f"{what}: the broker is unreachable ({reason}); "
+                                     f"check DJQ_BROKER_URL and that the broker is running{tail}")
+        return PublishError(f"{what}: {reason}{tail}")
+
+    def unreachable_errors(self) -> tuple[type[BaseException], ...]:
+        from kombu.exceptions import OperationalError
+
+        try:
+            errors = tuple(self.connection.connection_errors)
+        except Exception:  # the transport could not even be loaded
+            errors = ()
+        return errors + (OperationalError, OSError)
 
     def _declare(self, producer: Any, queues: set[str]) -> None:
         for name in sorted(queues - self.declared):
@@ -261,28 +303,47 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def send(message: OutgoingMessage, *, using: str | None = None) -> None:
-    """Publish ``message`` now, or at commit when inside an atomic block on a non-embedded broker."""
+def broker_alias(url: str | None = None) -> str | None:
+    """The database a ``djq://`` broker writes messages to; None for other brokers."""
+    url = url or djq_settings.BROKER_URL
+    return embedded_alias(url) if is_embedded(url) else None
+
+
+def _guarded(publish: Callable[[], None], on_failure: Callable[[], None] | None) -> Callable[[], None]:
+    if on_failure is None:
+        return publish
+
+    def run() -> None:
+        try:
+            publish()
+        except BaseException:
+            on_failure()  # e.g. the PENDING rows of what was not sent (djq/pending.py)
+            raise
+
+    return run
+
+
+def send(message: OutgoingMessage, *, using: str | None = None,
+         on_failure: Callable[[], None] | None = None) -> None:
+    """Publish ``message`` now, or at commit when inside an atomic block on a non-embedded
+    broker; ``on_failure`` runs if the publish fails (the error is raised after it)."""
     url = djq_settings.BROKER_URL
-    publisher = _publisher(url)
-    if publisher.embedded:
-        publisher.publish(message)
-        return
-    if transaction.get_connection(using).in_atomic_block:
-        transaction.on_commit(lambda: publisher.publish(message), using=using)
+    publish = _guarded(lambda: _publisher(url).publish(message), on_failure)
+    if not is_embedded(url) and transaction.get_connection(using).in_atomic_block:
+        transaction.on_commit(publish, using=using)
     else:
-        publisher.publish(message)
+        publish()
 
 
-
-
-def send_many(messages: list[OutgoingMessage], *, using: str | None = None) -> None:
+def send_many(messages: list[OutgoingMessage], *, using: str | None = None,
+              on_failure: Callable[[], None] | None = None) -> None:
     """``send`` for a batch: one INSERT (djq://) or pipeline (Redis) per chunk, and on other
     brokers inside an atomic block one ``on_commit`` for the whole batch."""
     if not messages:
         return
-    publisher = _publisher(djq_settings.BROKER_URL)
-    if not publisher.embedded and transaction.get_connection(using).in_atomic_block:
-        transaction.on_commit(lambda: publisher.publish_many(messages), using=using)
+    url = djq_settings.BROKER_URL
+    publish = _guarded(lambda: _publisher(url).publish_many(messages), on_failure)
+    if not is_embedded(url) and transaction.get_connection(using).in_atomic_block:
+        transaction.on_commit(publish, using=using)
     else:
-        publisher.publish_many(messages)
+        publish()

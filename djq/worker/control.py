@@ -130,8 +130,11 @@ def active_queues(panel: Panel, arguments: dict[str, Any]) -> Any:
 @handler("revoke")
 def revoke(panel: Panel, arguments: dict[str, Any]) -> Any:
     ids = _ids(arguments)
-    panel.in_consumer(lambda: panel.consumer.revoke_now(ids))
-    return {"ok": f"tasks {', '.join(ids)} flagged as revoked"}
+    _, running = panel.in_consumer(lambda: panel.consumer.revoke_now(ids))
+    reply: dict[str, Any] = {"ok": f"tasks {', '.join(ids)} flagged as revoked"}
+    if running:  # the truth for the caller: these were not stopped
+        reply.update(running=running, pool=panel.pool.name, can_terminate=panel.pool.supports_terminate_job)
+    return reply
 
 
 @handler("terminate")

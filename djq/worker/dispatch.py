@@ -177,11 +177,20 @@ class Dispatch(BrokerLink):
                    signal: str = "SIGTERM") -> tuple[list[str], list[str]]:
         """A revoke pushed by remote control, in the consumer thread: mark the ids now
         (the database row, written by the sender, covers workers started later); with
-        ``terminate``, stop their running tasks. Returns (stopped, could not stop)."""
+        ``terminate``, stop their running tasks. Returns (stopped, could not stop); a
+        plain revoke stops nothing, so its running tasks are all "could not stop"."""
         stopped: list[str] = []
         unstoppable: list[str] = []
         for task_id in task_ids:
             self.revokes.add(task_id, terminate, signal)
+        if not terminate:
+            how = ("revoke with terminate to stop it" if self.pool.supports_terminate_job
+                   else f"the {self.pool.name} pool cannot stop a running task")
+            for request in list(self.active.values()):
+                if request.id in task_ids:
+                    logger.warning("task %s[%s] revoked while it runs: it runs to its end (%s)",
+                                   request.name, request.id, how)
+                    unstoppable.append(request.id)
         if terminate:
             for seq, request in list(self.active.items()):
                 if request.id in task_ids:

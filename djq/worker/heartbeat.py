@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections
@@ -21,17 +21,20 @@ from .. import __version__, orphans
 if TYPE_CHECKING:
     from ..messaging.events import EventDispatcher
     from .consumer import Consumer
+    from .naming import Holder
 
 logger = logging.getLogger(__name__)
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, consumer: Consumer, interval: float, events: EventDispatcher | None = None) -> None:
+    def __init__(self, consumer: Consumer, interval: float, events: EventDispatcher | None = None, *,
+                 started: datetime | None = None, previous: Holder | None = None) -> None:
         super().__init__(name="djq-heartbeat", daemon=True)
         self.consumer = consumer
         self.interval = interval
         self.events = events
-        self.started = timezone.now()
+        self.started = started or timezone.now()
+        self.previous = previous  # the dead run this worker took its name over from
         self._stop_event = threading.Event()
 
     def counts(self) -> dict[str, int]:
@@ -88,7 +91,7 @@ class Heartbeat(threading.Thread):
 
     def start(self) -> None:
         try:
-            orphans.before_start(self.consumer.hostname, self.started, self.events)
+            orphans.before_start(self.consumer.hostname, self.started, self.previous, self.events)
         except Exception as exc:
             logger.warning("could not look for tasks a previous %s left running: %s", self.consumer.hostname, exc)
         self._safe_beat()  # the row exists as soon as the worker is up
@@ -104,7 +107,7 @@ class Heartbeat(threading.Thread):
         if wait:
             self.join(timeout=self.interval + 5)
         try:
-            WorkerState.objects.filter(hostname=self.consumer.hostname).update(
+            WorkerState.objects.filter(hostname=self.consumer.hostname, pid=os.getpid()).update(
                 stopped=timezone.now(), offline_after=timezone.now(), **self.counts())
         except Exception as exc:
             logger.warning("could not mark %s offline: %s", self.consumer.hostname, exc)

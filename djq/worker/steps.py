@@ -19,6 +19,7 @@ from .consumer import Consumer
 from .control import ControlListener, Panel
 from .heartbeat import Heartbeat
 from .modes import RunLimits
+from .naming import Holder, claim_name
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -34,6 +35,33 @@ class Database(Step):
 
     def stop(self) -> None:
         dbhygiene.close_all()
+
+
+class Name(Step):
+    """The worker's name, claimed in the database before anything listens under it
+    (djq/worker/naming.py): the first free default name, or -n's, or a refusal."""
+
+    requires = (Database,)
+    previous: Holder | None = None
+
+    def create(self, worker: Worker) -> None:
+        from django.db import DatabaseError
+        from django.utils import timezone
+
+        from ..exceptions import ConfigurationError
+        from ..messaging.producer import check_broker_url
+
+        check_broker_url(djq_settings.BROKER_URL)  # a broker the worker cannot use is said first
+        self.started = timezone.now()
+        options = worker.options
+        try:
+            options.hostname, self.previous = claim_name(
+                options.hostname if options.named else None, options.hostname, self.started,
+                float(djq_settings.WORKER_HEARTBEAT_INTERVAL))
+        except DatabaseError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigurationError(f"could not claim the worker name {options.hostname} in the database: "
+                                     f"{reason} (has manage.py migrate run?)") from exc
 
 
 class Pool(Step):
@@ -192,14 +220,16 @@ class Control(Step):
 class HeartbeatStep(Step):
     """The WorkerState row: heartbeats, offline at warm shutdown (and worker events)."""
 
-    requires = (TaskConsumer,)
+    requires = (Name, TaskConsumer)
     heartbeat: Heartbeat
 
     def create(self, worker: Worker) -> None:
         events = self.blueprint.steps.get(Events)
+        name = self.blueprint.get(Name)
         self.heartbeat = Heartbeat(self.blueprint.get(TaskConsumer).consumer,
                                    float(djq_settings.WORKER_HEARTBEAT_INTERVAL),
-                                   events.dispatcher if isinstance(events, Events) else None)
+                                   events.dispatcher if isinstance(events, Events) else None,
+                                   started=name.started, previous=name.previous)
 
     def start(self) -> None:
         self.heartbeat.start()
@@ -251,5 +281,6 @@ class Metrics(Step):
 
 
 STEPS: tuple[type[Step], ...] = (
-    Database, Pool, Results, Events, TaskConsumer, Autoscale, Control, HeartbeatStep, EmbeddedBeat, Metrics,
+    Database, Name, Pool, Results, Events, TaskConsumer, Autoscale, Control, HeartbeatStep, EmbeddedBeat,
+    Metrics,
 )

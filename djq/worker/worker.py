@@ -42,6 +42,7 @@ class WorkerOptions:
     concurrency: int = 1
     queues: list[str] = field(default_factory=list)
     hostname: str = ""
+    named: bool = False  # -n given: its name or a refusal; else the first free default name
     prefetch_multiplier: int = 4
     conn_max_age: float = 60.0
     soft_time_limit: float | None = None
@@ -63,7 +64,8 @@ class WorkerOptions:
         pool = options.pop("pool", None) or djq_settings.WORKER_POOL
         concurrency = options.pop("concurrency", None) or djq_settings.WORKER_CONCURRENCY or os.cpu_count() or 1
         queues = resolve_queues(options.pop("queues", None), options.pop("exclude_queues", None) or ())
-        hostname = expand_hostname(options.pop("hostname", None) or default_hostname())
+        named_as = options.pop("hostname", None)
+        hostname = expand_hostname(named_as or default_hostname())
         prefetch = options.pop("prefetch_multiplier", None) or djq_settings.WORKER_PREFETCH_MULTIPLIER
         options.setdefault("soft_time_limit", djq_settings.TASK_SOFT_TIME_LIMIT)
         options.setdefault("time_limit", djq_settings.TASK_TIME_LIMIT)
@@ -72,7 +74,7 @@ class WorkerOptions:
         if autoscale:
             concurrency = autoscale[1]  # start small; the autoscaler grows under backlog
         return cls(pool=pool, concurrency=int(concurrency), queues=list(queues), hostname=hostname,
-                   prefetch_multiplier=int(prefetch), **options)
+                   named=bool(named_as), prefetch_multiplier=int(prefetch), **options)
 
     @property
     def max_concurrency(self) -> int:
@@ -97,10 +99,27 @@ class Worker:
             f"  queues:      {', '.join(self.options.queues)}",
             f"  prefetch:    {consumer.prefetch_count}",
             f"  events:      {'on' if self.options.events else 'off (-E to turn on)'}",
+            *self._unconsumed_lines(),
             f"  tasks ({len(tasks)}):",
             *(f"    . {name}" for name in tasks),
         ]
         return "\n".join(lines)
+
+    def _unconsumed_lines(self) -> list[str]:
+        """Queues tasks are sent to that no online worker (this one included) consumes."""
+        from ..dashboard import unconsumed_queues
+
+        try:
+            found = unconsumed_queues(self.options.queues, getattr(get_backend(), "alias", "default"))
+        except Exception as exc:  # the banner never stops a worker
+            logger.debug("could not look for unconsumed queues: %s", exc)
+            return []
+        if not found:
+            return []
+        for name, waiting in found:
+            logger.warning("queue %r is consumed by no online worker (%d task(s) waiting): start one with -Q %s",
+                           name, waiting, name)
+        return [f"  NOT CONSUMED: {', '.join(f'{name} ({waiting} waiting)' for name, waiting in found)}"]
 
     def _concurrency_text(self, pool: Any) -> str:
         if self.options.autoscale:

@@ -127,21 +127,48 @@ def test_admin_actions_act_on_real_workers(broker, start_worker) -> None:
 
     assert add.delay(2, 3).get(timeout=30) == 5
     original = TaskResult.objects.using(broker).get(task_name="tests.testapp.tasks.add")
-    response = client.post(reverse("admin:djq_taskresult_changelist"),
-                           {"action": "retry", "_selected_action": [original.task_id]}, follow=True)
-    assert "Sent 1 task(s) again" in response.content.decode()
+    page = client.get(reverse("admin:djq_taskresult_change", args=[original.task_id])).content.decode()
+    assert 'class="historylink djq-retry"' in page and 'class="historylink djq-revoke"' in page
+    response = client.post(reverse("admin:djq_taskresult_act", args=[original.task_id, "retry"]), follow=True)
+    assert "Sent 1 task(s) again" in response.content.decode()  # the change page's Retry button
+    assert response.redirect_chain[-1][0] == reverse("admin:djq_taskresult_change", args=[original.task_id])
     wait_for(lambda: TaskResult.objects.using(broker).filter(task_name="tests.testapp.tasks.add",
                                                              state=states.SUCCESS).count() == 2, what="retried task")
 
     blocker = sleep_then_add.delay(1.0, 0, 0)  # keeps the single slot busy
     waiting = add.apply_async((7, 7), countdown=0.5)
-    TaskResult.objects.using(broker).create(task_id=waiting.id, task_name="tests.testapp.tasks.add")
+    # visible from the moment it is sent: PENDING, with its eta, its queue and its arguments
+    row = TaskResult.objects.using(broker).get(task_id=waiting.id)
+    assert (row.state, row.queue, row.args_repr) == (states.PENDING, "default", "(7, 7)")
+    assert row.eta is not None and abs((row.eta - row.date_created).total_seconds() - 0.5) < 0.25
+    unconsumed = add.apply_many([(1, 1), (2, 2)], queue="nobody-consumes")
+    assert TaskResult.objects.using(broker).filter(task_id__in=[r.id for r in unconsumed],
+                                                   state=states.PENDING, queue="nobody-consumes").count() == 2
+    # ... and loud on the dashboard: broker-side count, oldest age, flagged red (nobody consumes it)
+    page = client.get(reverse(DASHBOARD)).content.decode()
+    flagged = re.search(r'<tr class="djq-unconsumed"[^>]*><td>nobody-consumes</td><td>(\d+)</td><td>(\d+) s</td>'
+                        r'<td><strong>no worker consumes this queue</strong>', page)
+    assert flagged and flagged.group(1) == "2", page
+    assert re.search(rf'<tr class=""><td>default</td><td>\d+</td><td>[^<]*</td><td>{re.escape(hostname)}</td>', page)
     response = client.post(reverse("admin:djq_taskresult_changelist"),
                            {"action": "revoke", "_selected_action": [waiting.id]}, follow=True)
     assert f"1 worker(s) confirmed: {hostname}" in response.content.decode()
     assert blocker.get(timeout=30) == 0
     wait_for(lambda: TaskResult.objects.using(broker).get(task_id=waiting.id).state == states.REVOKED,
              what="revoked")
+
+    # a running task on threads: the revoke says it was not stopped; the revoked list, that it ran on
+    running = sleep_then_add.delay(4.0, 1, 1)
+    wait_for(lambda: TaskResult.objects.using(broker).get(task_id=running.id).state == states.STARTED,
+             what="the task to start")
+    response = client.post(reverse("admin:djq_taskresult_act", args=[running.id, "revoke"]), follow=True)
+    said = [str(message) for message in response.context["messages"]]
+    assert (f"{running.id} already running on {hostname}: not stopped, it runs to its end "
+            "(the threads pool cannot stop a running task)") in said, said
+    assert running.get(timeout=30) == 2
+    assert f"task tests.testapp.tasks.sleep_then_add[{running.id}] revoked while it runs" in worker.output
+    listing = client.get(reverse("admin:djq_revokedtask_changelist")).content.decode()
+    assert "ran to the end (SUCCESS)" in listing and '<td class="field-outcome">revoked</td>' in listing
 
     response = client.post(reverse("admin:djq_workerstate_changelist"),
                            {"action": "grow", "_selected_action": [str(WorkerState.objects.using(broker).get().pk)]},

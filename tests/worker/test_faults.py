@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
 from djq import states
-from djq.models import TaskResult
+from djq.models import TaskResult, WorkerState
 from tests.conftest import wait_for
 from tests.ledger import Ledger
 from tests.testapp.tasks import ledgered, ledgered_late
@@ -81,19 +82,38 @@ def test_a_worker_restarted_under_its_name_resolves_what_it_left_running(broker,
     assert all("worker again@" in (rows[i].traceback or "") for i in running)
 
 
-def test_a_second_worker_of_the_same_name_is_reported_and_its_tasks_left_alone(broker, start_worker,
-                                                                               tmp_path: Path) -> None:
+def test_a_second_worker_of_a_live_name_refuses_and_default_names_are_unique(broker, start_worker,
+                                                                            tmp_path: Path) -> None:
+    from djq import control
+
     ledger = Ledger(tmp_path / "ledger")
     first = start_worker("-P", "threads", "-c", "1", "-n", "twin@%h")
     task_id = ledgered.delay(str(ledger), 3).id
     wait_for(lambda: ledger.starts()[task_id] == 1, what="the task to start")
-    second = start_worker("-P", "threads", "-c", "1", "-n", "twin@%h")
-    assert "another worker named twin@" in second.output
-    second.stop()
+    second = start_worker("-P", "threads", "-c", "1", "-n", "twin@%h", ready=False)
+    assert second.wait(timeout=60) != 0
+    refusal = [line for line in second.output.splitlines() if "is held by a live worker" in line]
+    assert refusal and f"pid {first.proc.pid} on " in refusal[0] and "-n worker2@%h" in refusal[0], second.output
+    assert "Traceback" not in second.output
+    twin = f"twin@{socket.gethostname()}"
+    # the refused twin touched neither the row nor the control queue: the first still answers
+    assert WorkerState.objects.using(broker).get(hostname=twin).pid == first.proc.pid
+    assert control.broadcast("ping", destination=[twin], timeout=10) == [{twin: {"ok": "pong"}}]
     wait_for(lambda: ledger.ends()[task_id] == 1, what="the task to end")
     assert wait_for(lambda: TaskResult.objects.using(broker).get(task_id=task_id).state == states.SUCCESS,
                     what="its SUCCESS")
-    assert first.proc.poll() is None
+    # no -n: each process on the host gets its own default name; stopping one deafens nobody
+    ledgered.apply_async((str(ledger), 0), queue="nobody-consumes")
+    one = start_worker("-P", "threads", "-c", "1")
+    assert "NOT CONSUMED: nobody-consumes (1 waiting)" in one.output  # the banner says so
+    assert "queue 'nobody-consumes' is consumed by no online worker" in one.output
+    two = start_worker("-P", "threads", "-c", "1")
+    host = socket.gethostname()
+    names = {f"djq@{host}", f"djq-2@{host}"}
+    assert {row.hostname for row in WorkerState.objects.using(broker).filter(stopped=None)} >= names
+    two.stop()
+    assert control.broadcast("ping", destination=[f"djq@{host}"], timeout=10) == [{f"djq@{host}": {"ok": "pong"}}]
+    assert one.proc.poll() is None and first.proc.poll() is None
 
 
 @pytest.mark.parametrize("pool", ["threads", "prefork", "solo"])

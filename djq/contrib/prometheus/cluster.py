@@ -59,7 +59,10 @@ class ClusterCollector(Collector):
     def _queues(self, workers: list[Any]) -> Iterator[Any]:
         from ... import dashboard
 
-        names = sorted({djq_settings.DEFAULT_QUEUE, *(q for w in workers for q in (w.queues or []))})
+        # the queues the dashboard lists: the default, the online workers', and every queue
+        # routes, task options or (djq://) message rows name, so an unconsumed one shows too
+        known = {djq_settings.DEFAULT_QUEUE, *(q for w in workers for q in (w.queues or [])), *dashboard.known_queues()}
+        names = sorted(name for name in known if name and not dashboard.plumbing_queue(name))
         errors: list[str] = []
         depth = GaugeMetricFamily("djq_queue_messages", "Messages waiting in a queue, as the broker counts them.",
                                   labels=["queue"])

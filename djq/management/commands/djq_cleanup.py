@@ -1,6 +1,7 @@
 """``manage.py djq_cleanup``: delete finished results older than DJQ_RESULT_EXPIRES, and old revokes."""
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -10,9 +11,12 @@ from djq.housekeeping import cleanup
 
 
 def non_negative(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(value)
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {value!r}")
     return number
 
 

@@ -82,24 +82,34 @@ class Command(BaseCommand):
 
 
 def positive_int(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
     if number < 1:
-        raise ValueError(value)
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
     return number
 
 
 def positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError(value)
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {value!r}")
     return number
 
 
 def autoscale(value: str) -> tuple[int, int]:
     maximum, _, minimum = value.partition(",")
-    bounds = positive_int(maximum), positive_int(minimum or "1")
-    if bounds[1] > bounds[0]:
-        raise ValueError(value)
+    try:
+        bounds = int(maximum), int(minimum or "1")
+    except ValueError:
+        bounds = (0, 0)
+    if bounds[1] < 1 or bounds[1] > bounds[0]:
+        raise argparse.ArgumentTypeError(
+            f"expects MAX,MIN (the most and the fewest pool slots, MAX >= MIN >= 1), e.g. 10,2; got {value!r}")
     return bounds
 
 

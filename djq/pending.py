@@ -1,0 +1,121 @@
+"""PENDING rows: every task has a result row from the moment it is sent.
+
+``enqueue.send``/``send_many`` wrap the producer in ``recorded(messages)``: the rows
+(state PENDING, the task's name, arguments' reprs, queue and eta) go in with one
+multi-row ``INSERT ... ON CONFLICT DO NOTHING`` per chunk, so a PENDING row only ever
+creates a row and never replaces a later state (a retry sent under the same id, a worker
+faster than the caller). Where the rows go with the message:
+
+- ``djq://`` with results on the broker's database: one transaction holds the rows and
+  the message rows (inside the caller's own ``atomic()``, or one of its own), so the
+  task is visible exactly when it is sent;
+- any other broker (or results elsewhere): the rows are inserted first (in the
+  caller's transaction when there is one), then the message is published; a publish
+  that fails deletes the rows it stood for, so no PENDING row outlives an unsent task.
+
+Only the database result backend stores them; ``ignore_result`` tasks get none (no
+worker would ever move their row on). ``DJQ_TASK_STORE_PENDING = False`` turns it off.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from datetime import datetime
+from typing import Any, Callable, ContextManager, Iterator
+
+from django.db import connections, transaction
+from django.utils import timezone
+
+from . import states
+from .conf import djq_settings
+from .messaging.protocol import OutgoingMessage
+
+_COLUMNS = ("task_id", "task_name", "state", "args_repr", "kwargs_repr", "queue", "retries", "root_id",
+            "parent_id", "date_created", "eta", "attempt", "acks_late")
+#: rows per INSERT (13 parameters each: well inside SQLite's 32766)
+CHUNK_SIZE = 500
+
+
+def _database_alias() -> str | None:
+    """The alias results are stored on, when the result backend is the database one."""
+    from .backends import get_backend
+    from .backends.database import DatabaseBackend
+
+    backend = get_backend()
+    backend = getattr(backend, "inner", backend)  # a worker's WriterBackend wraps it
+    return backend.alias if isinstance(backend, DatabaseBackend) else None
+
+
+def recorded(messages: list[OutgoingMessage], broker_alias: str | None) -> ContextManager[Callable[[], None]]:
+    """Around the publish of ``messages``: their PENDING rows, as the module says.
+
+    ``broker_alias`` is the database of a ``djq://`` broker (None for other brokers).
+    Yields the undo to call when the publish fails (a no-op where one transaction
+    covers both)."""
+    if not djq_settings.TASK_STORE_PENDING:
+        return nullcontext(_nothing)
+    wanted = [message for message in messages if not message.headers.get("ignore_result")]
+    alias = _database_alias() if wanted else None
+    if alias is None:
+        return nullcontext(_nothing)
+    return _recorded(wanted, alias, same_transaction=alias == broker_alias)
+
+
+def _nothing() -> None:
+    pass
+
+
+@contextmanager
+def _recorded(messages: list[OutgoingMessage], alias: str, *, same_transaction: bool) -> Iterator[Callable[[], None]]:
+    if same_transaction:
+        with transaction.atomic(using=alias):
+            insert(alias, messages)
+            yield _nothing
+        return
+    insert(alias, messages)
+
+    def undo() -> None:
+        from .models import TaskResult
+
+        ids = [message.task_id for message in messages]
+        TaskResult.objects.using(alias).filter(task_id__in=ids, state=states.PENDING).delete()
+
+    yield undo
+
+
+def insert(alias: str, messages: list[OutgoingMessage]) -> None:
+    """The PENDING rows of ``messages``, a chunk per statement; existing rows are kept."""
+    connection = connections[alias]
+    now = timezone.now()
+    etas: dict[Any, datetime | None] = {None: None}
+    rows = []
+    for message in messages:
+        headers = message.headers
+        eta = headers.get("eta")
+        if eta not in etas:
+            etas[eta] = datetime.fromisoformat(str(eta))
+        rows.append((message.task_id, message.task_name, states.PENDING, headers.get("argsrepr") or "",
+                     headers.get("kwargsrepr") or "", message.queue, headers.get("retries") or 0,
+                     headers.get("root_id"), headers.get("parent_id"), now, etas[eta], 0, False))
+    if connection.vendor not in ("sqlite", "postgresql"):
+        _insert_orm(alias, rows)
+        return
+    from .models import TaskResult
+
+    adapt = connection.ops.adapt_datetimefield_value
+    table = connection.ops.quote_name(TaskResult._meta.db_table)
+    one = f"({', '.join(['%s'] * len(_COLUMNS))})"
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), CHUNK_SIZE):
+            chunk = rows[start:start + CHUNK_SIZE]
+            values: list[Any] = []
+            for row in chunk:
+                values += [*row[:9], adapt(row[9]), adapt(row[10]), *row[11:]]
+            cursor.execute(f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES {', '.join([one] * len(chunk))} "
+                           "ON CONFLICT (task_id) DO NOTHING", values)
+
+
+def _insert_orm(alias: str, rows: list[tuple[Any, ...]]) -> None:
+    from .models import TaskResult
+
+    objects = [TaskResult(**dict(zip(_COLUMNS, row))) for row in rows]
+    TaskResult.objects.using(alias).bulk_create(objects, batch_size=CHUNK_SIZE, ignore_conflicts=True)
