@@ -14,7 +14,8 @@ from .canvas import Signature, chain, chord, chunks, group, signature
 from .control import revoke
 from .exceptions import DjqError, MaxRetriesExceededError, Retry
 from .result import AsyncResult, EagerResult, GroupResult
-from .task import AsyncTask, Task, shared_task, task
+from .decorators import shared_task, task
+from .task import AsyncTask, Task
 
 __version__ = "0.1.0"
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .registry import registry
-from .task import task
+from .decorators import task
 
 
 @task(name="djq.map")

@@ -21,7 +21,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from .. import signals
 from ..conf import djq_settings
-from ..exceptions import BrokerUnreachable, BrokerURLError, ConfigurationError, MissingExtraError, PublishError
+from ..exceptions import BrokerUnreachable, BrokerURLError, MissingExtraError, PublishError
 from ..extras import missing_for_broker
 from .protocol import OutgoingMessage
 from .routing import BROKER_MAX_PRIORITY, broker_priority, queue_arguments
