@@ -2,7 +2,8 @@
 
 ``enqueue.send``/``send_many`` wrap the producer in ``recorded(messages)``: the rows
 (state PENDING, the task's name, arguments' reprs, queue and eta) go in with one
-multi-row ``INSERT ... ON CONFLICT DO NOTHING`` per chunk, so a PENDING row only ever
+multi-row ``INSERT ... ON CONFLICT DO NOTHING`` per chunk (on PostgreSQL one statement with
+an array per column), so a PENDING row only ever
 creates a row and never replaces a later state (a retry sent under the same id, a worker
 faster than the caller). Where the rows go with the message:
 
@@ -105,6 +106,13 @@ def insert(alias: str, messages: list[OutgoingMessage]) -> None:
     table = connection.ops.quote_name(TaskResult._meta.db_table)
     one = f"({', '.join(['%s'] * len(_COLUMNS))})"
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # one array per column: one statement text for any count
+            from .backends.database import pg_arrays
+
+            cursor.execute(f"INSERT INTO {table} ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
+                           f"{pg_arrays(connection, _COLUMNS)}) ON CONFLICT (task_id) DO NOTHING",
+                           [list(column) for column in zip(*rows)])
+            return
         for start in range(0, len(rows), CHUNK_SIZE):
             chunk = rows[start:start + CHUNK_SIZE]
             values: list[Any] = []

@@ -6,10 +6,10 @@ import json
 import pytest
 from django.db import transaction
 
-from djq import group
+from djq import group, states
 from djq.exceptions import EncodeError, TaskOptionError
 from djq.messaging.producer import broker_connection, task_queue
-from djq.models import QueueMessage
+from djq.models import QueueMessage, TaskResult
 from tests.conftest import wait_for
 from tests.testapp.tasks import add, mul
 
@@ -36,13 +36,18 @@ def test_delay_many_apply_many_and_group_run_on_a_worker(broker, start_worker) -
 
 def test_delay_many_follows_the_transaction(broker) -> None:
     with pytest.raises(RuntimeError), transaction.atomic(using=broker):
-        add.delay_many([(1, 1)] * 3)
+        rolled_back = add.delay_many([(1, 1)] * 3)
         raise RuntimeError("abort")
     with transaction.atomic(using=broker):
-        add.delay_many([(2, 2)] * 2)
+        sent = add.delay_many([(2, 2)] * 2) + mul.apply_many([(2, 3)], countdown=60)
         if not broker.embedded:
             assert _queued(broker) == 0, "other brokers publish at commit"
-    wait_for(lambda: _queued(broker) == 2, timeout=10, what="the committed batch, and only it, to be queued")
+    wait_for(lambda: _queued(broker) == 3, timeout=10, what="the committed batch, and only it, to be queued")
+    # each sent task is visible at once: a PENDING row with its eta, written in bulk
+    rows = {row.task_id: row for row in TaskResult.objects.using(broker).filter(task_id__in=[r.id for r in sent])}
+    assert [rows[r.id].state for r in sent] == [states.PENDING] * 3
+    assert [rows[r.id].eta is None for r in sent] == [True, True, False]
+    assert not TaskResult.objects.using(broker).filter(task_id__in=[r.id for r in rolled_back]).exists()
 
 
 @pytest.mark.parametrize("db_alias", ["default"], indirect=True)

@@ -57,17 +57,18 @@ _UPSERT_TAIL = (f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(_assignment(c) 
                 f"WHERE {_SUPERSEDES} RETURNING task_id")
 
 
-_pg_arrays_sql: str | None = None
+_pg_casts: dict[tuple[str, ...], str] = {}
 
 
-def _pg_arrays(connection: Any) -> str:
-    """``%s::type[]`` for each of _COLUMNS, the column's own type (PostgreSQL's, so any
-    PostgreSQL connection gives the same)."""
-    global _pg_arrays_sql
-    if _pg_arrays_sql is None:
-        _pg_arrays_sql = ", ".join(f"%s::{TaskResult._meta.get_field(name).db_type(connection)}[]"
-                                   for name in _COLUMNS)
-    return _pg_arrays_sql
+def pg_arrays(connection: Any, columns: tuple[str, ...] = _COLUMNS) -> str:
+    """``%s::type[], ...``: one array parameter per TaskResult column, each cast to the
+    column's own type, for ``unnest`` (PostgreSQL's types: any PostgreSQL connection gives
+    the same)."""
+    casts = _pg_casts.get(columns)
+    if casts is None:
+        casts = _pg_casts[columns] = ", ".join(
+            f"%s::{TaskResult._meta.get_field(name).db_type(connection)}[]" for name in columns)
+    return casts
 
 
 @functools.cache
@@ -145,7 +146,7 @@ class DatabaseBackend(ResultBackend):
         adapt = connection.ops.adapt_datetimefield_value
         if connection.vendor == "postgresql":
             values: list[Any] = [[row[name] for row in rows] for name in _COLUMNS]
-            sql = (f"WITH s AS ({_UPSERT_HEAD.removesuffix(' VALUES')} SELECT * FROM unnest({_pg_arrays(connection)}) "
+            sql = (f"WITH s AS ({_UPSERT_HEAD.removesuffix(' VALUES')} SELECT * FROM unnest({pg_arrays(connection)}) "
                    f"{_UPSERT_TAIL}, state) SELECT s.task_id FROM s LEFT JOIN LATERAL "
                    f"(SELECT pg_notify('{NOTIFY_CHANNEL}', s.task_id) WHERE s.state IN ({_FINAL})) n ON true")
         else:
