@@ -156,17 +156,23 @@ def _claim_postgres(batch: list[Due], using: str) -> set[int]:
     arrays = (ids, [due.row.date_changed for due in batch], [due.row.last_run_at for due in batch],
               [timing.to_db(due.scheduled) for due in batch], [timing.to_db(due.following) for due in batch],
               [not due.disable for due in batch])
+    # The rows are locked first, in id order, skipping those another beat holds (a
+    # MATERIALIZED CTE runs once, before the UPDATE): the UPDATE then touches only rows this
+    # statement already holds, so two beats on one burst never wait on each other (with the
+    # lock in an IN-subquery, PostgreSQL could recheck a row the other beat had updated and
+    # the two deadlocked).
     statement = (
+        f"WITH locked AS MATERIALIZED (SELECT {c['id']} AS id FROM {sql.table} WHERE {c['id']} = ANY(%s) "
+        f"ORDER BY {c['id']} FOR UPDATE SKIP LOCKED) "
         f"UPDATE {sql.table} AS t SET {c['last_run_at']} = v.last, {c['due_at']} = v.due, "
         f"{c['enabled']} = v.enabled, {c['total_run_count']} = t.{c['total_run_count']} + 1 "
         "FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], "
-        "%s::boolean[]) AS v(id, changed, seen, last, due, enabled) "
-        f"WHERE t.{c['id']} = v.id AND t.{c['enabled']} AND t.{c['date_changed']} = v.changed "
-        f"AND t.{c['last_run_at']} IS NOT DISTINCT FROM v.seen "
-        f"AND t.{c['id']} IN (SELECT {c['id']} FROM {sql.table} WHERE {c['id']} = ANY(%s) "
-        f"ORDER BY {c['id']} FOR UPDATE SKIP LOCKED) RETURNING t.{c['id']}")
+        "%s::boolean[]) AS v(id, changed, seen, last, due, enabled), locked "
+        f"WHERE t.{c['id']} = locked.id AND v.id = locked.id AND t.{c['enabled']} "
+        f"AND t.{c['date_changed']} = v.changed AND t.{c['last_run_at']} IS NOT DISTINCT FROM v.seen "
+        f"RETURNING t.{c['id']}")
     with sql.connection.cursor() as cursor:
-        cursor.execute(statement, [*(list(a) for a in arrays), ids])
+        cursor.execute(statement, [ids, *(list(a) for a in arrays)])
         return {taken for (taken,) in cursor.fetchall()}
 
 

@@ -54,14 +54,36 @@ class Name(Step):
         check_broker_url(djq_settings.BROKER_URL)  # a broker the worker cannot use is said first
         self.started = timezone.now()
         options = worker.options
-        try:
-            options.hostname, self.previous = claim_name(
-                options.hostname if options.named else None, options.hostname, self.started,
-                float(djq_settings.WORKER_HEARTBEAT_INTERVAL))
-        except DatabaseError as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ConfigurationError(f"could not claim the worker name {options.hostname} in the database: "
-                                     f"{reason} (has manage.py migrate run?)") from exc
+        delay = 0.5
+        while True:
+            try:
+                options.hostname, self.previous = claim_name(
+                    options.hostname if options.named else None, options.hostname, self.started,
+                    float(djq_settings.WORKER_HEARTBEAT_INTERVAL))
+                return
+            except DatabaseError as exc:
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                if _database_reachable():
+                    raise ConfigurationError(f"could not claim the worker name {options.hostname} in the "
+                                             f"database: {reason} (has manage.py migrate run?)") from exc
+                # the database is down (on djq:// it is the broker too): wait for it, as the
+                # consumer waits for a broker that is down at start
+                logger.error("could not claim the worker name %s: the database is unreachable (%s); "
+                             "next try in %.1fs", options.hostname, reason, delay)
+                dbhygiene.close_all()
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def _database_reachable() -> bool:
+    from django.db import connection
+
+    try:
+        connection.ensure_connection()
+    except Exception:
+        dbhygiene.close_all()
+        return False
+    return True
 
 
 class Pool(Step):
