@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.db import DatabaseError, connections
+from django.db.models import Count
 
 from djq import states
 from djq.models import TaskResult
@@ -74,8 +75,13 @@ def test_worker_survives_a_broker_restart_and_finishes_the_backlog(broker, start
     wait_for(lambda: _count_done(broker, ids) >= 20, timeout=60, what="the drain to be under way")
     RESTART[broker.leg]()
     connections[broker].close()
-    wait_for(lambda: _count_done(broker, ids) == len(ids), timeout=120, interval=0.5,
-             what="every task to finish after the restart")
+    try:
+        wait_for(lambda: _count_done(broker, ids) == len(ids), timeout=120, interval=0.5,
+                 what="every task to finish after the restart")
+    except AssertionError as exc:  # say where the tasks are, and what the worker logged
+        by_state = dict(TaskResult.objects.using(broker).filter(task_id__in=ids).values_list("state")
+                        .annotate(n=Count("pk")).values_list("state", "n"))
+        raise AssertionError(f"{exc}; states {by_state}; worker log (end):\n{worker.output[-6000:]}") from None
     assert worker.proc.poll() is None, "the worker must still be running"
     output = worker.output
     assert "lost the broker connection" in output or "connection to" in output, output[-3000:]
