@@ -59,8 +59,11 @@ start_redis() {
     command -v redis-server >/dev/null 2>&1 || apt_install redis-server
     if ! redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
         echo "DJQ_STARTED_REDIS=1"
+        # The dump (written by the restart tests' "shutdown save", loaded at the next start)
+        # is per port: servers on other ports (CI's second leg) must never load each other's.
         redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --save "" --appendonly no \
-            --dir "$STATE_DIR" --logfile "$STATE_DIR/redis-$port.log" --pidfile "$STATE_DIR/redis-$port.pid" >&2
+            --dir "$STATE_DIR" --dbfilename "redis-$port.rdb" \
+            --logfile "$STATE_DIR/redis-$port.log" --pidfile "$STATE_DIR/redis-$port.pid" >&2
         for _ in $(seq 1 100); do
             redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break
             sleep 0.1
