@@ -26,7 +26,7 @@ from ..conf import djq_settings
 from ..context import RequestContext, current_request
 from ..exceptions import Retry, TimeLimitExceeded
 from . import dbhygiene
-from .trace import HardTimeLimit, Outcome, PatientStore, _autoretry, logger, record
+from .trace import HardTimeLimit, Outcome, PatientStore, _autoretry, logger, record, record_and_follow
 
 if TYPE_CHECKING:
     from ..task import Task
@@ -181,18 +181,7 @@ def _finish(task: Task[Any, Any], context: RequestContext, info: TaskInfo, outco
             ignore_result: bool, started_at: Any) -> None:
     """The task's end, in a thread: store it, send what follows, clean the connections."""
     try:
-        follows = any(context.embed.values())
-        record(PatientStore(get_backend()), info, outcome, ignore_result, started_at, wait=follows)
-        if outcome.state in (states.SUCCESS, states.FAILURE) and follows:
-            from .flow import follow_up
-
-            try:
-                follow_up(task, context, outcome)
-            except Exception as exc:  # the task's own outcome is stored; what failed to follow is noted on it
-                from .flow import note_follow_up_failure
-
-                logger.exception("task %s[%s]: could not send its callbacks", info.task_name, info.task_id)
-                outcome.follow_up_error = note_follow_up_failure(info, exc)
+        record_and_follow(PatientStore(get_backend()), task, context, info, outcome, ignore_result, started_at)
     finally:
         dbhygiene.clean_connections()
 

@@ -167,19 +167,7 @@ def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_
             else:
                 backend.store(info, states.STARTED, date_started=started_at)
         outcome = execute(task, context, limiter or no_limits, soft_time_limit, time_limit)
-        follows = any(context.embed.values())
-        # what follows a task (a chord's count) reads its stored end: store it first
-        record(backend, info, outcome, ignore_result, started_at, wait=follows)
-        if outcome.state in (states.SUCCESS, states.FAILURE) and follows:
-            from .flow import follow_up
-
-            try:
-                follow_up(task, context, outcome)
-            except Exception as exc:  # the task's own outcome is stored; what failed to follow is noted on it
-                from .flow import note_follow_up_failure
-
-                logger.exception("task %s[%s]: could not send its callbacks", info.task_name, info.task_id)
-                outcome.follow_up_error = note_follow_up_failure(info, exc)
+        record_and_follow(backend, task, context, info, outcome, ignore_result, started_at)
     except Exception as exc:  # the backend failed: the task's outcome cannot be stored
         logger.exception("task %s[%s]: could not store its state", info.task_name, info.task_id)
         outcome = Outcome(states.FAILURE, exc, tb.format_exc(), 0.0)
@@ -231,6 +219,22 @@ class PatientStore:
                 dbhygiene.close_all()  # this thread's connections: the next try opens a new one
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def record_and_follow(backend: Any, task: Task[Any, Any], context: RequestContext, info: TaskInfo,
+                      outcome: Outcome, ignore_result: bool, started_at: Any) -> None:
+    """Store the task's end, then send what follows it (callbacks, chain, chord count),
+    which reads that end: a follow-up that cannot be sent is noted on the stored result."""
+    follows = any(context.embed.values())
+    record(backend, info, outcome, ignore_result, started_at, wait=follows)
+    if outcome.state in (states.SUCCESS, states.FAILURE) and follows:
+        from .flow import follow_up, note_follow_up_failure
+
+        try:
+            follow_up(task, context, outcome)
+        except Exception as exc:  # the task's own outcome is stored; what failed to follow is noted on it
+            logger.exception("task %s[%s]: could not send its callbacks", info.task_name, info.task_id)
+            outcome.follow_up_error = note_follow_up_failure(info, exc)
 
 
 def record(backend: Any, info: TaskInfo, outcome: Outcome, ignore_result: bool, started_at: Any,
