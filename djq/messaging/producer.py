@@ -328,11 +328,7 @@ def send(message: OutgoingMessage, *, using: str | None = None,
     """Publish ``message`` now, or at commit when inside an atomic block on a non-embedded
     broker; ``on_failure`` runs if the publish fails (the error is raised after it)."""
     url = djq_settings.BROKER_URL
-    publish = _guarded(lambda: _publisher(url).publish(message), on_failure)
-    if not is_embedded(url) and transaction.get_connection(using).in_atomic_block:
-        transaction.on_commit(publish, using=using)
-    else:
-        publish()
+    _now_or_at_commit(_guarded(lambda: _publisher(url).publish(message), on_failure), url, using)
 
 
 def send_many(messages: list[OutgoingMessage], *, using: str | None = None,
@@ -342,7 +338,11 @@ def send_many(messages: list[OutgoingMessage], *, using: str | None = None,
     if not messages:
         return
     url = djq_settings.BROKER_URL
-    publish = _guarded(lambda: _publisher(url).publish_many(messages), on_failure)
+    _now_or_at_commit(_guarded(lambda: _publisher(url).publish_many(messages), on_failure), url, using)
+
+
+def _now_or_at_commit(publish: Callable[[], None], url: str, using: str | None) -> None:
+    """djq:// publishes in the caller's transaction; other brokers at its commit."""
     if not is_embedded(url) and transaction.get_connection(using).in_atomic_block:
         transaction.on_commit(publish, using=using)
     else:
