@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,19 @@ class DjqSettings:
     BEAT_RUN_HISTORY_DAYS: int | None
 
     def __getattr__(self, name: str) -> Any:
+        # Read on every task (acks_late, track_started, ...): a missing Django setting costs
+        # an exception inside LazySettings each time, so values are kept until a DJQ_
+        # setting changes (override_settings and pytest-django's ``settings`` say so).
+        try:
+            return _values[name]
+        except KeyError:
+            pass
         try:
             setting = _BY_NAME[name]
         except KeyError:
             raise AttributeError(f"djq has no setting {name!r}") from None
-        return getattr(django_settings, f"DJQ_{name}", setting.default)
+        value = _values[name] = getattr(django_settings, f"DJQ_{name}", setting.default)
+        return value
 
     @property
     def accept_content(self) -> frozenset[str]:
@@ -127,4 +136,13 @@ _CONTENT_ALIASES = {
     "msgpack": "application/x-msgpack",
 }
 
+_values: dict[str, Any] = {}
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith("DJQ_"):
+        _values.clear()
+
+
+setting_changed.connect(_forget)
 djq_settings = DjqSettings()

@@ -41,11 +41,11 @@ class Revokes:
 
     def refresh(self, force: bool = False) -> list[str]:
         """Read new revokes when due; the ids that became revoked (or to terminate) now."""
-        from ..models import RevokedTask
-
         now = time.monotonic()
         if not force and now < self._next:
             return []
+        from ..models import RevokedTask
+
         self._next = now + float(djq_settings.WORKER_REVOKE_REFRESH)
         started = timezone.now()
         since = self._since or started - timedelta(seconds=float(djq_settings.REVOKES_EXPIRE))
