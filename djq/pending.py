@@ -105,14 +105,18 @@ def insert(alias: str, messages: list[OutgoingMessage]) -> None:
     adapt = connection.ops.adapt_datetimefield_value
     table = connection.ops.quote_name(TaskResult._meta.db_table)
     one = f"({', '.join(['%s'] * len(_COLUMNS))})"
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":  # one array per column: one statement text for any count
-            from .backends.database import pg_arrays
+    if connection.vendor == "postgresql":  # as the result upsert: values for a few rows, else arrays
+        from .backends.database import FEW_ROWS, pg_arrays, pg_execute
 
-            cursor.execute(f"INSERT INTO {table} ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
-                           f"{pg_arrays(connection, _COLUMNS)}) ON CONFLICT (task_id) DO NOTHING",
-                           [list(column) for column in zip(*rows)])
-            return
+        head = f"INSERT INTO {table} ({', '.join(_COLUMNS)})"
+        if len(rows) <= FEW_ROWS:
+            pg_execute(connection, f"{head} VALUES {', '.join([one] * len(rows))} ON CONFLICT (task_id) DO NOTHING",
+                       [value for row in rows for value in row])
+        else:
+            pg_execute(connection, f"{head} SELECT * FROM unnest({pg_arrays(connection, _COLUMNS)}) "
+                                   "ON CONFLICT (task_id) DO NOTHING", [list(column) for column in zip(*rows)])
+        return
+    with connection.cursor() as cursor:
         for start in range(0, len(rows), CHUNK_SIZE):
             chunk = rows[start:start + CHUNK_SIZE]
             values: list[Any] = []
