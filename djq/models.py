@@ -19,21 +19,21 @@ class TaskResult(models.Model):
     its state and outcome."""
 
     task_id = models.CharField("task id", max_length=255, primary_key=True)
-    task_name = models.CharField("task name", max_length=255, db_index=True)
-    state = models.CharField(max_length=50, default=states.PENDING, db_index=True)
+    task_name = models.CharField("task name", max_length=255)
+    state = models.CharField(max_length=50, default=states.PENDING)
     args_repr = models.TextField("args", blank=True, default="")
     kwargs_repr = models.TextField("kwargs", blank=True, default="")
     #: JSON (kombu's flavour): the return value, the exception of a failure, or custom-state meta.
     result = models.TextField(null=True, blank=True)
     traceback = models.TextField(null=True, blank=True)
-    worker = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    worker = models.CharField(max_length=255, null=True, blank=True)
     queue = models.CharField(max_length=200, blank=True, default="")
     retries = models.PositiveIntegerField(default=0)
     root_id = models.CharField(max_length=255, null=True, blank=True)
     parent_id = models.CharField(max_length=255, null=True, blank=True)
     date_created = models.DateTimeField("created", auto_now_add=True, db_index=True)
     date_started = models.DateTimeField("started", null=True, blank=True)
-    date_done = models.DateTimeField("done", null=True, blank=True, db_index=True)
+    date_done = models.DateTimeField("done", null=True, blank=True)
     runtime = models.FloatField("runtime (s)", null=True, blank=True)
     #: When the task is due (its eta or countdown), as sent; empty for "as soon as possible".
     eta = models.DateTimeField("eta", null=True, blank=True)
@@ -47,7 +47,15 @@ class TaskResult(models.Model):
     class Meta:
         ordering = ["-date_created"]
         verbose_name = "task result"
+        # Every state a task passes through rewrites its row in each of these indexes (a
+        # changed state is never a HOT update): only what a query needs. State alone and
+        # date_done alone are the first columns of the two composite ones; no LIKE
+        # (varchar_pattern_ops) copies, which db_index adds on PostgreSQL (the admin
+        # searches with icontains, which cannot use them).
         indexes = [
+            models.Index(fields=["task_name"], name="djq_result_task_name"),
+            # the orphan sweep: the rows of a lost worker
+            models.Index(fields=["worker"], name="djq_result_worker"),
             models.Index(fields=["state", "-date_created"], name="djq_result_state_created"),
             # the dashboard: finished tasks of the last hour, by state, name and runtime
             models.Index(fields=["date_done", "state", "task_name", "runtime"], name="djq_result_done"),
