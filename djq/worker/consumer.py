@@ -246,6 +246,11 @@ class Consumer(Dispatch):
                     self.stopping = True
                 if self.stopping:
                     break
+                if len(self.reserved) > self._rate_held and self.limits.room(self.pool.free_slots()) > 0:
+                    # The solo pool ran a task in this turn and is free again: run what is
+                    # reserved before taking more, so a take fetches the whole free
+                    # prefetch window at once instead of one message per task.
+                    continue
                 if self.reserved and self.pool.free_slots() <= 0:
                     # Messages wait for a slot: what matters now is a task finishing.
                     self._done_event.wait(self._timeout())
