@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from kombu import serialization
 from kombu.exceptions import ContentDisallowed as KombuContentDisallowed
+from kombu.utils.json import object_hook as kombu_object_hook
 
 from ..exceptions import ContentDisallowed, EncodeError, MessageError
 
@@ -26,6 +27,18 @@ _repr.maxlist = _repr.maxtuple = _repr.maxdict = 20
 _ORIGIN: str | None = None
 
 EMBED_KEYS = ("callbacks", "errbacks", "chain", "chord")
+JSON = "application/json"
+#: kombu's JSON decoding (its object hook turns {"__type__": ...} markers back into
+#: datetimes, UUIDs and decimals), built once: kombu's ``loads`` passes the hook to
+#: ``json.loads``, which then builds a new decoder for every message.
+_json_decoder = json.JSONDecoder(object_hook=kombu_object_hook)
+
+
+def json_loads(text: str | bytes, encoding: str = "utf-8") -> Any:
+    """kombu's ``loads`` for one JSON text, with one decoder for every call."""
+    if not isinstance(text, str):
+        text = bytes(text).decode(encoding)
+    return _json_decoder.decode(text)
 
 
 def origin() -> str:
@@ -258,7 +271,10 @@ def decode_task(
     if not isinstance(task_id, str) or not task_id:
         raise MessageError("message has no 'id' header (not a protocol v2 task message)")
     try:
-        payload = serialization.loads(body, content_type, content_encoding or "utf-8", accept=accept)
+        if content_type == JSON and (accept is None or JSON in accept):
+            payload = json_loads(body, content_encoding or "utf-8")
+        else:
+            payload = serialization.loads(body, content_type, content_encoding or "utf-8", accept=accept)
     except KombuContentDisallowed as exc:
         raise ContentDisallowed(f"content type {content_type!r} is not in DJQ_ACCEPT_CONTENT") from exc
     except Exception as exc:

@@ -49,10 +49,10 @@ from typing import Any, Iterator
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
-from kombu.utils.encoding import bytes_to_str
 from kombu.utils.eventio import ERR, READ, poll
-from kombu.utils.json import dumps, loads
+from kombu.utils.json import dumps
 
+from .protocol import json_loads
 from .redis_take import TAKE_SCRIPT, Watchers
 from .wakeup import Waker
 
@@ -186,7 +186,7 @@ class Channel(kombu_redis.Channel):
         for i in range(0, len(reply), 2):
             queue = queues[(int(reply[i]) - 1) % len(queues)]
             try:
-                taken.append((queue, loads(bytes_to_str(reply[i + 1]))))
+                taken.append((queue, json_loads(reply[i + 1])))
             except ValueError:
                 logger.error("dropped a message from Redis queue %r that is not JSON: %.200r", queue, reply[i + 1])
         return taken

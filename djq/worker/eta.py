@@ -64,11 +64,11 @@ class EtaParking:
 
     def release_due(self, publish: Any) -> int:
         """Send due parked tasks back to their queues (at most once a second)."""
-        from ..models import ParkedMessage
-
         now = time.monotonic()
         if self.embedded or now < self._next_release:
             return 0
+        from ..models import ParkedMessage
+
         self._next_release = now + 1.0
         alias = database_alias()
         due = timezone.now()
