@@ -19,9 +19,11 @@ Features
 - Idle wait without polling: one blocked ``BLMOVE list list RIGHT RIGHT`` per queue list
   (a non-destructive wait); the worker wakes as soon as a message is queued. A queue
   therefore costs ``len(priority_steps)`` idle connections per consumer (10 in djq).
-- Batched acks: ``Channel.flush_acks()`` removes every ack since the last flush in one
-  pipeline (``ZREM`` + ``HDEL``); it also runs before each take, before a restore and at
-  close, so an ack never outlives its channel unsent.
+- Batched acks: the acks since the last call travel in the take script's arguments and
+  are removed before it takes (one round trip for both; ``Channel.flush_acks(take=True)``
+  is that round trip for the consumer's early acks); ``Channel.flush_acks()`` alone
+  removes them in one pipeline (``ZREM`` + ``HDEL``), before a restore and at close, so
+  an ack never outlives its channel unsent.
 - ``Transport.wake()``: another thread (a finished task) makes a blocked
   ``drain_events`` return at once.
 - Publishing, fanout (pub/sub: remote control, events), bindings and restore are kombu's;
@@ -74,13 +76,17 @@ class QoS(kombu_redis.QoS):
         self._acks.append(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
 
-    def flush_acks(self) -> None:
-        """Remove every ack since the last flush from Redis, in one round trip.
+    def flush_acks(self, take: bool = False) -> None:
+        """Remove every ack since the last flush from Redis, in one round trip; with
+        ``take``, the same round trip also takes what the free prefetch allows.
 
         A flush that fails is not tried again: those messages stay recorded as unacked,
         and the restore brings them back after the visibility timeout. The consumer
         relies on that: an early-ack task whose ack failed is not run, because its
         message will be delivered again (an ack sent later would lose it for good)."""
+        if take:
+            self.channel.take_and_deliver()  # sends self._acks with the take
+            return
         tags, self._acks = self._acks, []
         if not tags:
             return
@@ -127,10 +133,11 @@ class Channel(kombu_redis.Channel):
     def _key(self, name: str) -> str:
         return self.global_keyprefix + name
 
-    def flush_acks(self) -> None:
-        """Send the acks collected since the last call (djq's consumer calls this once per turn)."""
+    def flush_acks(self, take: bool = False) -> None:
+        """Send the acks collected since the last call (djq's consumer calls this once per
+        turn); with ``take``, take more messages in the same round trip."""
         if self._qos is not None:
-            self.qos.flush_acks()
+            self.qos.flush_acks(take=take)
 
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         if no_ack:
@@ -175,13 +182,15 @@ class Channel(kombu_redis.Channel):
         return [self._key(self._q_for_pri(queue, pri)) for pri in self.priority_steps
                 for queue in self.active_queues]
 
-    def _take(self, queues: list[str], limit: int, *, no_ack: bool | None = None) -> list[tuple[str, Any]]:
-        """Pop up to ``limit`` messages from ``queues`` and record them as unacked, in one step."""
+    def _take(self, queues: list[str], limit: int, *, no_ack: bool | None = None,
+              acks: list[str] | None = None) -> list[tuple[str, Any]]:
+        """Remove ``acks`` from the unacked records, then pop up to ``limit`` messages from
+        ``queues`` and record them as unacked, in one step."""
         lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
         record = ["0" if (q in self._no_ack_queues if no_ack is None else no_ack) else "1"
                   for _ in self.priority_steps for q in queues]
         keys = [self._key(name) for name in lists] + [self._key(self.unacked_key), self._key(self.unacked_index_key)]
-        reply = self._take_script(keys=keys, args=[limit, time(), *record])
+        reply = self._take_script(keys=keys, args=[limit, time(), *record, *(acks or ())])
         taken = []
         for i in range(0, len(reply), 2):
             queue = queues[(int(reply[i]) - 1) % len(queues)]
@@ -192,13 +201,19 @@ class Channel(kombu_redis.Channel):
         return taken
 
     def take_and_deliver(self) -> int:
-        """Take what the free prefetch allows from the consumed queues and deliver it."""
-        limit = self.qos.can_consume_max_estimate()
+        """Send the acks waiting in QoS, take what the free prefetch allows from the consumed
+        queues and deliver it: one round trip."""
+        qos = self.qos
+        limit = qos.can_consume_max_estimate()
         limit = int(self.take_batch) if limit is None else min(limit, int(self.take_batch))
-        queues = self._queue_cycle.consume(len(self.active_queues))
-        if limit <= 0 or not queues:
+        queues = list(self._queue_cycle.consume(len(self.active_queues))) if limit > 0 else []
+        acks, qos._acks = qos._acks, []
+        if not queues:
+            if acks:
+                qos._acks = acks
+                qos.flush_acks()
             return 0
-        taken = self._take(list(queues), limit)
+        taken = self._take(queues, limit, acks=acks)
         for queue, payload in taken:
             self.connection._deliver(payload, queue)
         if taken:
@@ -226,10 +241,12 @@ class Poller(kombu_redis.MultiChannelPoller):
         try:
             self.maybe_refresh_binding_expiry()
             channels = [c for c in self._channels if not c.closed]
+            taking = [c for c in channels if c.active_queues and c.qos.can_consume()]
             for channel in channels:
-                channel.flush_acks()
-            for channel in channels:
-                if channel.active_queues and channel.qos.can_consume() and channel.take_and_deliver():
+                if channel not in taking:
+                    channel.flush_acks()
+            for channel in taking:
+                if channel.take_and_deliver():  # the channel's acks go with its take
                     return
             self._wait(channels, timeout)
         finally:

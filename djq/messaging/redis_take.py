@@ -20,13 +20,21 @@ import redis
 
 #: KEYS: the lists to take from, in order, then the unacked hash and the unacked index.
 #: ARGV: limit, time taken, then per list "1" to record its messages as unacked or "0"
-#: (a no_ack consumer: nothing will ever ack them). Returns [list number, payload, ...].
+#: (a no_ack consumer: nothing will ever ack them), then the delivery tags of messages
+#: acked since the last call, removed from the hash and index first (the consumer's acks
+#: and its next take share one round trip). Returns [list number, payload, ...].
 #: The hash entry is built around the payload's own text, so it is byte for byte what
 #: was queued (cjson would rewrite it: empty arrays become objects, numbers change).
 TAKE_SCRIPT = """
 local limit = tonumber(ARGV[1])
 local lists = #KEYS - 2
 local unacked, index = KEYS[lists + 1], KEYS[lists + 2]
+for first = lists + 3, #ARGV, 1000 do
+  local tags = {}
+  for j = first, math.min(first + 999, #ARGV) do tags[#tags + 1] = ARGV[j] end
+  redis.call('ZREM', index, unpack(tags))
+  redis.call('HDEL', unacked, unpack(tags))
+end
 local out = {}
 local taken = 0
 for i = 1, lists do

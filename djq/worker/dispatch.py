@@ -96,7 +96,9 @@ class Dispatch(BrokerLink):
             return batch
         failed = {id(request) for request in early if not self._ack(request)}
         try:
-            self._flush_acks()  # batched acks (djq://) reach the broker before the tasks start
+            # batched acks reach the broker before the tasks start; on Redis the next
+            # take shares their round trip
+            self._flush_acks(take=True)
         except Exception as exc:
             logger.warning("could not ack %d task(s): %s", len(early), exc)
             failed = {id(request) for request in early}

@@ -185,8 +185,14 @@ class BrokerLink:
             except Exception as exc:
                 logger.warning("could not restore unacked messages: %s", exc)
 
-    def _flush_acks(self) -> None:
+    def _flush_acks(self, take: bool = False) -> None:
+        """Send the batched acks; with ``take``, on Redis, take more messages in the same
+        round trip (they are delivered to ``on_message`` before this returns)."""
         flush = getattr(self.channel, "flush_acks", None)
-        if flush is not None:
+        if flush is None:
+            return
+        if take and hasattr(self.channel, "take_and_deliver"):
+            flush(take=True)
+        else:
             flush()
 
