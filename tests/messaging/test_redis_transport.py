@@ -161,6 +161,28 @@ def test_acks_are_sent_and_an_acked_message_never_comes_back(broker) -> None:
     connection.release()
 
 
+def test_acks_and_the_next_take_share_one_script_call(broker) -> None:
+    connection = _connect(broker.broker_url)
+    _publish(connection, [{"n": n} for n in range(6)])
+    receiver = Receiver(connection, prefetch=3)
+    assert receiver.drain(0.5) == [{"n": 0}, {"n": 1}, {"n": 2}]
+    unacked = receiver.channel.unacked_key
+    first = {m.delivery_tag for m in receiver.messages}
+    assert set(map(bytes.decode, receiver.channel.client.hkeys(unacked))) == first
+    for message in receiver.messages[:2]:
+        message.ack()
+    receiver.channel.flush_acks(take=True)  # the consumer's early acks: acks out, two more in
+    assert [m.payload["n"] for m in receiver.messages] == [0, 1, 2, 3, 4], "delivered by the flush itself"
+    kept = {m.delivery_tag for m in receiver.messages[2:]}
+    assert set(map(bytes.decode, receiver.channel.client.hkeys(unacked))) == kept, "acked ones are gone"
+    assert {t.decode() for t in receiver.channel.client.zrange(receiver.channel.unacked_index_key, 0, -1)} == kept
+    receiver.messages[2].ack()
+    receiver.channel.flush_acks()  # acks alone (no take): the pipeline
+    assert len(receiver.messages) == 5
+    assert len(receiver.channel.client.hkeys(unacked)) == 2
+    connection.release()
+
+
 def test_an_idle_consumer_wakes_for_a_new_message_and_for_wake(broker) -> None:
     connection = _connect(broker.broker_url)
     receiver = Receiver(connection)
