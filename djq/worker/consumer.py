@@ -169,6 +169,10 @@ class Consumer(Dispatch):
             done()
         else:
             writer.after(done)
+            # The pool slot is free already: the consumer may fill it now. Only what
+            # reads the stored end (a late ack, counts, events) waits for the writer.
+            self._done_event.set()
+            self.wake()
 
     def _wait_for_writer(self) -> None:
         """Until the result writer has stored what the pool reported (and said so here)."""
