@@ -82,6 +82,7 @@ class Consumer(Dispatch):
         self._seq = itertools.count()
         self._done: SimpleQueue[tuple[int, Outcome]] = SimpleQueue()
         self._done_event = threading.Event()
+        self._run_thread: int | None = None
         self._next_restore = 0.0
         self.buckets: dict[str, TokenBucket] = {}
         self.stopping = False
@@ -169,10 +170,12 @@ class Consumer(Dispatch):
             done()
         else:
             writer.after(done)
-            # The pool slot is free already: the consumer may fill it now. Only what
-            # reads the stored end (a late ack, counts, events) waits for the writer.
-            self._done_event.set()
-            self.wake()
+            if threading.get_ident() != self._run_thread:
+                # The pool slot is free already: the consumer may fill it now. Only what
+                # reads the stored end (a late ack, counts, events) waits for the writer.
+                # (The solo pool calls this in the consumer's own thread: nothing to wake.)
+                self._done_event.set()
+                self.wake()
 
     def _wait_for_writer(self) -> None:
         """Until the result writer has stored what the pool reported (and said so here)."""
@@ -234,6 +237,7 @@ class Consumer(Dispatch):
         if self.connection is None:
             raise RuntimeError("Consumer.run() called before connect()")
         errors = self.connection.connection_errors + self.connection.channel_errors
+        self._run_thread = threading.get_ident()
         while not self.stopping:
             try:
                 self._run_calls()
