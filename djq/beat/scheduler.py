@@ -53,7 +53,7 @@ from ..conf import djq_settings
 from ..exceptions import DjqError
 from ..registry import registry
 from . import timing
-from .claims import BATCH, AsRead, Due, claim_many, claim_one, insert_runs, store_due
+from .claims import AsRead, Due, batch_size, claim_many, claim_one, insert_runs, store_due
 from .probe import probe, revalidate
 from .runs import ORPHAN_AFTER, embedded_here, mark_published, publish, publish_many, run_now, send_orphans  # noqa: F401 (public here)
 from .schedules import Clocked, Schedule, ScheduleError
@@ -118,12 +118,17 @@ class Scheduler:
             self._due_found.clear()
             rows = self._rows_to_read(now, fingerprint).iterator(chunk_size=READ_CHUNK)
             due = [run for row in rows if (run := self._handle(row, now))]
-            for start in range(0, len(due), BATCH):
-                self._send_batch(due[start:start + BATCH])
+            size = batch_size(self.using)
+            for start in range(0, len(due), size):
+                self._send_batch(due[start:start + size])
             store_due(self._due_found, self.using)
             self._due_found.clear()
-            # Taken before the read: an edit made during it shows as a change next tick.
-            self._fingerprint, self._upcoming = fingerprint, self._next_due(now)
+            # Taken before the read: an edit made during it shows as a change next tick. A
+            # task that never ran, seen before this read, may be claimed by it and then have
+            # its last_run_at emptied again before the next probe: that probe would look the
+            # same, so "never ran" is remembered as unknown and the next tick reads again.
+            self._fingerprint = {**fingerprint, "never_ran": None} if fingerprint["never_ran"] else fingerprint
+            self._upcoming = self._next_due(now)
         if not self.one_transaction:
             send_orphans(self.using, self.beat_name, self._report)
         self._prune()

@@ -9,7 +9,7 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
 from djq.beat import timing
-from djq.beat.claims import BATCH
+from djq.beat.claims import batch_size
 from djq.beat.scheduler import Scheduler
 from djq.models import IntervalSchedule, PeriodicRun, PeriodicTask
 from tests.beat.conftest import message_ids, runs
@@ -31,7 +31,7 @@ def many_tasks(using: str, count: int) -> None:
 
 @pytest.mark.parametrize("db_alias", EMBEDDED, indirect=True)
 def test_a_burst_of_due_runs_is_claimed_and_logged_in_batches(broker: str) -> None:
-    count = 2 * BATCH + 50
+    count = 2 * batch_size(broker) + 50
     many_tasks(broker, count)
     PeriodicTask.objects.using(broker).filter(name="job 0003").update(one_off=True)  # its next run: none
     with CaptureQueriesContext(connections[broker]) as seen:
@@ -70,7 +70,7 @@ def test_beats_claiming_one_burst_together_send_each_run_once() -> None:
         pytest.skip("PostgreSQL leg needs DJQ_TEST_POSTGRES_URL")
     from django.test import override_settings
 
-    count = 3 * BATCH
+    count = 3 * batch_size("postgres")
     with override_settings(DJQ_BROKER_URL="djq://postgres", DJQ_RESULT_BACKEND="database://postgres"):
         many_tasks("postgres", count)
         errors: list[BaseException] = []
