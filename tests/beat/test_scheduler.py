@@ -171,6 +171,21 @@ def test_a_quiet_tick_asks_one_query_and_every_kind_of_change_ends_the_quiet() -
     assert queries_of_a_tick(T0 + timedelta(hours=1, seconds=7)) == 1
 
 
+def test_a_run_asked_for_again_right_after_the_tick_that_sent_it_is_sent() -> None:
+    """last_run_at emptied by QuerySet.update(), sent, and emptied again before the next tick:
+    that tick's probe sees "a task never ran" as the last one did, and must still read."""
+    make_task(at=T0, schedule=every(3600))
+    make_task(name="sooner", at=T0, schedule=every(60))
+    # the earliest stored next run, before and after the claims: the probes differ in nothing else
+    PeriodicTask.objects.filter(name="sooner").update(due_at=T0 + timedelta(seconds=60))
+    beat = Scheduler(revalidated_elsewhere=True)  # no check of every next run inside the ticks
+    beat.tick(T0 + timedelta(seconds=1))
+    for second in (2, 3):
+        PeriodicTask.objects.filter(name="job").update(last_run_at=None)
+        beat.tick(T0 + timedelta(seconds=second))
+    assert scheduled() == [T0 + timedelta(seconds=2), T0 + timedelta(seconds=3)]
+
+
 def _simulate(beat: Scheduler, start: datetime, end: datetime, max_tick: timedelta) -> None:
     """Tick the way the service loop does: at the next due time, or after max_tick."""
     now = start
