@@ -21,6 +21,7 @@ DST changes treat two kinds of job differently:
 from __future__ import annotations
 
 import bisect
+import calendar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -61,6 +62,7 @@ class Crontab(Schedule):
     months: tuple[int, ...] = field(init=False, repr=False, compare=False)
     weekdays: frozenset[int] = field(init=False, repr=False, compare=False)
     tz: ZoneInfo | None = field(init=False, repr=False, compare=False)
+    _both_days: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parsed = {
@@ -70,6 +72,7 @@ class Crontab(Schedule):
             "months": tuple(sorted(parse_field(self.month_of_year, MONTH_OF_YEAR))),
             "weekdays": parse_field(self.day_of_week, DAY_OF_WEEK),
             "tz": None if self.timezone is None else timezone_named(self.timezone),
+            "_both_days": self.day_of_month.strip().startswith("*") or self.day_of_week.strip().startswith("*"),
         }
         for name, value in parsed.items():
             object.__setattr__(self, name, value)
@@ -114,13 +117,25 @@ class Crontab(Schedule):
     @property
     def both_days_must_match(self) -> bool:
         """cron's DOM_STAR/DOW_STAR: a day field starting with ``*`` turns the OR rule into AND."""
-        return self.day_of_month.strip().startswith("*") or self.day_of_week.strip().startswith("*")
+        return self._both_days
 
     def day_matches(self, day: datetime) -> bool:
-        weekday = day.isoweekday() % 7  # cron counts from Sunday = 0
-        if self.both_days_must_match:
-            return day.day in self.days and weekday in self.weekdays
-        return day.day in self.days or weekday in self.weekdays
+        return self._day_matches(day.day, day.isoweekday() % 7)  # cron counts from Sunday = 0
+
+    def _day_matches(self, day: int, weekday: int) -> bool:
+        if self._both_days:
+            return day in self.days and weekday in self.weekdays
+        return day in self.days or weekday in self.weekdays
+
+    def _next_day(self, wall: datetime) -> datetime:
+        """Midnight of the first matching day after ``wall`` in its month, else of the next month's 1st."""
+        last = calendar.monthrange(wall.year, wall.month)[1]
+        weekday = wall.isoweekday() % 7
+        for day in range(wall.day + 1, last + 1):
+            weekday = (weekday + 1) % 7
+            if self._day_matches(day, weekday):
+                return wall.replace(day=day, hour=0, minute=0)
+        return wall.replace(day=last, hour=0, minute=0) + timedelta(days=1)
 
     def next_wall(self, wall: datetime) -> datetime | None:
         """The first naive wall-clock minute at or after ``wall`` that the fields match."""
@@ -130,7 +145,7 @@ class Crontab(Schedule):
                 wall = _next_month(wall, self.months)
                 continue
             if not self.day_matches(wall):
-                wall = (wall + timedelta(days=1)).replace(hour=0, minute=0)
+                wall = self._next_day(wall)
                 continue
             if wall.hour not in self.hours:
                 later = _following(self.hours, wall.hour)

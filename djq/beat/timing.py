@@ -55,10 +55,20 @@ def to_db(value: datetime | None) -> datetime | None:
     return timezone.make_naive(value, timezone.get_default_timezone())
 
 
-# Both are pure functions of their arguments (schedules are frozen values), and the tasks of
-# one tick share schedules and last runs: a burst of 1,000 due runs of a few schedules works
-# each answer out once. The arguments hold the tick's ``now``, so entries live about a tick.
+# Schedules are frozen values and ``next_after`` a pure function of one, so its answers are
+# kept: the tasks of a burst share schedules and last runs (each task's own ``changed_at``
+# and run count made a cache of whole answers miss for every row), and a crontab's missed
+# runs (``latest_due``) step through the same moments for every task on it.
+@lru_cache(maxsize=8192)
+def next_after(schedule: Schedule, moment: datetime) -> datetime | None:
+    return schedule.next_after(moment)
+
+
 @lru_cache(maxsize=4096)
+def _latest_due(schedule: Schedule, first_due: datetime, now: datetime) -> datetime:
+    return schedule.latest_due(first_due, now)
+
+
 def next_run(schedule: Schedule, *, last_run_at: datetime | None, changed_at: datetime | None,
              start_time: datetime | None, run_count: int, now: datetime) -> datetime | None:
     """When the next run is due (at or before ``now`` means due now); None: never again."""
@@ -68,15 +78,14 @@ def next_run(schedule: Schedule, *, last_run_at: datetime | None, changed_at: da
     elif last_run_at is None:
         due = now
     else:
-        due = schedule.next_after(last_run_at)
+        due = next_after(schedule, last_run_at)
         if due is not None and changed_at is not None and due < changed_at:
-            due = schedule.next_after(changed_at)
+            due = next_after(schedule, changed_at)
     if due is not None and start_time is not None and due < start_time:
         due = schedule.first_at_or_after(start_time)
     return due
 
 
-@lru_cache(maxsize=4096)
 def run_to_send(schedule: Schedule, *, last_run_at: datetime | None, changed_at: datetime | None,
                 start_time: datetime | None, run_count: int, now: datetime) -> datetime | None:
     """The scheduled time of the run to send now (the latest one missed), or None."""
@@ -84,4 +93,4 @@ def run_to_send(schedule: Schedule, *, last_run_at: datetime | None, changed_at:
                    run_count=run_count, now=now)
     if due is None or due > now:
         return None
-    return schedule.latest_due(due, now)
+    return _latest_due(schedule, due, now)
