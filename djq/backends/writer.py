@@ -147,6 +147,19 @@ class ResultWriter:
             raise waiter.error
         return waiter.stored
 
+    def begin(self, info: TaskInfo, state: str, **fields: Any) -> Callable[[float], bool] | None:
+        """Queue a write and return what waits for it (up to a timeout; True: stored), so
+        the caller can do something else meanwhile; None when the writer takes no more
+        writes. Raises EncodeError at once, as ``put`` does."""
+        waiter = _Waiter()
+        if not self._add(self.backend.build_row(info, state, **fields), waiter):
+            return None
+
+        def wait(timeout: float) -> bool:
+            return waiter.done.wait(timeout) and waiter.stored
+
+        return wait
+
     def _holds(self, task_id: str) -> bool:
         with self._lock:
             flushing = self._flushing

@@ -35,6 +35,9 @@ class BasePool:
     supports_recycling = False
     #: where it runs
     platforms = "all"
+    #: the consumer may store an early-ack task's STARTED itself, while the broker takes
+    #: the ack (djq.worker.dispatch), and the task's trace then skips it
+    stores_started_ahead = False
 
     def __init__(self, concurrency: int, *, max_tasks_per_child: int | None = None,
                  max_memory_per_child: int | None = None) -> None:

@@ -30,6 +30,8 @@ class Request:
     time_start: float | None = None
     #: this delivery, as the result backend orders writes: the clock (µs) at its arrival
     attempt: int = field(default_factory=lambda: time.time_ns() // 1000)
+    #: the consumer stored its STARTED already (while the broker took its early ack)
+    started_stored: bool = False
 
     @property
     def id(self) -> str:
@@ -116,7 +118,8 @@ class Request:
         return (soft if soft is not None else default_soft, hard if hard is not None else default_hard)
 
     def call(self, seq: int, soft: float | None, hard: float | None, events: bool = False) -> TaskCall:
-        return TaskCall(seq, self.name, self.context(), self.info(), self.ignore_result, soft, hard, events)
+        return TaskCall(seq, self.name, self.context(), self.info(), self.ignore_result, soft, hard, events,
+                        self.started_stored)
 
     def describe(self) -> dict[str, Any]:
         """What remote control's active/reserved/scheduled show (Celery's field names)."""
@@ -140,6 +143,8 @@ class TaskCall:
     time_limit: float | None
     #: events are on: send the result's repr back for the task-succeeded event
     events: bool = False
+    #: STARTED is stored already (djq.worker.dispatch): the trace does not store it again
+    started_stored: bool = False
 
 
 _result_repr = reprlib.Repr()
@@ -151,7 +156,8 @@ def run_call(call: TaskCall, limiter: Limiter | None = None) -> Outcome:
     from ..registry import registry
 
     outcome = trace(registry.get(call.task_name), call.context, call.info, call.ignore_result,
-                    limiter=limiter, soft_time_limit=call.soft_time_limit, time_limit=call.time_limit)
+                    limiter=limiter, soft_time_limit=call.soft_time_limit, time_limit=call.time_limit,
+                    started_stored=call.started_stored)
     return _for_worker(call, outcome)
 
 

@@ -246,3 +246,16 @@ def ledgered_requeued(self, ledger: str, seconds: float) -> str:
     return "done"
 
 from . import atasks  # noqa: E402,F401 - async def tasks, registered with these
+
+
+@task(bind=True)
+def as_it_starts(self) -> dict:
+    """What a task sees as its body starts: whether its process had a database connection
+    open already (a prefork child that stored its own STARTED had), and its stored state."""
+    from django.db import connections
+
+    from djq.backends import get_backend
+
+    opened = any(conn.connection is not None for conn in connections.all(initialized_only=True))
+    meta = get_backend().get(self.request.id)
+    return {"opened": opened, "state": meta.state if meta else None}

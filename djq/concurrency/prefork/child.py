@@ -3,7 +3,8 @@
 Messages from the parent: ``("job", job_id, job, arg)`` and ``("exit",)``. To the parent:
 ``("started", job_id)`` as soon as a job arrives (so the parent can tell a job that was
 sent but never started from one that runs), ``("row", job_id, row)`` with the task's end
-for the worker's result writer to store (STARTED and other states are stored here), then
+for the worker's result writer to store (other states are stored here, and STARTED when
+the consumer did not store it while the broker took the early ack), then
 ``("done", job_id, outcome, rss_kib)``.
 The child holds no lock the parent needs: if it dies at any point, the parent learns
 it from the process sentinel and knows which job it held.

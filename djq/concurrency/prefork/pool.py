@@ -30,6 +30,7 @@ class PreforkPool(BasePool):
     supports_recycling = True
     supports_terminate_job = True
     platforms = "Unix"
+    stores_started_ahead = True
 
     #: seconds a child may take between receiving a job and saying it started it
     start_timeout = 10.0
