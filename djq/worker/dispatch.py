@@ -32,7 +32,8 @@ from .trace import Outcome
 logger = logging.getLogger(__name__)
 #: AMQP's prefetch count is a 16-bit field
 MAX_PREFETCH = 65535
-#: seconds the consumer waits for a STARTED it stored ahead (the trace stores it after that)
+#: seconds the consumer waits for the STARTED rows of a batch it stored ahead (the trace
+#: stores those not stored by then)
 STARTED_AHEAD_WAIT = 5.0
 
 
@@ -109,11 +110,12 @@ class Dispatch(BrokerLink):
         except Exception as exc:
             logger.warning("could not ack %d task(s): %s", len(early), exc)
             failed = {id(request) for request in early}
+        deadline = time.monotonic() + STARTED_AHEAD_WAIT  # one bound for the whole batch
         for request in early:
             wait = started.get(id(request))
             if wait is not None:
-                # waited for within bounds: a STARTED not stored by then is stored by the trace
-                request.started_stored = wait(STARTED_AHEAD_WAIT)
+                # a STARTED not stored by the deadline is stored by the trace instead
+                request.started_stored = wait(max(deadline - time.monotonic(), 0.0))
             if id(request) in failed:
                 logger.warning("task %s[%s] not run: its ack failed, so the broker delivers it again",
                                request.name, request.id)
