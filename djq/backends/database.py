@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
@@ -38,6 +39,10 @@ _KEEP_IF_EMPTY = ("args_repr", "kwargs_repr", "worker", "root_id", "parent_id")
 #: the columns a write from outside a worker (attempt 0) does not take over
 _KEEP_IF_NO_ATTEMPT = ("attempt", "acks_late")
 _RUNNING_EXCLUDED = (states.PENDING, states.RETRY, *states.READY_STATES)
+#: what ``get`` reads
+_READ = ("state", "result", "traceback", "task_name", "worker", "retries", "date_done", "date_created",
+         "date_started", "queue", "args_repr", "kwargs_repr", "parent_id")
+_READ_SQL = f"SELECT {', '.join(_READ)} FROM {_TABLE} WHERE task_id = %s"
 
 
 def _assignment(column: str) -> str:
@@ -240,13 +245,7 @@ class DatabaseBackend(ResultBackend):
             return True
 
     def get(self, task_id: str) -> ResultMeta | None:
-        row = (
-            TaskResult.objects.using(self.alias)
-            .filter(task_id=task_id)
-            .values_list("state", "result", "traceback", "task_name", "worker", "retries", "date_done",
-                         "date_created", "date_started", "queue", "args_repr", "kwargs_repr", "parent_id")
-            .first()
-        )
+        row = self._read(task_id)
         if row is None:
             return None
         (state, raw, traceback, task_name, worker, retries, date_done,
@@ -269,6 +268,16 @@ class DatabaseBackend(ResultBackend):
             date_done=date_done,
             parent_id=parent_id,
         )
+
+    def _read(self, task_id: str) -> tuple[Any, ...] | None:
+        """The row's ``_READ`` columns. On PostgreSQL one plain statement: the queryset
+        took 0.7 ms of a 1.1 ms read in building its SQL (``get()`` reads twice per round
+        trip). Elsewhere, or with naive datetimes, the queryset (its converters)."""
+        connection = connections[self.alias]
+        if connection.vendor == "postgresql" and settings.USE_TZ:
+            rows = pg_execute(connection, _READ_SQL, [task_id], fetch=True)
+            return rows[0] if rows else None
+        return TaskResult.objects.using(self.alias).filter(task_id=task_id).values_list(*_READ).first()
 
     # -- tasks a lost worker left running ------------------------------------------
     def _running(self, worker: str, started_before: datetime) -> Any:

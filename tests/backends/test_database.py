@@ -65,3 +65,26 @@ def test_forget_deletes_the_row() -> None:
 def test_bad_backend_setting_is_a_clear_error(value: str) -> None:
     with pytest.raises(ConfigurationError, match="DJQ_RESULT_BACKEND"):
         load_backend(value)
+
+
+@pytest.mark.parametrize("db_alias", ["default", "postgres"], indirect=True)
+def test_get_reads_every_field_as_stored(db_alias) -> None:
+    """On PostgreSQL ``get`` reads with one plain statement, elsewhere with the queryset:
+    both give the row's own values (aware datetimes, the decoded result)."""
+    from djq.backends.database import DatabaseBackend
+
+    backend = DatabaseBackend(str(db_alias))
+    info = TaskInfo(task_id="t-read", task_name="app.task", args_repr="(1,)", kwargs_repr="{'a': 2}",
+                    worker="w1", queue="special", retries=2, parent_id="p-1")
+    backend.store(info, states.STARTED)
+    backend.store(info, states.FAILURE, result=exception_to_meta(KeyError("k")), traceback="Traceback: here")
+    row = TaskResult.objects.using(db_alias).get(task_id="t-read")
+    meta = backend.get("t-read")
+    assert meta is not None
+    assert (meta.state, meta.traceback, meta.task_name, meta.worker, meta.retries, meta.queue, meta.args_repr,
+            meta.kwargs_repr, meta.parent_id) == (states.FAILURE, "Traceback: here", "app.task", "w1", 2, "special",
+                                                  "(1,)", "{'a': 2}", "p-1")
+    assert (meta.date_done, meta.date_created, meta.date_started) == (row.date_done, row.date_created, row.date_started)
+    assert meta.date_done is not None and meta.date_done.utcoffset() is not None
+    assert isinstance(meta.result, KeyError) and meta.exception_path
+    assert backend.get("t-none") is None

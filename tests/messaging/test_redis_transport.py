@@ -202,3 +202,29 @@ def test_an_idle_consumer_wakes_for_a_new_message_and_for_wake(broker) -> None:
     wait_for(lambda: not timer.is_alive(), what="the publishing thread")
     publisher.release()
     connection.release()
+
+
+def test_after_a_take_that_found_nothing_turns_wait_on_the_watches_and_miss_nothing(broker) -> None:
+    connection = _connect(broker.broker_url)
+    receiver = Receiver(connection)
+    takes: list[int] = []
+    take = receiver.channel._take
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        taken = take(*args, **kwargs)
+        takes.append(len(taken))
+        return taken
+
+    receiver.channel._take = counted  # type: ignore[method-assign]
+    for _ in range(5):  # five turns, as the consumer makes while its tasks run
+        with pytest.raises(socket.timeout):
+            connection.drain_events(timeout=0.02)
+    assert takes == [0], "one take found the queue empty; the turns after it waited on the watches"
+    publisher = _connect(broker.broker_url)
+    _publish(publisher, [{"n": 1}])  # queued between two turns: the next watch answers at once
+    assert receiver.drain(0.5) == [{"n": 1}]
+    assert takes[:2] == [0, 1]
+    _publish(publisher, [{"n": 2}, {"n": 3}])
+    assert receiver.drain(0.5) == [{"n": 1}, {"n": 2}, {"n": 3}]
+    publisher.release()
+    connection.release()
