@@ -107,7 +107,7 @@ class AsyncResult(Generic[R]):
         ``interval``.
         """
         from .backends import get_backend
-        from .backends.wake import first_poll, listener_for
+        from .backends.wake import announced, first_poll, listener_for
 
         request = current_request.get()
         if request is not None and not request.is_eager:
@@ -130,8 +130,8 @@ class AsyncResult(Generic[R]):
                 wait = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0))
                 if woken is None:
                     time.sleep(wait)
-                else:
-                    woken.wait(wait)
+                elif woken.wait(wait) and (end := announced(woken, backend)) is not None:
+                    return self._outcome(*end, propagate)
             finally:
                 if woken is not None:
                     listener.unwatch(self.id, woken)  # type: ignore[union-attr]
@@ -157,7 +157,7 @@ class AsyncResult(Generic[R]):
         from asgiref.sync import sync_to_async
 
         from .backends import get_backend
-        from .backends.wake import first_poll, listener_for
+        from .backends.wake import announced, first_poll, listener_for
 
         deadline = None if timeout is None else time.monotonic() + timeout
         backend = get_backend()
@@ -176,6 +176,8 @@ class AsyncResult(Generic[R]):
                 end = time.monotonic() + wait
                 while not (woken is not None and woken.is_set()) and time.monotonic() < end:
                     await asyncio.sleep(min(end - time.monotonic(), 0.01))
+                if (stored := announced(woken, backend)) is not None:
+                    return self._outcome(*stored, propagate)
             finally:
                 if woken is not None:
                     listener.unwatch(self.id, woken)  # type: ignore[union-attr]

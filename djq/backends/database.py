@@ -77,6 +77,10 @@ def pg_arrays(connection: Any, columns: tuple[str, ...] = _COLUMNS) -> str:
     return casts
 
 
+#: what a stored final state announces (backends/wake.py): state, result text and id,
+#: apart by chr(31); a result too long for NOTIFY's 8,000 bytes is left for get() to read
+_PAYLOAD = ("CASE WHEN octet_length(s.result) > 7000 THEN chr(31) || chr(31) "
+            "ELSE s.state || chr(31) || COALESCE(s.result, '') || chr(31) END || s.task_id")
 #: PostgreSQL: a batch of at most this many rows is sent as plain values, not arrays
 FEW_ROWS = 4
 
@@ -88,9 +92,9 @@ def _pg_upsert_text(rows: int, arrays: str) -> str:
         source = f"VALUES {', '.join([one] * rows)}"
     else:
         source = f"SELECT * FROM unnest({arrays})"
-    return (f"WITH s AS ({_UPSERT_HEAD.removesuffix(' VALUES')} {source} {_UPSERT_TAIL}, state) "
+    return (f"WITH s AS ({_UPSERT_HEAD.removesuffix(' VALUES')} {source} {_UPSERT_TAIL}, state, result) "
             f"SELECT s.task_id FROM s LEFT JOIN LATERAL "
-            f"(SELECT pg_notify('{NOTIFY_CHANNEL}', s.task_id) WHERE s.state IN ({_FINAL})) n ON true")
+            f"(SELECT pg_notify('{NOTIFY_CHANNEL}', {_PAYLOAD}) WHERE s.state IN ({_FINAL})) n ON true")
 
 
 def _pg_upsert(connection: Any, rows: int) -> str:

@@ -1,11 +1,15 @@
 """Waking ``AsyncResult.get()`` when a final state is stored, instead of polling for it.
 
 On PostgreSQL the statement that stores a final state also sends ``NOTIFY djq_results``
-with the task id (``DatabaseBackend._upsert``). The first ``get()`` of a process starts
-one listener thread with a connection of its own (``LISTEN djq_results``); each waiting
-``get()`` registers its id and sleeps until the listener sees that id, or until its
-next poll is due. The poll stays, with backoff, so a state stored some other way (an
-orphan sweep's UPDATE, another backend) is still found.
+(``DatabaseBackend._upsert``) with the state, the stored result's text and the task id
+(``STATE<US>RESULT<US>ID``, US = chr(31), which JSON text never holds unescaped; a
+result over 7,000 bytes is left out as ``<US><US>ID``). The first ``get()`` of a process
+starts one listener thread with a connection of its own (``LISTEN djq_results``); each
+waiting ``get()`` registers its id and sleeps until the listener sees that id, or until
+its next poll is due. When the notification carried the state and result, ``get()``
+returns them without reading the row (one round trip less: what was stored by the
+statement that sent it). The poll stays, with backoff, so a state stored some other way
+(an orphan sweep's UPDATE, another backend) is still found.
 
 Elsewhere ``waiter()`` returns None and ``get()`` polls: on SQLite a read is a local
 file access, so its polls start at 1 ms.
@@ -21,6 +25,37 @@ from typing import Any
 from django.db import connections
 
 logger = logging.getLogger(__name__)
+#: between the parts of a notification's payload
+SEPARATOR = chr(31)
+
+
+class Woken(threading.Event):
+    """Set when the task's end is announced; ``stored`` is (state, result text or None)
+    when the announcement carried them."""
+
+    stored: tuple[str, str | None] | None = None
+
+
+def parse(payload: str) -> tuple[str, tuple[str, str | None] | None]:
+    """(task id, (state, result text) or None) of a notification; a payload without
+    separators (a worker of an earlier djq) is the id alone."""
+    parts = payload.split(SEPARATOR, 2)
+    if len(parts) < 3:
+        return payload, None
+    state, text, task_id = parts
+    return task_id, ((state, text or None) if state else None)
+
+
+def announced(woken: Woken | None, backend: Any) -> tuple[str, Any] | None:
+    """(state, decoded result) that woke a ``get()``, if the notification carried them."""
+    from .. import states
+    from .base import decode_value
+
+    stored = woken.stored if woken is not None else None
+    if stored is None or stored[0] not in states.READY_STATES:
+        return None
+    state, text = stored
+    return state, backend.decode_result(state, decode_value(text))
 
 
 class Listener:
@@ -30,7 +65,7 @@ class Listener:
         self.alias = alias
         self.channel = channel
         self._lock = threading.Lock()
-        self._waiting: dict[str, list[threading.Event]] = {}
+        self._waiting: dict[str, list[Woken]] = {}
         self.ready = threading.Event()
         self.failed = False
         self._closing = False
@@ -38,13 +73,13 @@ class Listener:
         self._thread = threading.Thread(target=self._run, name="djq-result-listener", daemon=True)
         self._thread.start()
 
-    def watch(self, task_id: str) -> threading.Event:
-        event = threading.Event()
+    def watch(self, task_id: str) -> Woken:
+        event = Woken()
         with self._lock:
             self._waiting.setdefault(task_id, []).append(event)
         return event
 
-    def unwatch(self, task_id: str, event: threading.Event) -> None:
+    def unwatch(self, task_id: str, event: Woken) -> None:
         with self._lock:
             events = self._waiting.get(task_id)
             if events is not None:
@@ -68,9 +103,11 @@ class Listener:
                 idle_since = time.monotonic()
                 while not self._closing:
                     for notify in conn.notifies(timeout=0.2):
+                        task_id, stored = parse(notify.payload)
                         with self._lock:
-                            events = self._waiting.pop(notify.payload, ())
+                            events = self._waiting.pop(task_id, ())
                         for event in events:
+                            event.stored = stored
                             event.set()
                     with self._lock:
                         if self._waiting:

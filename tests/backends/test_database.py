@@ -88,3 +88,45 @@ def test_get_reads_every_field_as_stored(db_alias) -> None:
     assert meta.date_done is not None and meta.date_done.utcoffset() is not None
     assert isinstance(meta.result, KeyError) and meta.exception_path
     assert backend.get("t-none") is None
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize(("result", "reads_after_the_end"), [({"total": 3}, 0), ("x" * 8000, 1)])
+def test_get_returns_what_the_notification_carried_without_reading_the_row_again(db_alias, monkeypatch, result,
+                                                                                 reads_after_the_end) -> None:
+    """The stored end's NOTIFY carries its state and result: get() returns them without
+    reading the row again; a result too long for a notification is read."""
+    import threading
+
+    from django.test import override_settings
+
+    from djq.backends.database import DatabaseBackend
+
+    looks: list[str] = []
+    read = DatabaseBackend.get
+    monkeypatch.setattr(DatabaseBackend, "get", lambda self, task_id: looks.append(task_id) or read(self, task_id))
+    with override_settings(DJQ_RESULT_BACKEND=f"database://{db_alias}"):
+        backend = get_backend()
+        for task_id, end, expected in (("t-push", states.SUCCESS, reads_after_the_end),
+                                       ("t-fail", states.FAILURE, 0)):
+            backend.store(_info(task_id), states.STARTED)
+            value = exception_to_meta(KeyError("k")) if end == states.FAILURE else result
+            before_end: list[int] = []
+
+            def finish(task_id: str = task_id, end: str = end, value: object = value) -> None:
+                before_end.append(len(looks))
+                backend.store(_info(task_id), end, result=value)
+
+            # polls back off to 5 s (at 0.32 s, then 0.64 s): none falls near the end at 0.45 s
+            timer = threading.Timer(0.45, finish)
+            timer.start()
+            try:
+                if end == states.FAILURE:
+                    with pytest.raises(KeyError):
+                        AsyncResult(task_id).get(timeout=5, interval=5)
+                else:
+                    assert AsyncResult(task_id).get(timeout=5, interval=5) == result
+            finally:
+                timer.join(5)
+            assert len(looks) - before_end[0] == expected, looks
+            looks.clear()

@@ -193,6 +193,18 @@ def test_a_stored_end_wakes_the_get_waiting_on_it_on_postgresql(backend: Gated) 
                         backend.build_row(_info("ended"), states.SUCCESS, result=1)])
     assert ended.wait(5), "the statement that stored SUCCESS sent no notification"
     assert not started.is_set(), "STARTED is not an end: nobody waits for it"
+    assert ended.stored == (states.SUCCESS, "1"), "the notification carries the stored state and result"
+    long, failed, empty = listener.watch("long"), listener.watch("failed"), listener.watch("empty")
+    many = [listener.watch(f"m{n}") for n in range(6)]  # more than FEW_ROWS: the arrays statement
+    backend.store_rows([backend.build_row(_info("long"), states.SUCCESS, result="x" * 8000),
+                        backend.build_row(_info("failed"), states.FAILURE, result={"exc_type": "KeyError"}),
+                        backend.build_row(_info("empty"), states.SUCCESS, result=None),
+                        *(backend.build_row(_info(f"m{n}"), states.SUCCESS, result=[n]) for n in range(6))])
+    assert all(event.wait(5) for event in (long, failed, empty, *many))
+    assert long.stored is None, "too long for a notification: get() reads the row"
+    assert failed.stored == (states.FAILURE, '{"exc_type": "KeyError"}')
+    assert empty.stored == (states.SUCCESS, None) or empty.stored == (states.SUCCESS, "null")
+    assert [event.stored for event in many] == [(states.SUCCESS, f"[{n}]") for n in range(6)]
 
 
 def test_direct_stores_go_from_the_caller_unless_the_writer_holds_the_task(backend: Gated) -> None:
