@@ -68,3 +68,29 @@ def test_a_bad_element_is_named_and_nothing_is_sent(broker) -> None:
         for key in ("correlation_id", "delivery_tag"):
             message["properties"].pop(key, None)
     assert stored[0] == stored[1], "delay_many sends the message delay() sends"
+
+
+def test_delay_is_visible_as_pending_with_its_message_and_rolls_back_with_it(broker) -> None:
+    """One delay(): its PENDING row and its message commit together (on djq:// PostgreSQL
+    in one statement), or with the caller's transaction not at all."""
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    mul.apply_async((1, 1), queue="special")  # the first send to a queue declares it
+    with CaptureQueriesContext(connections[str(broker)]) as queries:
+        sent = mul.apply_async((6, 7), countdown=60, queue="special")
+    if broker.embedded and connections[str(broker)].vendor == "postgresql":
+        assert len(queries) == 1, [query["sql"] for query in queries]
+        assert "djq_taskresult" in queries[0]["sql"] and "pg_notify" in queries[0]["sql"]
+    row = TaskResult.objects.using(broker).get(task_id=sent.id)
+    assert (row.state, row.task_name, row.queue, row.args_repr) == (states.PENDING, mul.name, "special", "(6, 7)")
+    assert row.eta is not None and row.date_created is not None
+    if broker.embedded:
+        assert QueueMessage.objects.using(broker).filter(queue="special").count() == 2
+    with pytest.raises(RuntimeError), transaction.atomic(using=broker):
+        rolled_back = add.delay(1, 1)
+        assert TaskResult.objects.using(broker).filter(task_id=rolled_back.id).exists()
+        raise RuntimeError("abort")
+    assert not TaskResult.objects.using(broker).filter(task_id=rolled_back.id).exists()
+    if broker.embedded:
+        assert QueueMessage.objects.using(broker).filter(queue="special").count() == 2, "only the committed messages"

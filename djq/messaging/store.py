@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator
 
 from django.db import InterfaceError, OperationalError, connections
 
+from ..pending import attached
 from .wakeup import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Store:
         features = self.connection.features
         return bool(features.has_select_for_update_skip_locked)
 
-    def put(self, queue: str, priority: int, visible_at: float, payload: str) -> None:
+    def put(self, queue: str, priority: int, visible_at: float, payload: str, task_id: str | None = None) -> None:
         insert = (
             f"INSERT INTO {self.messages} (queue, priority, visible_at, deliveries, payload) "
             "VALUES (%s, %s, %s, 0, %s)"
@@ -67,6 +68,15 @@ class Store:
         if self.connection.vendor == "postgresql":
             # One round trip; NOTIFY is delivered when the caller's transaction commits.
             insert = f"WITH m AS ({insert} RETURNING queue) SELECT pg_notify('{NOTIFY_CHANNEL}', queue) FROM m"
+            pending = attached(self.alias, task_id) if task_id else None
+            if pending is not None:  # the task's PENDING row in the same statement (djq/pending.py)
+                from ..backends.database import pg_execute
+
+                row, params = pending.statement()
+                pg_execute(self.connection, f"WITH p AS ({row}), {insert.removeprefix('WITH ')}",
+                           [*params, queue, priority, visible_at, payload])
+                pending.stored = True
+                return
         with self.connection.cursor() as cursor:
             cursor.execute(insert, [queue, priority, visible_at, payload])
 

@@ -80,7 +80,8 @@ class Channel(virtual.Channel):
 
     # -- publishing ---------------------------------------------------------------
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        self.store.put(*self._row(queue, message, time.time()))
+        task_id = (message.get("headers") or {}).get("id")
+        self.store.put(*self._row(queue, message, time.time()), task_id=task_id if isinstance(task_id, str) else None)
 
     def put_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
         """Publish ``(queue, message)`` pairs from ``prepare_message`` to the default
