@@ -19,8 +19,8 @@ Features
 - Idle wait without polling: one blocked ``BLMOVE list list RIGHT RIGHT`` per queue list
   (a non-destructive wait); the worker wakes as soon as a message is queued. A queue
   therefore costs ``len(priority_steps)`` idle connections per consumer (10 in djq).
-  After a take that found nothing, the next turn waits on the watches (which answer at
-  once if a message came meanwhile) rather than taking again.
+  After a take that emptied the queues, the next turn waits on the watches (which answer
+  at once if a message came meanwhile) rather than taking again.
 - Batched acks: the acks since the last call travel in the take script's arguments and
   are removed before it takes (one round trip for both; ``Channel.flush_acks(take=True)``
   is that round trip for the consumer's early acks); ``Channel.flush_acks()`` alone
@@ -113,8 +113,9 @@ class Channel(kombu_redis.Channel):
         super().__init__(*args, **kwargs)
         #: queues consumed with no_ack: their messages are never recorded as unacked
         self._no_ack_queues: set[str] = set()
-        #: the last take found the queues empty: until a watch fires, a turn waits instead
-        #: of taking again (a round trip that finds nothing, beside every task's own)
+        #: the last take emptied the queues (took fewer than it could): until a watch
+        #: fires, a turn waits instead of taking again (a round trip that would find
+        #: nothing, beside every task's own)
         self.found_empty = False
         self._take_script = self._plain_client().register_script(TAKE_SCRIPT)
         self.watchers = Watchers(self._connparams(), float(self.watch_timeout))
@@ -219,7 +220,7 @@ class Channel(kombu_redis.Channel):
                 qos.flush_acks()
             return 0
         taken = self._take(queues, limit, acks=acks)
-        self.found_empty = not taken
+        self.found_empty = len(taken) < limit  # it took all there was
         for queue, payload in taken:
             self.connection._deliver(payload, queue)
         if taken:

@@ -76,6 +76,8 @@ class Channel(virtual.Channel):
         super().__init__(connection, **kwargs)
         self.store = Store(connection.alias)
         self._pending_acks: list[int] = []
+        #: the last claim took every visible message (see ``_get_many``)
+        self.drained = False
         self._table_cache: dict[str, tuple[float, list[tuple[str, str, str]]]] = {}
 
     # -- publishing ---------------------------------------------------------------
@@ -126,9 +128,15 @@ class Channel(virtual.Channel):
             # Messages are still reserved: claiming one freed slot at a time would cost a
             # round trip per message. Wait until half the window is free, then claim a batch.
             raise Empty()
-        rows = self._claim(queues, min(limit, self.claim_batch))
+        wanted = min(limit, self.claim_batch)
+        rows = self._claim(queues, wanted)
+        # fewer than asked for: the queues hold nothing more that is visible now, so the
+        # next turn waits for a notification (or the planned claim) instead of claiming
+        self.drained = len(rows) < wanted
         if not rows:
             raise Empty()
+        if self.drained:
+            self.connection._after_empty_claim()
         deliver = self.connection._deliver
         for row in rows:
             payload, queue = self._to_payload(row)
@@ -294,6 +302,16 @@ class Transport(virtual.Transport):
     def claim_soon(self) -> None:
         """Our own connection made messages visible; no notification or data_version says so."""
         self._next_claim_at = 0.0
+        self._undrain()
+
+    def _undrain(self) -> None:
+        for channel in self.channels:
+            channel.drained = False
+
+    def _drained(self) -> bool:
+        """Every consuming channel's last claim took all there was."""
+        consuming = [channel for channel in self.channels if getattr(channel, "_consumers", None)]
+        return bool(consuming) and all(channel.drained for channel in consuming)
 
     def _active_queues(self) -> list[str]:
         queues = [q for channel in self.channels for q in getattr(channel, "_active_queues", [])]
@@ -328,7 +346,9 @@ class Transport(virtual.Transport):
     def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         cycle: Any = self.cycle
-        claim = True  # the caller may have freed capacity: always look once
+        # the caller may have freed capacity: look once, unless the last claim took all
+        # there was (then a notification, the data_version or the planned claim says when)
+        claim = not self._drained()
         while True:
             if claim:
                 try:

@@ -220,3 +220,41 @@ def test_bindings_are_shared_across_connections(broker: str) -> None:
         queues = sorted(QueueMessage.objects.using(broker).values_list("queue", flat=True))
         assert queues == ["fan-a", "fan-b"]
 
+
+
+def test_after_a_claim_that_took_all_there_was_turns_wait_and_miss_nothing(broker: str) -> None:
+    """A claim that got fewer messages than it asked for emptied the queue: the turns
+    after it wait for a notification (PostgreSQL) or a data_version change (SQLite)
+    instead of claiming again, and what is sent later still arrives."""
+    with _connection(broker) as conn, _connection(broker) as sender:
+        got = []
+        channel = conn.channel()
+        claims: list[int] = []
+        claim = channel._claim
+
+        def counted(queues, limit):
+            rows = claim(queues, limit)
+            claims.append(len(rows))
+            return rows
+
+        channel._claim = counted
+        with Consumer(channel, [Queue("q")], on_message=got.append, accept=["json"]):
+            for _ in range(2):  # idle turns first: SQLite's data_version watch takes its first reading
+                with pytest.raises(TimeoutError):
+                    conn.drain_events(timeout=0.05)
+            _publish(sender, {"n": 1})
+            conn.drain_events(timeout=5)
+            assert [m.payload for m in got] == [{"n": 1}] and claims[-1] == 1
+            seen = len(claims)
+            for _ in range(5):  # five turns, as a worker makes while its task runs
+                with pytest.raises(TimeoutError):
+                    conn.drain_events(timeout=0.02)
+            assert len(claims) == seen, f"the claim that took the one message emptied the queue: {claims}"
+            _publish(sender, {"n": 2})
+            deadline = time.monotonic() + 5
+            while len(got) < 2 and time.monotonic() < deadline:
+                try:
+                    conn.drain_events(timeout=0.05)
+                except TimeoutError:
+                    pass
+            assert [m.payload for m in got] == [{"n": 1}, {"n": 2}]
