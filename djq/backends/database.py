@@ -97,6 +97,19 @@ def _pg_upsert_text(rows: int, arrays: str) -> str:
             f"(SELECT pg_notify('{NOTIFY_CHANNEL}', {_PAYLOAD}) WHERE s.state IN ({_FINAL})) n ON true")
 
 
+def pg_guarded_upsert(connection: Any, keys: list[Any], key_type: str, guard: str,
+                      rows: list[dict[str, Any]]) -> tuple[str, list[Any]]:
+    """The conditional upsert of ``rows`` as one statement to use inside another (a CTE):
+    row i is stored only where ``keys[i]`` is among ``guard`` (a subquery of the outer
+    statement). djq:// stores early-ack STARTED rows this way, in the DELETE that acks
+    their messages (messaging/store.py). Returns the text and its parameters."""
+    columns = ", ".join(_COLUMNS)
+    sql = (f"{_UPSERT_HEAD.removesuffix(' VALUES')} SELECT {columns} FROM "
+           f"unnest(%b::{key_type}[], {pg_arrays(connection)}) AS r(guard_key, {columns}) "
+           f"WHERE r.guard_key IN ({guard}) {_UPSERT_TAIL}")
+    return sql, [list(keys), *[[row[name] for row in rows] for name in _COLUMNS]]
+
+
 def _pg_upsert(connection: Any, rows: int) -> str:
     """The upsert of ``rows`` rows: plain values for a few, arrays (one text) for more."""
     return _pg_upsert_text(rows if rows <= FEW_ROWS else FEW_ROWS + 1, pg_arrays(connection))

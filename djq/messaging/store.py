@@ -194,6 +194,19 @@ class Store:
                 f"DELETE FROM {self.messages} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids
             )
 
+    def delete_and_start(self, ids: list[int], started: list[tuple[int, dict[str, Any]]]) -> set[str]:
+        """PostgreSQL: delete the acked rows ``ids`` and, in the same statement, store the
+        result row of each ``(message id, row)`` in ``started`` whose message it deleted
+        (``DatabaseBackend``'s conditional upsert); the task ids stored."""
+        from ..backends.database import pg_execute, pg_guarded_upsert
+
+        upsert, params = pg_guarded_upsert(self.connection, [key for key, _ in started], "bigint",
+                                           "SELECT id FROM d", [row for _, row in started])
+        rows = pg_execute(self.connection,
+                          f"WITH d AS (DELETE FROM {self.messages} WHERE id = ANY(%b::bigint[]) RETURNING id), "
+                          f"s AS ({upsert}) SELECT task_id FROM s", [list(ids), *params], fetch=True)
+        return {task_id for (task_id,) in rows}
+
     def set_visible(self, ids: Iterable[int], at: float) -> None:
         ids = list(ids)
         if not ids:

@@ -76,6 +76,10 @@ class Channel(virtual.Channel):
         super().__init__(connection, **kwargs)
         self.store = Store(connection.alias)
         self._pending_acks: list[int] = []
+        #: (message id, result row) to store with the next flush of acks, and the task
+        #: ids the last flush stored (``start_with_acks``)
+        self._starting: list[tuple[int, dict[str, Any]]] = []
+        self.started: set[str] = set()
         #: the last claim took every visible message (see ``_get_many``)
         self.drained = False
         self._table_cache: dict[str, tuple[float, list[tuple[str, str, str]]]] = {}
@@ -168,11 +172,27 @@ class Channel(virtual.Channel):
         self.connection.lease_keeper().release((delivery_tag,))
         super().basic_ack(delivery_tag, multiple)
 
+    def stores_results_with_acks(self, alias: str) -> bool:
+        """Results on ``alias`` can be stored in the statement that acks (PostgreSQL, the
+        broker's own database)."""
+        return alias == self.store.alias and self.store.connection.vendor == "postgresql"
+
+    def start_with_acks(self, started: list[tuple[int, dict[str, Any]]]) -> None:
+        """Store each ``(delivery tag, result row)`` with the next flush of acks, in its
+        statement, only if that message's ack goes through; ``started`` then holds the
+        task ids stored (djq.worker.dispatch: an early-ack task's STARTED)."""
+        self._starting += started
+
     def flush_acks(self) -> None:
         """Delete acked rows in one statement; called before every claim and at close."""
+        starting, self._starting = self._starting, []
+        self.started = set()
         if self._pending_acks:
             acks, self._pending_acks = self._pending_acks, []
-            self.store.delete(acks)
+            if starting:
+                self.started = self.store.delete_and_start(acks, starting)
+            else:
+                self.store.delete(acks)
 
     def basic_reject(self, delivery_tag: int, requeue: bool = False) -> None:
         self.connection.lease_keeper().release((delivery_tag,))

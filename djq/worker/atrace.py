@@ -113,7 +113,7 @@ async def aexecute(task: Task[Any, Any], context: RequestContext, steer: Callabl
 
 async def atrace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_result: bool, *,
                  run_sync: RunSync, steer: Callable[[Steerable], None], stepping: list[str | None],
-                 time_limit: float | None = None) -> Outcome:
+                 time_limit: float | None = None, started_stored: bool = False) -> Outcome:
     """trace() for a coroutine: STARTED, the awaited body, then the final state.
 
     Writes that only queue in the result writer are made on the loop; anything that may
@@ -123,7 +123,7 @@ async def atrace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, 
     backend = PatientStore(get_backend())
     started_at = timezone.now()
     try:
-        if djq_settings.TASK_TRACK_STARTED and not ignore_result:
+        if djq_settings.TASK_TRACK_STARTED and not ignore_result and not started_stored:
             await _store_started(backend, info, started_at, run_sync)
         started = time.perf_counter()
         try:

@@ -124,16 +124,25 @@ class Dispatch(BrokerLink):
         return [request for request in batch if id(request) not in failed]
 
     def _start_ahead(self, early: list[Request]) -> dict[int, Callable[[float], bool]]:
-        """Queue the STARTED of early-ack requests with the result writer before their acks
-        go out, so the database stores them while the broker takes the acks (one round
-        trip on the task's path instead of two); the pool's trace then skips STARTED.
-        Only for pools that say they can (prefork), with a writer running, on a broker
-        whose acks wait for an answer (Redis: the take script). An AMQP ack is sent
-        without one, and there the wait would only hold up the consumer (measured: no
-        gain on RabbitMQ or djq://, docs/benchmarks.md)."""
-        ahead = self.pool.stores_started_ahead and hasattr(self.channel, "take_and_deliver")
-        writer = current_writer() if ahead else None
-        if writer is None or not djq_settings.TASK_TRACK_STARTED:
+        """Store the STARTED of early-ack requests beside their acks, so that the pool's
+        trace skips it: one round trip on the task's path instead of two.
+
+        On djq:// PostgreSQL with results on the broker's database, in the ack's own
+        statement (``_start_with_acks``), on every pool. On Redis, queued with the result
+        writer before the take script carries the acks, so the database stores them while
+        the broker takes the acks; only for pools that say they can (prefork), with a
+        writer running. An AMQP ack is sent without an answer, and there the wait would
+        only hold up the consumer (measured: no gain on RabbitMQ, docs/benchmarks.md)."""
+        if not djq_settings.TASK_TRACK_STARTED:
+            return {}
+        writer = current_writer()
+        alias = getattr(getattr(writer, "backend", None), "alias", None)
+        together = getattr(self.channel, "stores_results_with_acks", None)
+        if writer is not None and alias is not None and together is not None and together(alias):
+            return self._start_with_acks(early, writer)
+        if not (self.pool.stores_started_ahead and hasattr(self.channel, "take_and_deliver")):
+            return {}
+        if writer is None:
             return {}
         started: dict[int, Callable[[float], bool]] = {}
         now = timezone.now()
@@ -147,6 +156,26 @@ class Dispatch(BrokerLink):
             if wait is None:
                 break
             started[id(request)] = wait
+        return started
+
+    def _start_with_acks(self, early: list[Request], writer: Any) -> dict[int, Callable[[float], bool]]:
+        """djq:// on PostgreSQL with results on the broker's database: the STARTED rows of
+        early-ack requests go in the very statement that deletes (acks) their messages,
+        each stored only if its message was deleted: no round trip of its own, on any pool."""
+        now = timezone.now()
+        pairs: list[tuple[int, dict[str, Any]]] = []
+        started: dict[int, Callable[[float], bool]] = {}
+        channel = self.channel
+        for request in early:
+            if request.ignore_result:
+                continue
+            try:
+                row = writer.backend.build_row(request.info(), states.STARTED, date_started=now)
+            except Exception:  # cannot be stored from here: the trace stores it as it would
+                continue
+            pairs.append((request.message.delivery_tag, row))
+            started[id(request)] = _stored_with_acks(channel, request.id)
+        channel.start_with_acks(pairs)
         return started
 
     def _unstart(self, request: Request) -> None:
@@ -254,3 +283,12 @@ class Dispatch(BrokerLink):
             # task it already stopped is stopped, not "none running here"
             stopped += [i for i in task_ids if i in self._terminated and i not in stopped]
         return stopped, unstoppable
+
+
+def _stored_with_acks(channel: Any, task_id: str) -> Callable[[float], bool]:
+    """Whether the last flush of ``channel``'s acks stored ``task_id``'s STARTED (the
+    statement has returned by the time this is asked: no wait)."""
+    def stored(timeout: float) -> bool:
+        return task_id in channel.started
+
+    return stored

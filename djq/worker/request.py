@@ -176,7 +176,7 @@ async def _arun_call(task: Task[Any, Any], call: TaskCall, loop_parts: dict[str,
     from .atrace import atrace
 
     outcome = await atrace(task, call.context, call.info, call.ignore_result, time_limit=call.time_limit,
-                           **loop_parts)
+                           started_stored=call.started_stored, **loop_parts)
     return _for_worker(call, outcome)
 
 

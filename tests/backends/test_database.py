@@ -130,3 +130,42 @@ def test_get_returns_what_the_notification_carried_without_reading_the_row_again
                 timer.join(5)
             assert len(looks) - before_end[0] == expected, looks
             looks.clear()
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_an_ack_stores_the_started_rows_of_the_messages_it_deleted_and_no_others(broker) -> None:
+    """``Store.delete_and_start`` (PostgreSQL): one statement deletes the acked messages and
+    stores the STARTED row of each message it deleted; a message already gone (its ack
+    would not go through) gets no row."""
+    from kombu import Connection, Producer
+
+    from djq.backends.database import DatabaseBackend
+    from djq.messaging.store import Store
+    from djq.messaging.transport import register
+    from djq.models import QueueMessage
+
+    register()
+
+    def _publish(n: int) -> None:
+        with Connection(f"djq://{broker}") as conn, conn.channel() as channel:
+            Producer(channel).publish({"n": n}, routing_key="q", exchange="", serializer="json")
+
+    for n in range(3):
+        _publish(n)
+    store = Store(str(broker))
+    ids = list(QueueMessage.objects.using(broker).order_by("id").values_list("id", flat=True))
+    gone = ids[2]
+    QueueMessage.objects.using(broker).filter(id=gone).delete()  # acked elsewhere meanwhile
+    backend = DatabaseBackend(str(broker))
+    rows = [(message_id, backend.build_row(TaskInfo(task_id=f"t{n}", task_name="app.t", worker="w", attempt=5),
+                                           states.STARTED)) for n, message_id in enumerate(ids)]
+    assert store.delete_and_start(ids, rows) == {"t0", "t1"}
+    assert not QueueMessage.objects.using(broker).exists()
+    stored = dict(TaskResult.objects.using(broker).values_list("task_id", "state"))
+    assert stored == {"t0": states.STARTED, "t1": states.STARTED}
+    # the conditional upsert's rule holds: a stored end is not taken back to STARTED
+    backend.store(TaskInfo(task_id="t0", task_name="app.t", worker="w", attempt=5), states.SUCCESS, result=1)
+    _publish(9)
+    again = QueueMessage.objects.using(broker).values_list("id", flat=True).get()
+    assert store.delete_and_start([again], [(again, rows[0][1])]) == set()
+    assert TaskResult.objects.using(broker).get(task_id="t0").state == states.SUCCESS

@@ -258,3 +258,4 @@ def test_after_a_claim_that_took_all_there_was_turns_wait_and_miss_nothing(broke
                 except TimeoutError:
                     pass
             assert [m.payload for m in got] == [{"n": 1}, {"n": 2}]
+
