@@ -146,7 +146,7 @@ def pg_execute(connection: Any, sql: str, params: list[Any], *, fetch: bool = Fa
 
 
 @functools.cache
-def _sqlite_returning() -> bool:
+def sqlite_returning() -> bool:
     import sqlite3
 
     return sqlite3.sqlite_version_info >= (3, 35)
@@ -201,8 +201,8 @@ class DatabaseBackend(ResultBackend):
 
         On SQLite (3.35+) and PostgreSQL, one statement for all of them, in autocommit."""
         connection = connections[self.alias]
-        if connection.vendor == "postgresql" or (connection.vendor == "sqlite" and _sqlite_returning()):
-            return self._upsert(connection, rows)
+        if connection.vendor == "postgresql" or (connection.vendor == "sqlite" and sqlite_returning()):
+            return self.upsert(connection, rows)
         stored = set()
         for row in rows:
             if self._store_locked(row):
@@ -210,7 +210,7 @@ class DatabaseBackend(ResultBackend):
         return stored
 
     @staticmethod
-    def _upsert(connection: Any, rows: list[dict[str, Any]]) -> set[str]:
+    def upsert(connection: Any, rows: list[dict[str, Any]]) -> set[str]:
         """One conditional ``INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING``.
 
         On PostgreSQL the parameters travel apart from the statement (``pg_execute``); a

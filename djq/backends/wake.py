@@ -1,7 +1,7 @@
 """Waking ``AsyncResult.get()`` when a final state is stored, instead of polling for it.
 
 On PostgreSQL the statement that stores a final state also sends ``NOTIFY djq_results``
-(``DatabaseBackend._upsert``) with the state, the stored result's text and the task id
+(``DatabaseBackend.upsert``) with the state, the stored result's text and the task id
 (``STATE<US>RESULT<US>ID``, US = chr(31), which JSON text never holds unescaped; a
 result over 7,000 bytes is left out as ``<US><US>ID``). The first ``get()`` of a process
 starts one listener thread with a connection of its own (``LISTEN djq_results``); each

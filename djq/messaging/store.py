@@ -15,7 +15,7 @@ from datetime import datetime
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError, connections, transaction
 
 from ..pending import attached
 from .wakeup import NOTIFY_CHANNEL
@@ -194,12 +194,28 @@ class Store:
                 f"DELETE FROM {self.messages} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids
             )
 
-    def delete_and_start(self, ids: list[int], started: list[tuple[int, dict[str, Any]]]) -> set[str]:
-        """PostgreSQL: delete the acked rows ``ids`` and, in the same statement, store the
-        result row of each ``(message id, row)`` in ``started`` whose message it deleted
-        (``DatabaseBackend``'s conditional upsert); the task ids stored."""
-        from ..backends.database import pg_execute, pg_guarded_upsert
+    @property
+    def stores_results_with_acks(self) -> bool:
+        """``delete_and_start`` works here: PostgreSQL, or SQLite with ``RETURNING``."""
+        from ..backends.database import sqlite_returning
 
+        vendor = self.connection.vendor
+        return vendor == "postgresql" or (vendor == "sqlite" and sqlite_returning())
+
+    def delete_and_start(self, ids: list[int], started: list[tuple[int, dict[str, Any]]]) -> set[str]:
+        """Delete the acked rows ``ids`` and store the result row of each ``(message id,
+        row)`` in ``started`` whose message it deleted (``DatabaseBackend``'s conditional
+        upsert), atomically: on PostgreSQL in one statement, on SQLite in one transaction
+        (``DELETE ... RETURNING``, then the upsert). The task ids stored."""
+        from ..backends.database import DatabaseBackend, pg_execute, pg_guarded_upsert
+
+        if self.connection.vendor == "sqlite":
+            with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {self.messages} WHERE id IN ({', '.join(['%s'] * len(ids))}) "
+                               "RETURNING id", ids)
+                deleted = {row_id for (row_id,) in cursor.fetchall()}
+                kept = [row for key, row in started if key in deleted]
+                return DatabaseBackend.upsert(self.connection, kept) if kept else set()
         upsert, params = pg_guarded_upsert(self.connection, [key for key, _ in started], "bigint",
                                            "SELECT id FROM d", [row for _, row in started])
         rows = pg_execute(self.connection,

@@ -173,9 +173,9 @@ class Channel(virtual.Channel):
         super().basic_ack(delivery_tag, multiple)
 
     def stores_results_with_acks(self, alias: str) -> bool:
-        """Results on ``alias`` can be stored in the statement that acks (PostgreSQL, the
-        broker's own database)."""
-        return alias == self.store.alias and self.store.connection.vendor == "postgresql"
+        """Results on ``alias`` can be stored with the acks, atomically (the broker's own
+        database: PostgreSQL, or SQLite 3.35+)."""
+        return alias == self.store.alias and self.store.stores_results_with_acks
 
     def start_with_acks(self, started: list[tuple[int, dict[str, Any]]]) -> None:
         """Store each ``(delivery tag, result row)`` with the next flush of acks, in its

@@ -132,11 +132,11 @@ def test_get_returns_what_the_notification_carried_without_reading_the_row_again
             looks.clear()
 
 
-@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize("db_alias", ["default", "postgres"], indirect=True)
 def test_an_ack_stores_the_started_rows_of_the_messages_it_deleted_and_no_others(broker) -> None:
-    """``Store.delete_and_start`` (PostgreSQL): one statement deletes the acked messages and
-    stores the STARTED row of each message it deleted; a message already gone (its ack
-    would not go through) gets no row."""
+    """``Store.delete_and_start``: one statement (PostgreSQL) or transaction (SQLite)
+    deletes the acked messages and stores the STARTED row of each message it deleted; a
+    message already gone (its ack would not go through) gets no row."""
     from kombu import Connection, Producer
 
     from djq.backends.database import DatabaseBackend
