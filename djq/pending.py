@@ -21,6 +21,7 @@ worker would ever move their row on). ``DJQ_TASK_STORE_PENDING = False`` turns i
 """
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import datetime
@@ -33,6 +34,7 @@ from . import states
 from .conf import djq_settings
 from .messaging.protocol import OutgoingMessage
 
+logger = logging.getLogger(__name__)
 _COLUMNS = ("task_id", "task_name", "state", "args_repr", "kwargs_repr", "queue", "retries", "root_id",
             "parent_id", "date_created", "eta", "attempt", "acks_late")
 #: rows per INSERT (13 parameters each: well inside SQLite's 32766)
@@ -96,12 +98,20 @@ def _recorded(messages: list[OutgoingMessage], alias: str, *, same_transaction: 
     if same_transaction and len(messages) == 1 and connections[alias].vendor == "postgresql":
         waiting = Attached(alias, messages[0].task_id, _rows(messages)[0])
         token = _attached.set(waiting)
+        # inside the caller's transaction a savepoint, as below: a statement that fails
+        # leaves the caller's transaction usable
+        guard = transaction.atomic(using=alias) if connections[alias].in_atomic_block else nullcontext()
         try:
-            yield _nothing
+            with guard:
+                yield _nothing
         finally:
             _attached.reset(token)
         if not waiting.stored:  # published without the transport's INSERT: the row on its own
-            insert(alias, messages)
+            try:
+                insert(alias, messages)
+            except Exception as exc:  # the task is sent: its row comes with its STARTED
+                logger.warning("task %s[%s] was sent, but its PENDING row could not be stored: %s",
+                               messages[0].task_name, messages[0].task_id, exc)
         return
     if same_transaction:
         with transaction.atomic(using=alias):

@@ -78,8 +78,8 @@ def pg_arrays(connection: Any, columns: tuple[str, ...] = _COLUMNS) -> str:
 
 
 #: what a stored final state announces (backends/wake.py): state, result text and id,
-#: apart by chr(31); a result too long for NOTIFY's 8,000 bytes is left for get() to read
-_PAYLOAD = ("CASE WHEN octet_length(s.result) > 7000 THEN chr(31) || chr(31) "
+#: apart by chr(31); a result too long for NOTIFY's 8,000 bytes (with its id) is left for get() to read
+_PAYLOAD = ("CASE WHEN octet_length(s.result) + octet_length(s.task_id) > 7500 THEN chr(31) || chr(31) "
             "ELSE s.state || chr(31) || COALESCE(s.result, '') || chr(31) END || s.task_id")
 #: PostgreSQL: a batch of at most this many rows is sent as plain values, not arrays
 FEW_ROWS = 4

@@ -3,7 +3,8 @@
 On PostgreSQL the statement that stores a final state also sends ``NOTIFY djq_results``
 (``DatabaseBackend.upsert``) with the state, the stored result's text and the task id
 (``STATE<US>RESULT<US>ID``, US = chr(31), which JSON text never holds unescaped; a
-result over 7,000 bytes is left out as ``<US><US>ID``). The first ``get()`` of a process
+result that with its id passes 7,500 bytes is left out as ``<US><US>ID``: NOTIFY
+takes 8,000). The first ``get()`` of a process
 starts one listener thread with a connection of its own (``LISTEN djq_results``); each
 waiting ``get()`` registers its id and sleeps until the listener sees that id, or until
 its next poll is due. When the notification carried the state and result, ``get()``

@@ -14,7 +14,7 @@ import time
 from queue import Empty
 from typing import Any
 
-from .store import SqliteWatch, Store
+from .store import PUT_COUNTS, SqliteWatch, Store
 from .wakeup import Listener, Waker, wait
 
 
@@ -32,6 +32,8 @@ class IdleWaits:
     _listener_checked: bool
     _next_claim_at: float
     _sqlite_watch: SqliteWatch | None
+    #: ``PUT_COUNTS`` for this alias at the last claim
+    _puts_seen: int = 0
     _deliver: Any  # kombu's virtual.Transport's
 
     def wake(self) -> None:
@@ -60,8 +62,11 @@ class IdleWaits:
             channel.drained = False
 
     def _drained(self) -> bool:
-        """Every consuming channel's last claim took all there was."""
+        """Every consuming channel's last claim took all there was, and this process put
+        no message since (which SQLite's data_version would not show its own connection)."""
         consuming = [channel for channel in self.channels if getattr(channel, "_consumers", None)]
+        if PUT_COUNTS.get(self.alias, 0) != self._puts_seen:
+            return False
         return bool(consuming) and all(channel.drained for channel in consuming)
 
     def _active_queues(self) -> list[str]:
@@ -87,7 +92,8 @@ class IdleWaits:
     def _worth_claiming(self) -> bool:
         listener = self._listener
         if listener is not None and listener.conn is not None:
-            return True  # woken by NOTIFY, or the planned claim is due
+            # woken by NOTIFY, or the planned claim is due (not a caller's deadline)
+            return listener.take_notified() or time.time() >= self._next_claim_at
         if time.time() >= self._next_claim_at:
             return True
         if self._sqlite_watch is not None:
@@ -98,20 +104,30 @@ class IdleWaits:
         deadline = None if timeout is None else time.monotonic() + timeout
         cycle: Any = self.cycle
         # the caller may have freed capacity: look once, unless the last claim took all
-        # there was (then a notification, the data_version or the planned claim says when)
-        claim = not self._drained()
+        # there was (then a notification, the data_version or the planned claim says
+        # when; a notification read during a wait the waker ended counts now)
+        listener = self._listener
+        claim = not self._drained() or (listener is not None and listener.take_notified())
         while True:
             if claim:
+                self._puts_seen = PUT_COUNTS.get(self.alias, 0)
+                if listener is not None:  # what they announce was committed: this claim sees it
+                    listener.drain(mark=False)
+                    listener.notified = False
                 try:
                     cycle.get(self._deliver, timeout=timeout)
                     return
                 except Empty:
                     self._after_empty_claim()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise socket.timeout()
             pause = self._idle_wait()
             if deadline is not None:
                 pause = min(pause, max(deadline - time.monotonic(), 0.0))
             if wait(self.waker(), self._listener, pause):
                 raise socket.timeout()
-            if deadline is not None and time.monotonic() >= deadline:
-                raise socket.timeout()
             claim = self._worth_claiming()
+            # at the deadline, one last claim if one is worth it: a caller whose timeout is
+            # shorter than the polling interval (a side channel) must still get its messages
+            if deadline is not None and time.monotonic() >= deadline and not claim:
+                raise socket.timeout()

@@ -38,6 +38,15 @@ def eta_to_timestamp(eta: str | None, now: float) -> float:
         return now  # a malformed eta is the worker's to report; never hide the message
 
 
+#: messages this process put, per alias: SQLite's data_version does not change for a
+#: connection's own commits, so a consumer compares this instead (messaging/idle.py)
+PUT_COUNTS: dict[str, int] = {}
+
+
+def _count_put(alias: str) -> None:
+    PUT_COUNTS[alias] = PUT_COUNTS.get(alias, 0) + 1
+
+
 def _psycopg3() -> bool:
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
@@ -61,6 +70,7 @@ class Store:
         return bool(features.has_select_for_update_skip_locked)
 
     def put(self, queue: str, priority: int, visible_at: float, payload: str, task_id: str | None = None) -> None:
+        _count_put(self.alias)
         insert = (
             f"INSERT INTO {self.messages} (queue, priority, visible_at, deliveries, payload) "
             "VALUES (%s, %s, %s, 0, %s)"
@@ -89,6 +99,7 @@ class Store:
         ``max_query_params``."""
         if not rows:
             return
+        _count_put(self.alias)
         columns = f"INSERT INTO {self.messages} (queue, priority, visible_at, deliveries, payload)"
         if self.connection.vendor == "postgresql" and _psycopg3():
             import psycopg

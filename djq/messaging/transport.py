@@ -37,7 +37,7 @@ import time
 from queue import Empty
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from kombu.transport import virtual
 
 from .idle import IdleWaits
@@ -130,7 +130,9 @@ class Channel(virtual.Channel):
         prefetch = self.qos.prefetch_count
         if prefetch and limit < max(1, prefetch // 2):
             # Messages are still reserved: claiming one freed slot at a time would cost a
-            # round trip per message. Wait until half the window is free, then claim a batch.
+            # round trip per message. Wait until half the window is free, then claim a batch
+            # (whatever woke this turn is not known to be claimed: look next time).
+            self.drained = False
             raise Empty()
         wanted = min(limit, self.claim_batch)
         rows = self._claim(queues, wanted)
@@ -189,9 +191,15 @@ class Channel(virtual.Channel):
         self.started = set()
         if self._pending_acks:
             acks, self._pending_acks = self._pending_acks, []
-            if starting:
+            if not starting:
+                self.store.delete(acks)
+                return
+            try:
                 self.started = self.store.delete_and_start(acks, starting)
-            else:
+            except (OperationalError, InterfaceError):
+                raise  # the connection: the acks did not go through
+            except DatabaseError as exc:  # a row the database refuses must not hold the acks back
+                logger.warning("djq broker: could not store STARTED with the acks (%s); the tasks store it", exc)
                 self.store.delete(acks)
 
     def basic_reject(self, delivery_tag: int, requeue: bool = False) -> None:

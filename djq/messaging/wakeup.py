@@ -72,6 +72,8 @@ class Listener:
         self.alias = alias
         self.conn: Any = None
         self._failed_at = 0.0
+        #: a notification came since the consumer last looked (``take_notified``)
+        self.notified = False
 
     @staticmethod
     def supported(alias: str) -> bool:
@@ -99,10 +101,12 @@ class Listener:
             self._failed_at = time.monotonic()
             logger.warning("djq broker: cannot LISTEN on %r (%s); polling instead", self.alias, exc)
 
-    def drain(self) -> None:
-        """Consume pending notifications (their content does not matter: we claim next)."""
+    def drain(self, *, mark: bool = True) -> None:
+        """Consume pending notifications (their content does not matter: we claim next);
+        ``mark``: remember that some came (``take_notified``)."""
         if self.conn is None:
             return
+        self.notified = self.notified or mark  # readable: a notification, or the connection's end
         try:
             for _ in self.conn.notifies(timeout=0):
                 pass
@@ -110,6 +114,11 @@ class Listener:
             logger.warning("djq broker: lost the LISTEN connection (%s); polling until it is back", exc)
             self.close()
             self._failed_at = time.monotonic()
+
+    def take_notified(self) -> bool:
+        """Whether a notification came since the last call."""
+        notified, self.notified = self.notified, False
+        return notified
 
     def close(self) -> None:
         if self.conn is not None:

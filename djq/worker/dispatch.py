@@ -166,13 +166,17 @@ class Dispatch(BrokerLink):
         pairs: list[tuple[int, dict[str, Any]]] = []
         started: dict[int, Callable[[float], bool]] = {}
         channel = self.channel
+        ids: set[str] = set()
         for request in early:
-            if request.ignore_result:
+            # one row per task in a statement (two messages may share an id): the others'
+            # traces store theirs
+            if request.ignore_result or request.id in ids:
                 continue
             try:
                 row = writer.backend.build_row(request.info(), states.STARTED, date_started=now)
             except Exception:  # cannot be stored from here: the trace stores it as it would
                 continue
+            ids.add(request.id)
             pairs.append((request.message.delivery_tag, row))
             started[id(request)] = _stored_with_acks(channel, request.id)
         channel.start_with_acks(pairs)

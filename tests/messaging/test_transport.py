@@ -258,4 +258,17 @@ def test_after_a_claim_that_took_all_there_was_turns_wait_and_miss_nothing(broke
                 except TimeoutError:
                     pass
             assert [m.payload for m in got] == [{"n": 1}, {"n": 2}]
+            # a message this process puts (SQLite's data_version does not show a connection
+            # its own commits), with the waker set as a task finishing would: claimed on the
+            # next turns, not at the planned claim a second later
+            _publish(sender, {"n": 3})
+            conn.transport.wake()
+            started = time.monotonic()
+            while len(got) < 3 and time.monotonic() - started < 5:
+                try:
+                    conn.drain_events(timeout=0.02)
+                except TimeoutError:
+                    pass
+            assert [m.payload for m in got][2:] == [{"n": 3}]
+            assert time.monotonic() - started < 0.5, "waited for the planned claim"
 

@@ -206,3 +206,18 @@ def test_routes_send_a_task_to_the_queue_a_worker_serves(broker, start_worker) -
     start_worker("-Q", "special", "-P", "threads", "-c", "1")
     assert routed.get(timeout=60) == 21
     assert TaskResult.objects.using(broker).get(task_id=routed.id).queue == "special"
+
+
+@pytest.mark.parametrize("db_alias", ["default", "postgres"], indirect=True)
+def test_two_messages_of_one_task_id_in_one_batch_both_go_through(broker: str, start_worker) -> None:
+    """djq:// stores an early-ack batch's STARTED rows with its acks: two messages sharing a
+    task id (sent twice under one id) must not make that statement fail and hold the
+    batch's acks back until the visibility timeout."""
+    first = add.apply_async((1, 1), task_id="one-id-twice")
+    add.apply_async((1, 1), task_id="one-id-twice")
+    others = [add.delay(i, 0) for i in range(4)]
+    start_worker("-P", "threads", "-c", "8")
+    assert [r.get(timeout=15) for r in others] == [0, 1, 2, 3]
+    assert first.get(timeout=15) == 2
+    wait_for(lambda: not QueueMessage.objects.using(broker).exists(), timeout=15,
+             what="both messages of the one task id to be acked")
