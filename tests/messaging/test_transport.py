@@ -243,13 +243,16 @@ def test_after_a_claim_that_took_all_there_was_turns_wait_and_miss_nothing(broke
                 with pytest.raises(TimeoutError):
                     conn.drain_events(timeout=0.05)
             _publish(sender, {"n": 1})
+            time.sleep(0.05)  # its NOTIFY reaches the listener before the claim (which drops it)
             conn.drain_events(timeout=5)
             assert [m.payload for m in got] == [{"n": 1}] and claims[-1] == 1
             seen = len(claims)
             for _ in range(5):  # five turns, as a worker makes while its task runs
                 with pytest.raises(TimeoutError):
                     conn.drain_events(timeout=0.02)
-            assert len(claims) == seen, f"the claim that took the one message emptied the queue: {claims}"
+            # a NOTIFY still in flight when the claim ran may cost one claim more; turns that
+            # claim on their own would cost five
+            assert len(claims) - seen <= 1, f"the claim that took the one message emptied the queue: {claims}"
             _publish(sender, {"n": 2})
             deadline = time.monotonic() + 5
             while len(got) < 2 and time.monotonic() < deadline:
