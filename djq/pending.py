@@ -53,12 +53,17 @@ class Attached:
 
     def statement(self) -> tuple[str, list[Any]]:
         """The row's INSERT, to run as a CTE of the message's, and its parameters."""
-        from .models import TaskResult
+        return _values_insert(connections[self.alias], 1), list(self.row)
 
-        table = connections[self.alias].ops.quote_name(TaskResult._meta.db_table)
-        values = ", ".join(["%s"] * len(_COLUMNS))
-        return (f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES ({values}) ON CONFLICT (task_id) DO NOTHING",
-                list(self.row))
+
+def _values_insert(connection: Any, rows: int) -> str:
+    """``INSERT`` of ``rows`` PENDING rows as plain values, existing rows kept."""
+    from .models import TaskResult
+
+    table = connection.ops.quote_name(TaskResult._meta.db_table)
+    one = f"({', '.join(['%s'] * len(_COLUMNS))})"
+    return (f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES {', '.join([one] * rows)} "
+            "ON CONFLICT (task_id) DO NOTHING")
 
 
 _attached: ContextVar[Attached | None] = ContextVar("djq_pending_attached", default=None)
@@ -163,16 +168,14 @@ def insert(alias: str, messages: list[OutgoingMessage]) -> None:
     from .models import TaskResult
 
     adapt = connection.ops.adapt_datetimefield_value
-    table = connection.ops.quote_name(TaskResult._meta.db_table)
-    one = f"({', '.join(['%s'] * len(_COLUMNS))})"
     if connection.vendor == "postgresql":  # as the result upsert: values for a few rows, else arrays
         from .backends.database import FEW_ROWS, pg_arrays, pg_execute
 
-        head = f"INSERT INTO {table} ({', '.join(_COLUMNS)})"
         if len(rows) <= FEW_ROWS:
-            pg_execute(connection, f"{head} VALUES {', '.join([one] * len(rows))} ON CONFLICT (task_id) DO NOTHING",
-                       [value for row in rows for value in row])
+            pg_execute(connection, _values_insert(connection, len(rows)), [value for row in rows for value in row])
         else:
+            table = connection.ops.quote_name(TaskResult._meta.db_table)
+            head = f"INSERT INTO {table} ({', '.join(_COLUMNS)})"
             pg_execute(connection, f"{head} SELECT * FROM unnest({pg_arrays(connection, _COLUMNS)}) "
                                    "ON CONFLICT (task_id) DO NOTHING", [list(column) for column in zip(*rows)])
         return
@@ -182,8 +185,7 @@ def insert(alias: str, messages: list[OutgoingMessage]) -> None:
             values: list[Any] = []
             for row in chunk:
                 values += [*row[:9], adapt(row[9]), adapt(row[10]), *row[11:]]
-            cursor.execute(f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES {', '.join([one] * len(chunk))} "
-                           "ON CONFLICT (task_id) DO NOTHING", values)
+            cursor.execute(_values_insert(connection, len(chunk)), values)
 
 
 def _insert_orm(alias: str, rows: list[tuple[Any, ...]]) -> None:

@@ -113,7 +113,6 @@ class IdleWaits:
                 self._puts_seen = PUT_COUNTS.get(self.alias, 0)
                 if listener is not None:  # what they announce was committed: this claim sees it
                     listener.drain(mark=False)
-                    listener.notified = False
                 try:
                     cycle.get(self._deliver, timeout=timeout)
                     return

@@ -174,7 +174,7 @@ class Channel(virtual.Channel):
         self.connection.lease_keeper().release((delivery_tag,))
         super().basic_ack(delivery_tag, multiple)
 
-    def stores_results_with_acks(self, alias: str) -> bool:
+    def stores_results_with_acks(self, alias: str | None) -> bool:
         """Results on ``alias`` can be stored with the acks, atomically (the broker's own
         database: PostgreSQL, or SQLite 3.35+)."""
         return alias == self.store.alias and self.store.stores_results_with_acks

@@ -103,10 +103,10 @@ class Listener:
 
     def drain(self, *, mark: bool = True) -> None:
         """Consume pending notifications (their content does not matter: we claim next);
-        ``mark``: remember that some came (``take_notified``)."""
+        ``mark``: remember that some came (``take_notified``), else forget any that did."""
         if self.conn is None:
             return
-        self.notified = self.notified or mark  # readable: a notification, or the connection's end
+        self.notified = mark  # readable: a notification, or the connection's end
         try:
             for _ in self.conn.notifies(timeout=0):
                 pass

@@ -127,22 +127,19 @@ class Dispatch(BrokerLink):
         """Store the STARTED of early-ack requests beside their acks, so that the pool's
         trace skips it: one round trip on the task's path instead of two.
 
-        On djq:// PostgreSQL with results on the broker's database, in the ack's own
-        statement (``_start_with_acks``), on every pool. On Redis, queued with the result
+        On djq:// with results on the broker's database, with the ack itself
+        (``_start_with_acks``), on every pool. On Redis, queued with the result
         writer before the take script carries the acks, so the database stores them while
         the broker takes the acks; only for pools that say they can (prefork), with a
         writer running. An AMQP ack is sent without an answer, and there the wait would
         only hold up the consumer (measured: no gain on RabbitMQ, docs/benchmarks.md)."""
-        if not djq_settings.TASK_TRACK_STARTED:
-            return {}
         writer = current_writer()
-        alias = getattr(getattr(writer, "backend", None), "alias", None)
+        if writer is None or not djq_settings.TASK_TRACK_STARTED:
+            return {}
         together = getattr(self.channel, "stores_results_with_acks", None)
-        if writer is not None and alias is not None and together is not None and together(alias):
+        if together is not None and together(getattr(writer.backend, "alias", None)):
             return self._start_with_acks(early, writer)
         if not (self.pool.stores_started_ahead and hasattr(self.channel, "take_and_deliver")):
-            return {}
-        if writer is None:
             return {}
         started: dict[int, Callable[[float], bool]] = {}
         now = timezone.now()
@@ -159,9 +156,10 @@ class Dispatch(BrokerLink):
         return started
 
     def _start_with_acks(self, early: list[Request], writer: Any) -> dict[int, Callable[[float], bool]]:
-        """djq:// on PostgreSQL with results on the broker's database: the STARTED rows of
-        early-ack requests go in the very statement that deletes (acks) their messages,
-        each stored only if its message was deleted: no round trip of its own, on any pool."""
+        """djq:// with results on the broker's database: the STARTED rows of early-ack
+        requests are stored with the delete (ack) of their messages, in one statement on
+        PostgreSQL and one transaction on SQLite, each only if its message was deleted:
+        no round trip of its own, on any pool."""
         now = timezone.now()
         pairs: list[tuple[int, dict[str, Any]]] = []
         started: dict[int, Callable[[float], bool]] = {}
