@@ -127,7 +127,7 @@ class WorkerProcess:
             **(env or {}),
         }
         broker_url = getattr(alias, "broker_url", "")
-        if broker_url and not broker_url.startswith("djq://"):
+        if broker_url and not broker_url.startswith("djq://") and "DJQ_TEST_BROKER_URL" not in (env or {}):
             full_env["DJQ_TEST_BROKER_URL"] = broker_url
         self._log = open(log, "wb")
         self.proc = subprocess.Popen(

@@ -24,8 +24,10 @@ Features
 - Batched acks: the acks since the last call travel in the take script's arguments and
   are removed before it takes (one round trip for both; ``Channel.flush_acks(take=True)``
   is that round trip for the consumer's early acks); ``Channel.flush_acks()`` alone
-  removes them in one pipeline (``ZREM`` + ``HDEL``), before a restore and at close, so
-  an ack never outlives its channel unsent.
+  sends them through the same script with nothing to take, before a restore and at
+  close, so an ack never outlives its channel unsent. Each batch of acks is numbered in
+  the channel's receipt: ``Channel.acks_taken`` tells a consumer whose round trip failed
+  whether Redis took them (the reply may be all that was lost).
 - ``Transport.wake()``: another thread (a finished task) makes a blocked
   ``drain_events`` return at once.
 - Publishing, fanout (pub/sub: remote control, events), bindings and restore are kombu's;
@@ -46,6 +48,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from uuid import uuid4
 from contextlib import contextmanager
 from queue import Empty
 from time import monotonic, time
@@ -90,11 +93,8 @@ class QoS(kombu_redis.QoS):
             self.channel.take_and_deliver()  # sends self._acks with the take
             return
         tags, self._acks = self._acks, []
-        if not tags:
-            return
-        with self.channel.conn_or_acquire() as client:
-            with client.pipeline(transaction=False) as pipe:
-                pipe.zrem(self.unacked_index_key, *tags).hdel(self.unacked_key, *tags).execute()
+        if tags:
+            self.channel._take([], 0, acks=tags)  # the script: one step, with a receipt
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> None:
         # An ack still waiting here must not be taken for an abandoned message.
@@ -118,6 +118,9 @@ class Channel(kombu_redis.Channel):
         #: nothing, beside every task's own)
         self.found_empty = False
         self._take_script = self._plain_client().register_script(TAKE_SCRIPT)
+        #: the key the take script marks with the number of each batch of acks it removed
+        self._receipt_key = self._key(f"djq.acks.{uuid4().hex}")
+        self._ack_batches = 0
         self.watchers = Watchers(self._connparams(), float(self.watch_timeout))
 
     @contextmanager
@@ -195,8 +198,11 @@ class Channel(kombu_redis.Channel):
         lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
         record = ["0" if (q in self._no_ack_queues if no_ack is None else no_ack) else "1"
                   for _ in self.priority_steps for q in queues]
-        keys = [self._key(name) for name in lists] + [self._key(self.unacked_key), self._key(self.unacked_index_key)]
-        reply = self._take_script(keys=keys, args=[limit, time(), *record, *(acks or ())])
+        keys = [self._key(name) for name in lists] + [self._key(self.unacked_key), self._key(self.unacked_index_key),
+                                                       self._receipt_key]
+        if acks:
+            self._ack_batches += 1
+        reply = self._take_script(keys=keys, args=[limit, time(), self._ack_batches, *record, *(acks or ())])
         taken = []
         for i in range(0, len(reply), 2):
             queue = queues[(int(reply[i]) - 1) % len(queues)]
@@ -205,6 +211,19 @@ class Channel(kombu_redis.Channel):
             except ValueError:
                 logger.error("dropped a message from Redis queue %r that is not JSON: %.200r", queue, reply[i + 1])
         return taken
+
+    @property
+    def ack_receipt(self) -> tuple[str, int]:
+        """What identifies the last batch of acks sent, for ``acks_taken`` to ask about
+        when its round trip failed."""
+        return self._receipt_key, self._ack_batches
+
+    def acks_taken(self, receipt: tuple[str, int]) -> bool:
+        """Whether Redis removed the batch of acks ``receipt`` names (its round trip
+        failed: the script may have run with its reply lost). Asked on any channel, as a
+        rule a later connection's."""
+        key, batch = receipt
+        return self._plain_client().zscore(key, batch) is not None
 
     def take_and_deliver(self) -> int:
         """Send the acks waiting in QoS, take what the free prefetch allows from the consumed

@@ -5,6 +5,8 @@ same script (Redis runs a script as one step), records each in kombu's ``unacked
 (``tag -> [payload, exchange, routing_key]``) and ``unacked_index`` zset (``tag -> time
 taken``). Whatever happens to the reply afterwards, every popped message is either
 delivered or restored by ``restore_visible`` once the visibility timeout has passed.
+The acks it carries are numbered in the channel's receipt, so a consumer whose reply
+was lost can ask afterwards whether they were taken.
 
 ``Watchers`` let an idle consumer block without taking anything: one connection per
 list, each blocked in ``BLMOVE list list RIGHT RIGHT`` (a move onto itself, which leaves
@@ -18,22 +20,36 @@ from typing import Any
 
 import redis
 
-#: KEYS: the lists to take from, in order, then the unacked hash and the unacked index.
-#: ARGV: limit, time taken, then per list "1" to record its messages as unacked or "0"
-#: (a no_ack consumer: nothing will ever ack them), then the delivery tags of messages
-#: acked since the last call, removed from the hash and index first (the consumer's acks
-#: and its next take share one round trip). Returns [list number, payload, ...].
+#: seconds an ack receipt is kept after its last batch: longer than any reconnect that
+#: asks about it
+RECEIPT_TTL = 86400
+#: batches an ack receipt remembers (the consumer asks about a failed one at its next turn)
+RECEIPT_KEEP = 64
+
+#: KEYS: the lists to take from, in order, then the unacked hash, the unacked index and
+#: the channel's ack receipt. ARGV: limit, time taken, the number of this batch of acks,
+#: then per list "1" to record its messages as unacked or "0" (a no_ack consumer: nothing
+#: will ever ack them), then the delivery tags of messages acked since the last call,
+#: removed from the hash and index first (the consumer's acks and its next take share one
+#: round trip). With acks, the batch number is added to the receipt (a sorted set of
+#: the last RECEIPT_KEEP numbers): when the reply is lost (Redis shut down right after
+#: the script ran), the receipt tells whether those acks were taken. Returns [list number, payload, ...].
 #: The hash entry is built around the payload's own text, so it is byte for byte what
 #: was queued (cjson would rewrite it: empty arrays become objects, numbers change).
 TAKE_SCRIPT = """
 local limit = tonumber(ARGV[1])
-local lists = #KEYS - 2
-local unacked, index = KEYS[lists + 1], KEYS[lists + 2]
-for first = lists + 3, #ARGV, 1000 do
+local lists = #KEYS - 3
+local unacked, index, receipt = KEYS[lists + 1], KEYS[lists + 2], KEYS[lists + 3]
+for first = lists + 4, #ARGV, 1000 do
   local tags = {}
   for j = first, math.min(first + 999, #ARGV) do tags[#tags + 1] = ARGV[j] end
   redis.call('ZREM', index, unpack(tags))
   redis.call('HDEL', unacked, unpack(tags))
+end
+if #ARGV >= lists + 4 then
+  redis.call('ZADD', receipt, ARGV[3], ARGV[3])
+  redis.call('ZREMRANGEBYRANK', receipt, 0, -RECEIPT_KEEP - 1)
+  redis.call('EXPIRE', receipt, RECEIPT_TTL)
 end
 local out = {}
 local taken = 0
@@ -42,7 +58,7 @@ for i = 1, lists do
   local items = redis.call('RPOP', KEYS[i], limit - taken)
   if items then
     for _, item in ipairs(items) do
-      if ARGV[i + 2] == '1' then
+      if ARGV[i + 3] == '1' then
         local ok, message = pcall(cjson.decode, item)
         if ok and type(message) == 'table' and type(message.properties) == 'table'
             and message.properties.delivery_tag then
@@ -61,7 +77,7 @@ for i = 1, lists do
   end
 end
 return out
-"""
+""".replace("RECEIPT_TTL", str(RECEIPT_TTL)).replace("RECEIPT_KEEP", str(RECEIPT_KEEP))
 
 #: A watch that has not answered this long after its server-side timeout is on a dead
 #: (half-open) connection: drop it and watch again.

@@ -97,6 +97,7 @@ class Consumer(Dispatch):
         self.handles: dict[int, Any] = {}
         #: task ids this worker terminated lately (revoke), and when (time.monotonic())
         self._terminated: dict[str, float] = {}
+        self._unsure_acks = []
         self.outcomes = Outcomes(hostname, self.stats, events, self._ack,
                                  lambda request: request.connection_generation == self.generation)
 
@@ -245,6 +246,8 @@ class Consumer(Dispatch):
                 self._check_revokes()
                 self._release_parked()
                 self._promote_scheduled()
+                if self._unsure_acks:
+                    self._settle_acks()
                 self._dispatch()
                 self._widen_prefetch()
                 self._flush_acks()
@@ -290,6 +293,10 @@ class Consumer(Dispatch):
             self._flush_acks()
         except Exception as exc:
             logger.warning("could not flush acks at shutdown: %s", exc)
+        for _, requests, _ in self._unsure_acks:  # stopped before the broker could be asked
+            for request in requests:
+                logger.error("task %s[%s] not run: the worker stopped before it learned whether the broker "
+                             "took its ack (if it did, the task is lost)", request.name, request.id)
 
     def stop(self) -> None:
         self.stopping = True

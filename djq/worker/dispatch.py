@@ -51,6 +51,8 @@ class Dispatch(BrokerLink):
     _warned_limits: set[str]
     _terminated: dict[str, float]
     _rate_held: int
+    #: (ack receipt, requests, their STARTED waits) of ack round trips that failed on Redis
+    _unsure_acks: list[tuple[Any, list[Request], dict[int, Callable[[float], bool]]]]
     _seq: itertools.count[int]
 
     def _on_done(self, call: TaskCall, outcome: Outcome) -> None:
@@ -96,9 +98,11 @@ class Dispatch(BrokerLink):
         """The requests that may start: late-ack ones, and early-ack ones the broker took the ack of.
 
         A message whose ack failed is delivered again, so running it here as well would run
-        an early-ack task twice (a broker restart at the wrong moment did just that).
+        an early-ack task twice (a broker restart at the wrong moment did just that). On
+        Redis a failed round trip may still have taken the acks (the reply is what was
+        lost): those requests wait until the consumer has asked (``_settle_acks``).
         """
-        early = [request for request in batch if not request.acks_late]
+        early = [request for request in batch if not request.acks_late and not request.ack_taken]
         if not early:
             return batch
         started = self._start_ahead(early)
@@ -108,8 +112,17 @@ class Dispatch(BrokerLink):
             # take shares their round trip
             self._flush_acks(take=True)
         except Exception as exc:
-            logger.warning("could not ack %d task(s): %s", len(early), exc)
-            failed = {id(request) for request in early}
+            receipt = getattr(self.channel, "ack_receipt", None)
+            if receipt is not None:
+                unsure = [request for request in early if id(request) not in failed]
+                logger.warning("could not learn whether the broker took the acks of %d task(s) (%s): "
+                               "asking again", len(unsure), exc)
+                self._unsure_acks.append((receipt, unsure, started))
+                failed = {id(request) for request in early}
+                started, early = {}, [request for request in early if request not in unsure]
+            else:
+                logger.warning("could not ack %d task(s): %s", len(early), exc)
+                failed = {id(request) for request in early}
         deadline = time.monotonic() + STARTED_AHEAD_WAIT  # one bound for the whole batch
         for request in early:
             wait = started.get(id(request))
@@ -117,11 +130,36 @@ class Dispatch(BrokerLink):
                 # a STARTED not stored by the deadline is stored by the trace instead
                 request.started_stored = wait(max(deadline - time.monotonic(), 0.0))
             if id(request) in failed:
-                logger.warning("task %s[%s] not run: its ack failed, so the broker delivers it again",
-                               request.name, request.id)
-                if wait is not None:
-                    self._unstart(request)
+                self._not_run_unacked(request, wait is not None)
         return [request for request in batch if id(request) not in failed]
+
+    def _settle_acks(self) -> None:
+        """Early-ack requests whose ack round trip failed on Redis: those whose acks the
+        broker took are gone from it, so they run here; the others are delivered again.
+        Asked on the consumer's current connection; a connection error reconnects and the
+        next turn asks again."""
+        while self._unsure_acks:
+            receipt, requests, started = self._unsure_acks[0]
+            taken = self.channel.acks_taken(receipt)
+            self._unsure_acks.pop(0)
+            for request in requests:
+                wait = started.get(id(request))
+                if wait is not None:
+                    request.started_stored = wait(STARTED_AHEAD_WAIT)
+                if not taken:
+                    self._not_run_unacked(request, wait is not None)
+            if taken:
+                logger.info("the broker took the acks of %d task(s) whose reply was lost: running them",
+                            len(requests))
+                for request in requests:
+                    request.ack_taken = True
+                self.reserved.extendleft(reversed(requests))
+
+    def _not_run_unacked(self, request: Request, started_ahead: bool) -> None:
+        logger.warning("task %s[%s] not run: its ack failed, so the broker delivers it again",
+                       request.name, request.id)
+        if started_ahead:
+            self._unstart(request)
 
     def _start_ahead(self, early: list[Request]) -> dict[int, Callable[[float], bool]]:
         """Store the STARTED of early-ack requests beside their acks, so that the pool's

@@ -32,6 +32,9 @@ class Request:
     attempt: int = field(default_factory=lambda: time.time_ns() // 1000)
     #: the consumer stored its STARTED already (while the broker took its early ack)
     started_stored: bool = False
+    #: the broker took its early ack in a round trip whose reply was lost (the consumer
+    #: asked afterwards): it runs without being acked again
+    ack_taken: bool = False
 
     @property
     def id(self) -> str:

@@ -67,6 +67,26 @@ def _count_done(alias: str, ids: list[str]) -> int:
         return 0
 
 
+def _wait_all_done(alias: str, ids: list[str], worker, *, timeout: float, what: str,
+                   ledger: Ledger | None = None) -> None:
+    """Wait until every task in ``ids`` has succeeded; if not, say where the others are."""
+    try:
+        wait_for(lambda: _count_done(alias, ids) == len(ids), timeout=timeout, interval=0.5, what=what)
+    except AssertionError as exc:
+        connections[alias].close()
+        rows = dict(TaskResult.objects.using(alias).filter(task_id__in=ids).values_list("task_id", "state"))
+        by_state = dict(TaskResult.objects.using(alias).filter(task_id__in=ids).values_list("state")
+                        .annotate(n=Count("pk")).values_list("state", "n"))
+        unfinished = [i for i in ids if rows.get(i) != states.SUCCESS]
+        runs = ""
+        if ledger is not None:
+            starts, ends = ledger.starts(), ledger.ends()
+            runs = "; unfinished (id, state, starts, ends): " + repr(
+                [(i, rows.get(i), starts[i], ends[i]) for i in unfinished[:20]])
+        raise AssertionError(f"{exc}; states {by_state}; {len(unfinished)} unfinished{runs}; "
+                             f"worker log (end):\n{worker.output[-8000:]}") from None
+
+
 @pytest.mark.parametrize("db_alias", ["postgres", "redis", "amqp"], indirect=True)
 def test_worker_survives_a_broker_restart_and_finishes_the_backlog(broker, start_worker) -> None:
     results = [sleep_then_add.delay(0.03, i, 1) for i in range(300)]
@@ -75,13 +95,7 @@ def test_worker_survives_a_broker_restart_and_finishes_the_backlog(broker, start
     wait_for(lambda: _count_done(broker, ids) >= 20, timeout=60, what="the drain to be under way")
     RESTART[broker.leg]()
     connections[broker].close()
-    try:
-        wait_for(lambda: _count_done(broker, ids) == len(ids), timeout=120, interval=0.5,
-                 what="every task to finish after the restart")
-    except AssertionError as exc:  # say where the tasks are, and what the worker logged
-        by_state = dict(TaskResult.objects.using(broker).filter(task_id__in=ids).values_list("state")
-                        .annotate(n=Count("pk")).values_list("state", "n"))
-        raise AssertionError(f"{exc}; states {by_state}; worker log (end):\n{worker.output[-6000:]}") from None
+    _wait_all_done(broker, ids, worker, timeout=120, what="every task to finish after the restart")
     assert worker.proc.poll() is None, "the worker must still be running"
     output = worker.output
     assert "lost the broker connection" in output or "connection to" in output, output[-3000:]
@@ -136,8 +150,8 @@ def test_broker_restarts_run_no_early_ack_task_twice_and_lose_no_late_one(broker
         _restart_quickly(broker.leg)
         connections[broker].close()
     ids = early + late
-    wait_for(lambda: _count_done(broker, ids) == len(ids), timeout=180, interval=0.5,
-             what="every task to succeed after the restarts")
+    _wait_all_done(broker, ids, worker, timeout=180, what="every task to succeed after the restarts",
+                   ledger=ledger)
     starts, ends = ledger.starts(), ledger.ends()
     twice = [i for i in early if starts[i] != 1]
     assert not twice, f"{len(twice)} early-ack task(s) ran {[starts[i] for i in twice]} times"

@@ -1,0 +1,78 @@
+"""Early acks on Redis whose round trip fails: every task still runs exactly once.
+
+A worker acks an early-ack task before running it; on Redis the acks ride in the take
+script's round trip. If that round trip fails, the worker cannot tell from the error
+alone whether Redis ran the script (the reply was lost: the acks are taken, the messages
+gone, so the worker must run them) or never saw it (the messages come back after the
+visibility timeout, so running them now would run them twice). Redis shut down at the
+wrong moment does either; a proxy between the worker and Redis does it on cue here, and
+a ledger outside djq counts the runs.
+"""
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+import pytest
+from django.db import DatabaseError, connections
+
+from djq import states
+from djq.models import TaskResult
+from tests.conftest import wait_for
+from tests.faultproxy import Command, CuttingProxy
+from tests.ledger import Ledger
+from tests.testapp.tasks import ledgered
+
+TASKS = 20
+
+
+def _take_with_acks(command: Command) -> bool:
+    """The take script carrying acks (djq/messaging/redis_take.py's KEYS and ARGV)."""
+    if command[0].upper() not in (b"EVALSHA", b"EVAL") or len(command) < 3:
+        return False
+    keys = int(command[2])
+    if keys < 3 or b"djq.acks." not in command[2 + keys]:
+        return False
+    lists, argv = keys - 3, command[3 + keys:]
+    return len(argv) > 3 + lists
+
+
+def _succeeded(alias: str, ids: list[str]) -> int:
+    try:
+        return TaskResult.objects.using(alias).filter(task_id__in=ids, state=states.SUCCESS).count()
+    except DatabaseError:
+        connections[alias].close()
+        return 0
+
+
+@pytest.mark.parametrize("mode", ["after", "before"])
+@pytest.mark.parametrize("db_alias", ["redis"], indirect=True)
+def test_an_early_ack_whose_round_trip_fails_runs_its_task_exactly_once(broker, start_worker, tmp_path,
+                                                                        mode) -> None:
+    url = urlsplit(os.environ["DJQ_TEST_REDIS_URL"])
+    proxy = CuttingProxy((url.hostname or "127.0.0.1", url.port or 6379))
+    try:
+        worker = start_worker("-P", "threads", "-c", "4", env={
+            "DJQ_TEST_BROKER_URL": f"redis://127.0.0.1:{proxy.port}{url.path or '/0'}",
+            "DJQ_TEST_VISIBILITY_TIMEOUT": "3",
+        })
+        proxy.arm(_take_with_acks, mode)
+        ledger = Ledger(tmp_path / "ledger")
+        ids = [ledgered.delay(str(ledger), 0.02).id for _ in range(TASKS)]
+        try:
+            wait_for(lambda: _succeeded(broker, ids) == TASKS, timeout=60, interval=0.2,
+                     what=f"all {TASKS} tasks to succeed")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; ran {sum(ledger.starts()[i] > 0 for i in ids)}; "
+                                 f"worker log:\n{worker.output[-4000:]}") from None
+        assert len(proxy.cuts) == 1, "the proxy cut one take carrying acks"
+    finally:
+        proxy.close()
+    starts = ledger.starts()
+    assert {i: starts[i] for i in ids if starts[i] != 1} == {}, "every task ran exactly once"
+    output = worker.output
+    assert "asking again" in output, output[-4000:]
+    if mode == "after":  # Redis ran the script: the worker ran the tasks it had acked
+        assert "the broker took the acks of" in output, output[-4000:]
+    else:  # Redis never saw it: the messages came back after the visibility timeout
+        assert "not run: its ack failed" in output, output[-4000:]
