@@ -1,19 +1,28 @@
-"""A TCP proxy in front of Redis that cuts a connection at one chosen command.
+"""A TCP proxy in front of Redis or PostgreSQL that cuts a connection at one chosen request.
 
-Workers under test connect to the proxy instead of Redis. Every command passes through
-unchanged until the proxy is armed; then the first command the predicate picks is either
-dropped (``before``: Redis never sees it) or sent on with its reply thrown away
-(``after``: Redis runs it, the client never learns), and that connection is closed.
-This is the fault a Redis shut down at the wrong moment causes, made to happen on cue.
+Workers under test connect to the proxy instead of the server. Every request passes
+through unchanged until the proxy is armed; then the first request the predicate picks
+is either dropped (``before``: the server never sees it) or sent on with its reply
+thrown away (``after``: the server runs it, the client never learns), and that
+connection is closed. This is the fault a server stopped at the wrong moment causes,
+made to happen on cue.
+
+A request is what the client sends before it waits for an answer: a Redis command (its
+words), or a PostgreSQL batch up to its Sync or simple Query (the SQL texts it runs).
 """
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
 Command = list[bytes]
+
+
+class Framer(Protocol):
+    def __call__(self, buffer: bytes) -> tuple[Command, int] | None: ...
 
 
 def parse_command(buffer: bytes) -> tuple[Command, int] | None:
@@ -39,11 +48,63 @@ def parse_command(buffer: bytes) -> tuple[Command, int] | None:
     return parts, pos
 
 
-class CuttingProxy:
-    """``127.0.0.1:port`` forwards to ``target``; ``arm()`` picks the command to cut at."""
+def passthrough(buffer: bytes) -> tuple[Command, int]:
+    """Any protocol: what arrived is one request, never picked (the proxy only forwards,
+    until ``close()`` takes the server away)."""
+    return [], len(buffer)
 
-    def __init__(self, target: tuple[str, int]) -> None:
+
+#: PostgreSQL's untyped first messages: SSLRequest, GSSENCRequest (another one follows)
+_PG_NEGOTIATIONS = (80877103, 80877104)
+
+
+class PostgresFramer:
+    """One connection's frontend messages, cut into requests: the SQL texts of each batch
+    (Parse, Bind of a named statement, Query) up to its Sync or Query."""
+
+    def __init__(self) -> None:
+        self._started = False
+        self._statements: dict[bytes, bytes] = {}
+
+    def __call__(self, buffer: bytes) -> tuple[Command, int] | None:
+        pos, texts = 0, []
+        while True:
+            if not self._started:  # untyped: length, then a code
+                if len(buffer) < pos + 8:
+                    return None
+                size, code = struct.unpack("!ii", buffer[pos:pos + 8])
+                if len(buffer) < pos + size:
+                    return None
+                self._started = code not in _PG_NEGOTIATIONS
+                return [], pos + size
+            if len(buffer) < pos + 5:
+                return None
+            kind, size = buffer[pos:pos + 1], struct.unpack("!i", buffer[pos + 1:pos + 5])[0]
+            end = pos + 1 + size
+            if len(buffer) < end:
+                return None
+            body = buffer[pos + 5:end]
+            if kind == b"P":
+                name, query = body.split(b"\0")[:2]
+                self._statements[name] = query
+                texts.append(query)
+            elif kind == b"B":
+                statement = body.split(b"\0")[1]
+                if statement in self._statements and self._statements[statement] not in texts:
+                    texts.append(self._statements[statement])
+            elif kind == b"Q":
+                texts.append(body.rstrip(b"\0"))
+            pos = end
+            if kind not in (b"P", b"B", b"D", b"E", b"C", b"H"):  # Sync, Query, and the rest
+                return texts, pos
+
+
+class CuttingProxy:
+    """``127.0.0.1:port`` forwards to ``target``; ``arm()`` picks the request to cut at."""
+
+    def __init__(self, target: tuple[str, int], framer: Callable[[], Framer] = lambda: parse_command) -> None:
         self.target = target
+        self._framer = framer
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
@@ -81,14 +142,14 @@ class CuttingProxy:
             threading.Thread(target=self._server_to_client, args=(server, client), daemon=True).start()
 
     def _client_to_server(self, client: socket.socket, server: socket.socket) -> None:
-        buffer = b""
+        buffer, framer = b"", self._framer()
         try:
             while True:
                 data = client.recv(65536)
                 if not data:
                     break
                 buffer += data
-                while (parsed := parse_command(buffer)) is not None:
+                while buffer and (parsed := framer(buffer)) is not None:
                     command, size = parsed
                     raw, buffer = buffer[:size], buffer[size:]
                     mode = self._take_cut(command)

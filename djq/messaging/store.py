@@ -205,6 +205,17 @@ class Store:
                 f"DELETE FROM {self.messages} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids
             )
 
+    def existing(self, ids: list[int]) -> set[int]:
+        """Those of ``ids`` still in the table."""
+        found: set[int] = set()
+        with self.connection.cursor() as cursor:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                cursor.execute(f"SELECT id FROM {self.messages} WHERE id IN ({', '.join(['%s'] * len(chunk))})",
+                               chunk)
+                found.update(row_id for (row_id,) in cursor.fetchall())
+        return found
+
     @property
     def stores_results_with_acks(self) -> bool:
         """``delete_and_start`` works here: PostgreSQL, or SQLite with ``RETURNING``."""

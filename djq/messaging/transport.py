@@ -80,6 +80,8 @@ class Channel(virtual.Channel):
         #: ids the last flush stored (``start_with_acks``)
         self._starting: list[tuple[int, dict[str, Any]]] = []
         self.started: set[str] = set()
+        #: the rows of the last flush of acks, and when it was sent (``ack_receipt``)
+        self._last_acks: tuple[list[int], float] = ([], 0.0)
         #: the last claim took every visible message (see ``_get_many``)
         self.drained = False
         self._table_cache: dict[str, tuple[float, list[tuple[str, str, str]]]] = {}
@@ -191,6 +193,7 @@ class Channel(virtual.Channel):
         self.started = set()
         if self._pending_acks:
             acks, self._pending_acks = self._pending_acks, []
+            self._last_acks = (acks, time.monotonic())
             if not starting:
                 self.store.delete(acks)
                 return
@@ -201,6 +204,27 @@ class Channel(virtual.Channel):
             except DatabaseError as exc:  # a row the database refuses must not hold the acks back
                 logger.warning("djq broker: could not store STARTED with the acks (%s); the tasks store it", exc)
                 self.store.delete(acks)
+
+    @property
+    def ack_receipt(self) -> tuple[list[int], float]:
+        """The last flush of acks, for ``acks_taken`` to ask about when it failed."""
+        return self._last_acks
+
+    def acks_taken(self, receipt: tuple[list[int], float]) -> bool | None:
+        """Whether the flush ``receipt`` names deleted its rows (it failed: the commit may
+        have gone through with its reply lost); None when that can no longer be told.
+
+        Rows gone were deleted by that flush as long as their lease has not run out since
+        (nobody else could claim them). The lease keeper renews leases every quarter of
+        the visibility timeout, so up to half of it after the failure the answer is
+        exact. Rows still there were not deleted: they are made visible again at once."""
+        tags, sent = receipt
+        if time.monotonic() - sent > self.visibility_timeout / 2:
+            return None
+        left = self.store.existing(tags)
+        if left:
+            self.restore_tags(sorted(left))
+        return not left
 
     def basic_reject(self, delivery_tag: int, requeue: bool = False) -> None:
         self.connection.lease_keeper().release((delivery_tag,))

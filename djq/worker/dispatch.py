@@ -100,7 +100,8 @@ class Dispatch(BrokerLink):
         A message whose ack failed is delivered again, so running it here as well would run
         an early-ack task twice (a broker restart at the wrong moment did just that). On
         Redis a failed round trip may still have taken the acks (the reply is what was
-        lost): those requests wait until the consumer has asked (``_settle_acks``).
+        lost; on djq:// the commit may have gone through): those requests wait until the
+        consumer has asked (``_settle_acks``).
         """
         early = [request for request in batch if not request.acks_late and not request.ack_taken]
         if not early:
@@ -134,14 +135,17 @@ class Dispatch(BrokerLink):
         return [request for request in batch if id(request) not in failed]
 
     def _settle_acks(self) -> None:
-        """Early-ack requests whose ack round trip failed on Redis: those whose acks the
-        broker took are gone from it, so they run here; the others are delivered again.
-        Asked on the consumer's current connection; a connection error reconnects and the
-        next turn asks again."""
+        """Early-ack requests whose ack round trip failed (Redis, djq://): those whose acks
+        the broker took are gone from it, so they run here; the others are delivered
+        again. Asked on the consumer's current connection; a connection error reconnects
+        and the next turn asks again."""
         while self._unsure_acks:
             receipt, requests, started = self._unsure_acks[0]
             taken = self.channel.acks_taken(receipt)
             self._unsure_acks.pop(0)
+            if taken is None:
+                logger.error("could not learn in time whether the broker took the acks of %d task(s), not run: %s "
+                             "(each is lost if it did)", len(requests), ", ".join(r.id for r in requests))
             for request in requests:
                 wait = started.get(id(request))
                 if wait is not None:

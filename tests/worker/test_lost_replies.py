@@ -1,16 +1,17 @@
-"""Early acks on Redis whose round trip fails: every task still runs exactly once.
+"""Early acks whose round trip fails: every task still runs exactly once.
 
-A worker acks an early-ack task before running it; on Redis the acks ride in the take
-script's round trip. If that round trip fails, the worker cannot tell from the error
-alone whether Redis ran the script (the reply was lost: the acks are taken, the messages
-gone, so the worker must run them) or never saw it (the messages come back after the
-visibility timeout, so running them now would run them twice). Redis shut down at the
-wrong moment does either; a proxy between the worker and Redis does it on cue here, and
-a ledger outside djq counts the runs.
+A worker acks an early-ack task before running it: on Redis the acks ride in the take
+script's round trip, on djq:// they are a DELETE of the message rows. If that round
+trip fails, the worker cannot tell from the error alone whether the broker took the
+acks (the reply was lost: the messages are gone, so the worker must run them) or never
+saw them (the messages come back, so running them now would run them twice). A broker
+stopped at the wrong moment does either; a proxy between the worker and the broker does
+it on cue here, and a ledger outside djq counts the runs.
 """
 from __future__ import annotations
 
 import os
+from typing import Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,8 +19,8 @@ from django.db import DatabaseError, connections
 
 from djq import states
 from djq.models import TaskResult
-from tests.conftest import wait_for
-from tests.faultproxy import Command, CuttingProxy
+from tests.conftest import database_url, wait_for
+from tests.faultproxy import Command, CuttingProxy, PostgresFramer
 from tests.ledger import Ledger
 from tests.testapp.tasks import ledgered
 
@@ -37,6 +38,27 @@ def _take_with_acks(command: Command) -> bool:
     return len(argv) > 3 + lists
 
 
+def _deletes_acked_rows(texts: Command) -> bool:
+    """The djq:// broker's ack: the DELETE of claimed message rows by id (with or without
+    the STARTED rows stored in the same statement)."""
+    return any(b"DELETE FROM" in text and b"queuemessage" in text and (b"WHERE id IN" in text or b"id = ANY" in text)
+               for text in texts)
+
+
+def _proxied(leg: str) -> tuple[CuttingProxy, dict[str, str], Callable[[Command], bool]]:
+    """A proxy in front of the leg's broker, the worker's environment through it, and
+    what to cut."""
+    if leg == "redis":
+        url = urlsplit(os.environ["DJQ_TEST_REDIS_URL"])
+        proxy = CuttingProxy((url.hostname or "127.0.0.1", url.port or 6379))
+        return proxy, {"DJQ_TEST_BROKER_URL": f"redis://127.0.0.1:{proxy.port}{url.path or '/0'}"}, _take_with_acks
+    db = connections["postgres"].settings_dict
+    proxy = CuttingProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)), PostgresFramer)
+    url = urlsplit(database_url("postgres"))
+    return proxy, {"DJQ_TEST_DEFAULT_DB": f"{url.scheme}://{url.username}:{url.password}@127.0.0.1:{proxy.port}"
+                                          f"{url.path}?sslmode=disable"}, _deletes_acked_rows
+
+
 def _succeeded(alias: str, ids: list[str]) -> int:
     try:
         return TaskResult.objects.using(alias).filter(task_id__in=ids, state=states.SUCCESS).count()
@@ -46,17 +68,13 @@ def _succeeded(alias: str, ids: list[str]) -> int:
 
 
 @pytest.mark.parametrize("mode", ["after", "before"])
-@pytest.mark.parametrize("db_alias", ["redis"], indirect=True)
+@pytest.mark.parametrize("db_alias", ["redis", "postgres"], indirect=True)
 def test_an_early_ack_whose_round_trip_fails_runs_its_task_exactly_once(broker, start_worker, tmp_path,
                                                                         mode) -> None:
-    url = urlsplit(os.environ["DJQ_TEST_REDIS_URL"])
-    proxy = CuttingProxy((url.hostname or "127.0.0.1", url.port or 6379))
+    proxy, env, pick = _proxied(broker.leg)
     try:
-        worker = start_worker("-P", "threads", "-c", "4", env={
-            "DJQ_TEST_BROKER_URL": f"redis://127.0.0.1:{proxy.port}{url.path or '/0'}",
-            "DJQ_TEST_VISIBILITY_TIMEOUT": "3",
-        })
-        proxy.arm(_take_with_acks, mode)
+        worker = start_worker("-P", "threads", "-c", "4", env={**env, "DJQ_TEST_VISIBILITY_TIMEOUT": "6"})
+        proxy.arm(pick, mode)
         ledger = Ledger(tmp_path / "ledger")
         ids = [ledgered.delay(str(ledger), 0.02).id for _ in range(TASKS)]
         try:
