@@ -23,6 +23,10 @@ from .revokes import Revokes
 logger = logging.getLogger(__name__)
 
 
+class StoppedWaiting(Exception):
+    """The worker was told to stop while it waited for its broker."""
+
+
 class BrokerLink:
     broker_url: str
     queue_names: list[str]
@@ -50,7 +54,8 @@ class BrokerLink:
             self.revokes.refresh(force=True)  # before the first message can arrive
         self.connection = broker_connection(self.broker_url)
         self.connection.ensure_connection(max_retries=None, interval_start=0.5, interval_step=1,
-                                          interval_max=5, errback=self._on_connection_retry)
+                                          interval_max=5, errback=self._on_connection_retry,
+                                          callback=self._unless_stopping)
         self.channel = self.connection.channel()
         # Messages can arrive while consume() waits for the broker's reply (AMQP), so they
         # must already carry this connection's generation, or their acks would be refused.
@@ -85,6 +90,12 @@ class BrokerLink:
         if self.kombu_consumer is not None:
             self.kombu_consumer.cancel_by_queue(name)
         return True
+
+    def _unless_stopping(self) -> None:
+        """kombu's retry loop calls this every second: a worker told to stop meanwhile
+        stops waiting for its broker."""
+        if self.stopping:
+            raise StoppedWaiting()
 
     def _on_connection_retry(self, exc: Exception, interval: float) -> None:
         """kombu's errback: called after each failed try, with the wait before the next."""
@@ -128,6 +139,9 @@ class BrokerLink:
                 return True
             except ConfigurationError:
                 raise  # a missing package or a wrong setting: waiting does not help
+            except StoppedWaiting:
+                self._release_broken()
+                return False
             except Exception as exc:
                 logger.error("broker connection to %s failed: %s; next try in %.1fs", self.safe_url, exc, delay)
                 self._release_broken()
