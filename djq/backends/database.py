@@ -86,12 +86,14 @@ FEW_ROWS = 4
 
 
 @functools.cache
-def _pg_upsert_text(rows: int, arrays: str) -> str:
+def _pg_upsert_text(rows: int, arrays: str, announce: bool) -> str:
     if rows <= FEW_ROWS:
         one = f"({', '.join(['%s'] * len(_COLUMNS))})"
         source = f"VALUES {', '.join([one] * rows)}"
     else:
         source = f"SELECT * FROM unnest({arrays})"
+    if not announce:  # the CTE and its join cost a third of a one-row statement (0.32 -> 0.22 ms)
+        return f"{_UPSERT_HEAD.removesuffix(' VALUES')} {source} {_UPSERT_TAIL}"
     return (f"WITH s AS ({_UPSERT_HEAD.removesuffix(' VALUES')} {source} {_UPSERT_TAIL}, state, result) "
             f"SELECT s.task_id FROM s LEFT JOIN LATERAL "
             f"(SELECT pg_notify('{NOTIFY_CHANNEL}', {_PAYLOAD}) WHERE s.state IN ({_FINAL})) n ON true")
@@ -110,9 +112,10 @@ def pg_guarded_upsert(connection: Any, keys: list[Any], key_type: str, guard: st
     return sql, [list(keys), *[[row[name] for row in rows] for name in _COLUMNS]]
 
 
-def _pg_upsert(connection: Any, rows: int) -> str:
-    """The upsert of ``rows`` rows: plain values for a few, arrays (one text) for more."""
-    return _pg_upsert_text(rows if rows <= FEW_ROWS else FEW_ROWS + 1, pg_arrays(connection))
+def _pg_upsert(connection: Any, rows: int, announce: bool = True) -> str:
+    """The upsert of ``rows`` rows: plain values for a few, arrays (one text) for more;
+    with ``announce``, stored final states are announced to ``get()``."""
+    return _pg_upsert_text(rows if rows <= FEW_ROWS else FEW_ROWS + 1, pg_arrays(connection), announce)
 
 
 def pg_execute(connection: Any, sql: str, params: list[Any], *, fetch: bool = False) -> list[tuple[Any, ...]]:
@@ -219,14 +222,14 @@ class DatabaseBackend(ResultBackend):
         placeholder grew with every row), while a few rows go as plain values (psycopg
         dumps an array in Python: 1.0-1.2 ms for one row, against 0.5-0.7 ms as values).
         In the same statement the stored final states wake the clients waiting in get()
-        (backends/wake.py)."""
+        (backends/wake.py); a batch with none (STARTED, PENDING, RETRY) is the bare upsert."""
         adapt = connection.ops.adapt_datetimefield_value
         if connection.vendor == "postgresql":
             if len(rows) <= FEW_ROWS:
                 params: list[Any] = [row[name] for row in rows for name in _COLUMNS]
             else:
                 params = [[row[name] for row in rows] for name in _COLUMNS]
-            sql = _pg_upsert(connection, len(rows))
+            sql = _pg_upsert(connection, len(rows), any(row["state"] in states.READY_STATES for row in rows))
             return {task_id for (task_id,) in pg_execute(connection, sql, params, fetch=True)}
         values: list[Any] = []
         for row in rows:

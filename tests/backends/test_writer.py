@@ -205,6 +205,11 @@ def test_a_stored_end_wakes_the_get_waiting_on_it_on_postgresql(backend: Gated) 
     assert failed.stored == (states.FAILURE, '{"exc_type": "KeyError"}')
     assert empty.stored == (states.SUCCESS, None) or empty.stored == (states.SUCCESS, "null")
     assert [event.stored for event in many] == [(states.SUCCESS, f"[{n}]") for n in range(6)]
+    later = listener.watch("later")  # a batch with no end is the bare upsert: stored, announced by its end
+    assert backend.store_rows([backend.build_row(_info("later"), states.STARTED)]) == {"later"}
+    assert _state(backend, "later") == states.STARTED and not later.wait(0.2)
+    backend.store_rows([backend.build_row(_info("later"), states.SUCCESS, result=2)])
+    assert later.wait(5) and later.stored == (states.SUCCESS, "2")
 
 
 def test_direct_stores_go_from_the_caller_unless_the_writer_holds_the_task(backend: Gated) -> None:
