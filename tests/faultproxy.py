@@ -12,11 +12,13 @@ words), or a PostgreSQL batch up to its Sync or simple Query (the SQL texts it r
 """
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
 import time
 from typing import Callable, Protocol
+from urllib.parse import urlsplit
 
 Command = list[bytes]
 
@@ -186,3 +188,23 @@ def _close(*sockets: socket.socket) -> None:
         except OSError:
             pass
         sock.close()
+
+
+def in_front_of(leg: str, framer: Callable[[], Framer] = lambda: passthrough) -> tuple[CuttingProxy, dict[str, str]]:
+    """A proxy in front of a test leg's server (``postgres``: djq:// on the test
+    PostgreSQL database; ``redis``; ``amqp``) and the worker environment that goes
+    through it."""
+    if leg == "postgres":
+        from django.db import connections
+
+        from tests.conftest import database_url
+
+        db = connections["postgres"].settings_dict
+        proxy = CuttingProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)), framer)
+        url = urlsplit(database_url("postgres"))
+        return proxy, {"DJQ_TEST_DEFAULT_DB": f"{url.scheme}://{url.username}:{url.password}@127.0.0.1:{proxy.port}"
+                                              f"{url.path}?sslmode=disable"}
+    url = urlsplit(os.environ["DJQ_TEST_REDIS_URL" if leg == "redis" else "DJQ_TEST_AMQP_URL"])
+    proxy = CuttingProxy((url.hostname or "127.0.0.1", url.port or (6379 if leg == "redis" else 5672)), framer)
+    auth = f"{url.username}:{url.password}@" if url.username else ""
+    return proxy, {"DJQ_TEST_BROKER_URL": f"{url.scheme}://{auth}127.0.0.1:{proxy.port}{url.path}"}

@@ -20,8 +20,8 @@ from django.db.models import Count
 
 from djq import states
 from djq.models import TaskResult
-from tests.conftest import ROOT, database_url, wait_for
-from tests.faultproxy import CuttingProxy, passthrough
+from tests.conftest import ROOT, wait_for
+from tests.faultproxy import in_front_of
 from tests.ledger import Ledger
 from tests.testapp.tasks import ledgered, ledgered_late, sleep_then_add
 
@@ -194,25 +194,9 @@ def test_a_worker_started_while_its_broker_is_down_waits_and_then_consumes(broke
     assert sleep_then_add.delay(0, 2, 3).get(timeout=60) == 5
 
 
-def _through_proxy(leg: str) -> tuple[CuttingProxy, dict[str, str]]:
-    """A proxy in front of the leg's server (closing it takes the broker away at once,
-    where stopping the server takes seconds) and the worker's environment through it."""
-    if leg == "postgres":
-        db = connections["postgres"].settings_dict
-        proxy = CuttingProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)), lambda: passthrough)
-        url = urlsplit(database_url("postgres"))
-        return proxy, {"DJQ_TEST_DEFAULT_DB": f"{url.scheme}://{url.username}:{url.password}@127.0.0.1:{proxy.port}"
-                                              f"{url.path}"}
-    url = urlsplit(os.environ["DJQ_TEST_REDIS_URL" if leg == "redis" else "DJQ_TEST_AMQP_URL"])
-    proxy = CuttingProxy((url.hostname or "127.0.0.1", url.port or (6379 if leg == "redis" else 5672)),
-                         lambda: passthrough)
-    auth = f"{url.username}:{url.password}@" if url.username else ""
-    return proxy, {"DJQ_TEST_BROKER_URL": f"{url.scheme}://{auth}127.0.0.1:{proxy.port}{url.path}"}
-
-
 @pytest.mark.parametrize("db_alias", ["postgres", "redis", "amqp"], indirect=True)
 def test_a_worker_told_to_stop_while_its_broker_is_away_stops(broker, start_worker) -> None:
-    proxy, env = _through_proxy(broker.leg)
+    proxy, env = in_front_of(broker.leg)
     try:
         worker = start_worker("-P", "threads", "-c", "2", env=env)
         proxy.close()

@@ -10,19 +10,13 @@ it on cue here, and a ledger outside djq counts the runs.
 """
 from __future__ import annotations
 
-import os
-from typing import Callable
-from urllib.parse import urlsplit
-
 import pytest
-from django.db import DatabaseError, connections
 
-from djq import states
-from djq.models import TaskResult
-from tests.conftest import database_url, wait_for
-from tests.faultproxy import Command, CuttingProxy, PostgresFramer
+from tests.conftest import wait_for
+from tests.faultproxy import Command, PostgresFramer, in_front_of, parse_command
 from tests.ledger import Ledger
 from tests.testapp.tasks import ledgered
+from tests.worker.test_broker_restart import _count_done
 
 TASKS = 20
 
@@ -45,40 +39,21 @@ def _deletes_acked_rows(texts: Command) -> bool:
                for text in texts)
 
 
-def _proxied(leg: str) -> tuple[CuttingProxy, dict[str, str], Callable[[Command], bool]]:
-    """A proxy in front of the leg's broker, the worker's environment through it, and
-    what to cut."""
-    if leg == "redis":
-        url = urlsplit(os.environ["DJQ_TEST_REDIS_URL"])
-        proxy = CuttingProxy((url.hostname or "127.0.0.1", url.port or 6379))
-        return proxy, {"DJQ_TEST_BROKER_URL": f"redis://127.0.0.1:{proxy.port}{url.path or '/0'}"}, _take_with_acks
-    db = connections["postgres"].settings_dict
-    proxy = CuttingProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)), PostgresFramer)
-    url = urlsplit(database_url("postgres"))
-    return proxy, {"DJQ_TEST_DEFAULT_DB": f"{url.scheme}://{url.username}:{url.password}@127.0.0.1:{proxy.port}"
-                                          f"{url.path}?sslmode=disable"}, _deletes_acked_rows
-
-
-def _succeeded(alias: str, ids: list[str]) -> int:
-    try:
-        return TaskResult.objects.using(alias).filter(task_id__in=ids, state=states.SUCCESS).count()
-    except DatabaseError:
-        connections[alias].close()
-        return 0
-
-
 @pytest.mark.parametrize("mode", ["after", "before"])
 @pytest.mark.parametrize("db_alias", ["redis", "postgres"], indirect=True)
 def test_an_early_ack_whose_round_trip_fails_runs_its_task_exactly_once(broker, start_worker, tmp_path,
                                                                         mode) -> None:
-    proxy, env, pick = _proxied(broker.leg)
+    if broker.leg == "redis":
+        (proxy, env), pick = in_front_of("redis", lambda: parse_command), _take_with_acks
+    else:
+        (proxy, env), pick = in_front_of("postgres", PostgresFramer), _deletes_acked_rows
     try:
         worker = start_worker("-P", "threads", "-c", "4", env={**env, "DJQ_TEST_VISIBILITY_TIMEOUT": "6"})
         proxy.arm(pick, mode)
         ledger = Ledger(tmp_path / "ledger")
         ids = [ledgered.delay(str(ledger), 0.02).id for _ in range(TASKS)]
         try:
-            wait_for(lambda: _succeeded(broker, ids) == TASKS, timeout=60, interval=0.2,
+            wait_for(lambda: _count_done(broker, ids) == TASKS, timeout=60, interval=0.2,
                      what=f"all {TASKS} tasks to succeed")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; ran {sum(ledger.starts()[i] > 0 for i in ids)}; "
