@@ -16,7 +16,6 @@ import os
 import socket
 import struct
 import threading
-import time
 from typing import Callable, Protocol
 from urllib.parse import urlsplit
 
@@ -137,13 +136,18 @@ class CuttingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self.target, timeout=10)
+            try:
+                server = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()  # the client sees its server gone; the proxy goes on
+                continue
             server.settimeout(None)
             self._sockets += [client, server]
-            threading.Thread(target=self._client_to_server, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._server_to_client, args=(server, client), daemon=True).start()
+            muted = threading.Event()
+            threading.Thread(target=self._client_to_server, args=(client, server, muted), daemon=True).start()
+            threading.Thread(target=self._server_to_client, args=(server, client, muted), daemon=True).start()
 
-    def _client_to_server(self, client: socket.socket, server: socket.socket) -> None:
+    def _client_to_server(self, client: socket.socket, server: socket.socket, muted: threading.Event) -> None:
         buffer, framer = b"", self._framer()
         try:
             while True:
@@ -155,11 +159,12 @@ class CuttingProxy:
                     command, size = parsed
                     raw, buffer = buffer[:size], buffer[size:]
                     mode = self._take_cut(command)
+                    if mode == "after":  # the server runs it and answers; the answer goes nowhere
+                        muted.set()
+                        server.sendall(raw)
+                        server.settimeout(10)
+                        server.recv(1)
                     if mode is not None:
-                        _close(client)  # nothing more reaches the client, the reply neither
-                        if mode == "after":
-                            server.sendall(raw)
-                            time.sleep(0.2)  # Redis runs it
                         return
                     server.sendall(raw)
         except OSError:
@@ -167,9 +172,11 @@ class CuttingProxy:
         finally:
             _close(client, server)
 
-    def _server_to_client(self, server: socket.socket, client: socket.socket) -> None:
+    def _server_to_client(self, server: socket.socket, client: socket.socket, muted: threading.Event) -> None:
         try:
             while data := server.recv(65536):
+                if muted.is_set():
+                    return
                 client.sendall(data)
         except OSError:
             pass

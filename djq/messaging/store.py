@@ -205,16 +205,41 @@ class Store:
                 f"DELETE FROM {self.messages} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids
             )
 
-    def existing(self, ids: list[int]) -> set[int]:
-        """Those of ``ids`` still in the table."""
+    def shown_again(self, ids: list[int]) -> set[int]:
+        """Make those of ``ids`` still in the table visible now; the ids it found. The
+        UPDATE waits for a DELETE of the same rows still running, then skips what it deleted."""
         found: set[int] = set()
         with self.connection.cursor() as cursor:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
-                cursor.execute(f"SELECT id FROM {self.messages} WHERE id IN ({', '.join(['%s'] * len(chunk))})",
-                               chunk)
+                cursor.execute(f"UPDATE {self.messages} SET visible_at = %s "
+                               f"WHERE id IN ({', '.join(['%s'] * len(chunk))}) RETURNING id", [time.time(), *chunk])
                 found.update(row_id for (row_id,) in cursor.fetchall())
         return found
+
+    def backend_pid(self) -> int | None:
+        """The PostgreSQL server process of this connection (None elsewhere, or unconnected)."""
+        raw = self.connection.connection
+        if raw is None or self.connection.vendor != "postgresql":
+            return None
+        info = getattr(raw, "info", None)  # psycopg 3; psycopg2 has get_backend_pid()
+        return int(info.backend_pid) if info is not None else int(raw.get_backend_pid())
+
+    def end_backend(self, pid: int, timeout: float = 5.0) -> bool:
+        """Make sure the server process ``pid`` (a connection that broke) runs nothing more:
+        terminate it and wait until it is gone. False if it is still there at ``timeout``."""
+        if pid == self.backend_pid():
+            return True  # the same connection: its statement failed and is over
+        deadline = time.monotonic() + timeout
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            while True:
+                cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+                if cursor.fetchone() is None:
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.02)
 
     @property
     def stores_results_with_acks(self) -> bool:

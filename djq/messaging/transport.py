@@ -80,8 +80,9 @@ class Channel(virtual.Channel):
         #: ids the last flush stored (``start_with_acks``)
         self._starting: list[tuple[int, dict[str, Any]]] = []
         self.started: set[str] = set()
-        #: the rows of the last flush of acks, and when it was sent (``ack_receipt``)
-        self._last_acks: tuple[list[int], float] = ([], 0.0)
+        #: the rows of the last flush of acks, when it was sent and the server process
+        #: it went to (``ack_receipt``)
+        self._last_acks: tuple[list[int], float, int | None] = ([], 0.0, None)
         #: the last claim took every visible message (see ``_get_many``)
         self.drained = False
         self._table_cache: dict[str, tuple[float, list[tuple[str, str, str]]]] = {}
@@ -193,7 +194,7 @@ class Channel(virtual.Channel):
         self.started = set()
         if self._pending_acks:
             acks, self._pending_acks = self._pending_acks, []
-            self._last_acks = (acks, time.monotonic())
+            self._last_acks = (acks, time.monotonic(), self.store.backend_pid())
             if not starting:
                 self.store.delete(acks)
                 return
@@ -206,25 +207,30 @@ class Channel(virtual.Channel):
                 self.store.delete(acks)
 
     @property
-    def ack_receipt(self) -> tuple[list[int], float]:
+    def ack_receipt(self) -> tuple[list[int], float, int | None]:
         """The last flush of acks, for ``acks_taken`` to ask about when it failed."""
         return self._last_acks
 
-    def acks_taken(self, receipt: tuple[list[int], float]) -> bool | None:
+    def acks_taken(self, receipt: tuple[list[int], float, int | None]) -> bool | None:
         """Whether the flush ``receipt`` names deleted its rows (it failed: the commit may
         have gone through with its reply lost); None when that can no longer be told.
 
-        Rows gone were deleted by that flush as long as their lease has not run out since
-        (nobody else could claim them). The lease keeper renews leases every quarter of
-        the visibility timeout, so up to half of it after the failure the answer is
-        exact. Rows still there were not deleted: they are made visible again at once."""
-        tags, sent = receipt
-        if time.monotonic() - sent > self.visibility_timeout / 2:
+        First the server process of the broken connection is ended, so its DELETE cannot
+        still run after the answer. Rows still there were not deleted: they are made
+        visible again at once (False). Rows gone were that flush's delete as long as their
+        lease has not run out since (nobody else could claim them): the lease keeper
+        renews leases every quarter of the visibility timeout, so up to half of it after
+        the failure the answer is exact."""
+        tags, sent, pid = receipt
+        if pid is not None and not self.store.end_backend(pid):
+            logger.warning("djq broker: the server process %s of a broken connection is still there", pid)
             return None
-        left = self.store.existing(tags)
+        left = self.store.shown_again(tags)
         if left:
-            self.restore_tags(sorted(left))
-        return not left
+            self.connection.lease_keeper().release(left)
+            self.connection.claim_soon()
+            return False
+        return None if time.monotonic() - sent > self.visibility_timeout / 2 else True
 
     def basic_reject(self, delivery_tag: int, requeue: bool = False) -> None:
         self.connection.lease_keeper().release((delivery_tag,))

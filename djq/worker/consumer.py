@@ -282,6 +282,7 @@ class Consumer(Dispatch):
                 self.kombu_consumer.cancel()
             except Exception as exc:
                 logger.warning("could not cancel the consumer: %s", exc)
+        self._run_acked()
         if self.pool.active():
             logger.info("warm shutdown: waiting for %d running task(s)", self.pool.active())
         while self.pool.active() and not self.cold:
@@ -297,6 +298,23 @@ class Consumer(Dispatch):
             for request in requests:
                 logger.error("task %s[%s] not run: the worker stopped before it learned whether the broker "
                              "took its ack (if it did, the task is lost)", request.name, request.id)
+
+    def _run_acked(self) -> None:
+        """Warm shutdown: requests whose early ack the broker took (its reply lost) are
+        gone from the broker, so they run before the worker stops, as running tasks do."""
+        try:
+            if self._unsure_acks:
+                self._settle_acks()
+        except Exception as exc:
+            logger.warning("could not ask the broker about acks whose reply was lost: %s", exc)
+        acked = [request for request in self.reserved if request.ack_taken]
+        while acked and not self.cold:
+            if self.pool.free_slots() > 0:
+                self.limits.started += 1
+                self._submit(acked.pop(0))
+            else:
+                self._process_done()
+                time.sleep(0.01)
 
     def stop(self) -> None:
         self.stopping = True

@@ -79,7 +79,7 @@ class Dispatch(BrokerLink):
                 self.outcomes.not_run(request, "expired", expired=True)
                 continue
             rate = request.task.rate_per_second
-            if rate is not None:
+            if rate is not None and not request.ack_taken:  # acked already: its token was spent
                 bucket = self.buckets.get(request.name)
                 if bucket is None:
                     bucket = self.buckets[request.name] = TokenBucket(rate)
@@ -118,9 +118,11 @@ class Dispatch(BrokerLink):
                 unsure = [request for request in early if id(request) not in failed]
                 logger.warning("could not learn whether the broker took the acks of %d task(s) (%s): "
                                "asking again", len(unsure), exc)
-                self._unsure_acks.append((receipt, unsure, started))
+                asked = {id(request) for request in unsure}
+                self._unsure_acks.append((receipt, unsure, {k: w for k, w in started.items() if k in asked}))
                 failed = {id(request) for request in early}
-                started, early = {}, [request for request in early if request not in unsure]
+                started = {k: w for k, w in started.items() if k not in asked}
+                early = [request for request in early if id(request) not in asked]
             else:
                 logger.warning("could not ack %d task(s): %s", len(early), exc)
                 failed = {id(request) for request in early}
@@ -146,10 +148,11 @@ class Dispatch(BrokerLink):
             if taken is None:
                 logger.error("could not learn in time whether the broker took the acks of %d task(s), not run: %s "
                              "(each is lost if it did)", len(requests), ", ".join(r.id for r in requests))
+            deadline = time.monotonic() + STARTED_AHEAD_WAIT  # one bound for the whole batch
             for request in requests:
                 wait = started.get(id(request))
                 if wait is not None:
-                    request.started_stored = wait(STARTED_AHEAD_WAIT)
+                    request.started_stored = wait(max(deadline - time.monotonic(), 0.0))
                 if not taken:
                     self._not_run_unacked(request, wait is not None)
             if taken:
@@ -157,7 +160,7 @@ class Dispatch(BrokerLink):
                             len(requests))
                 for request in requests:
                     request.ack_taken = True
-                self.reserved.extendleft(reversed(requests))
+                self.reserved.extendleft(reversed(requests))  # the next _dispatch, this turn, runs them
 
     def _not_run_unacked(self, request: Request, started_ahead: bool) -> None:
         logger.warning("task %s[%s] not run: its ack failed, so the broker delivers it again",

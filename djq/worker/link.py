@@ -121,7 +121,11 @@ class BrokerLink:
 
     def _reconnect(self, exc: Exception) -> None:
         logger.error("lost the broker connection (%s: %s); reconnecting", type(exc).__name__, exc)
-        self.reserved.clear()  # their messages come back from the broker
+        # their messages come back from the broker; not those of early acks the broker took
+        # (their replies were lost), which only this worker can still run
+        kept = [request for request in self.reserved if request.ack_taken]
+        self.reserved.clear()
+        self.reserved.extend(kept)
         self.scheduled.clear()
         self._release_broken()
         if self.connect_patiently(first_delay=0.2):
