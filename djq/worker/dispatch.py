@@ -51,7 +51,7 @@ class Dispatch(BrokerLink):
     _warned_limits: set[str]
     _terminated: dict[str, float]
     _rate_held: int
-    #: (ack receipt, requests, their STARTED waits) of ack round trips that failed on Redis
+    #: (ack receipt, requests, their STARTED waits) of ack round trips that failed (Redis, djq://)
     _unsure_acks: list[tuple[Any, list[Request], dict[int, Callable[[float], bool]]]]
     _seq: itertools.count[int]
 
