@@ -67,6 +67,7 @@ REDIS_PRIORITY_STEPS = list(range(BROKER_MAX_PRIORITY + 1))
 
 
 #: Schemes kombu's transports answer to, as DJQ_BROKER_URL may use them.
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 KNOWN_SCHEMES = ("djq", "redis", "rediss", "redis+socket", "sentinel", "amqp", "amqps", "pyamqp", "memory", "sqs")
 
 
@@ -115,6 +116,12 @@ def broker_connection(url: str | None = None, *, side_channel: bool = False) -> 
         from .redis import Transport as RedisTransport
 
         return Connection(url, transport=RedisTransport, transport_options=options)
+    scheme = url.split("://", 1)[0]
+    if scheme in AMQP_SCHEMES:
+        # kombu's, with the worker's acks batched (djq/messaging/amqp.py)
+        from .amqp import transport_for
+
+        return Connection(url, transport=transport_for(scheme), transport_options=options)
     return Connection(url, transport_options=options)
 
 

@@ -57,6 +57,8 @@ class BrokerLink:
                                           interval_max=5, errback=self._on_connection_retry,
                                           callback=self._unless_stopping)
         self.channel = self.connection.channel()
+        if hasattr(self.channel, "batch_acks"):  # AMQP: acks wait for the turn's _flush_acks
+            self.channel.batch_acks = True
         # Messages can arrive while consume() waits for the broker's reply (AMQP), so they
         # must already carry this connection's generation, or their acks would be refused.
         self.generation += 1
