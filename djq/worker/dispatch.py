@@ -173,18 +173,20 @@ class Dispatch(BrokerLink):
         trace skips it: one round trip on the task's path instead of two.
 
         On djq:// with results on the broker's database, with the ack itself
-        (``_start_with_acks``), on every pool. On Redis, queued with the result
-        writer before the take script carries the acks, so the database stores them while
-        the broker takes the acks; only for pools that say they can (prefork), with a
-        writer running. An AMQP ack is sent without an answer, and there the wait would
-        only hold up the consumer (measured: no gain on RabbitMQ, docs/benchmarks.md)."""
+        (``_start_with_acks``), on every pool. On Redis and AMQP, queued with the result
+        writer before the acks go out, so the database stores them while the broker
+        takes the acks (an AMQP ack has no answer: there the wait is the database's);
+        only for pools that say they can (prefork: otherwise each child stores its
+        task's STARTED on its own connection, one statement per task, where the writer
+        stores the STARTED rows of a batch in one), with a writer running."""
         writer = current_writer()
         if writer is None or not djq_settings.TASK_TRACK_STARTED:
             return {}
         together = getattr(self.channel, "stores_results_with_acks", None)
         if together is not None and together(getattr(writer.backend, "alias", None)):
             return self._start_with_acks(early, writer)
-        if not (self.pool.stores_started_ahead and hasattr(self.channel, "take_and_deliver")):
+        batched = hasattr(self.channel, "take_and_deliver") or getattr(self.channel, "batch_acks", False)
+        if not (self.pool.stores_started_ahead and batched):
             return {}
         started: dict[int, Callable[[float], bool]] = {}
         now = timezone.now()
