@@ -1,7 +1,8 @@
 """The prefork pool's supervisor: one parent thread that watches every child.
 
-It waits (``multiprocessing.connection.wait``) on the children's result pipes, their
-sentinels, the fork server's exit reports and a wake-up pipe, and so it:
+It waits (one ``poll`` object, kept while the set of descriptors stays the same) on the
+children's result pipes, their sentinels, the fork server's exit reports and a wake-up
+pipe, and so it:
 - reads "started" and "done" messages, frees the child and reports the outcome;
 - sees a child die, reads what it wrote before dying, and reports the job it still held
   as lost (WorkerLostError, or TimeLimitExceeded when the parent killed it at its limit);
@@ -18,10 +19,10 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import threading
 import time
-from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from ...backends import store_row
@@ -40,6 +41,30 @@ POLL_INTERVAL = 1.0
 REAP_GRACE = 2.0
 
 
+class Poller:
+    """``select.poll`` over a set of descriptors, registered again only when the set changes
+    (a new selector per wait, as ``multiprocessing.connection.wait`` builds, was a
+    measurable share of the supervisor's time: two or three waits per task)."""
+
+    def __init__(self) -> None:
+        self._fds: tuple[int, ...] = ()
+        self._poll = select.poll()
+
+    def wait(self, fds: list[int], timeout: float) -> set[int]:
+        """The descriptors readable (or at EOF, or in error) within ``timeout`` seconds."""
+        key = tuple(fds)
+        if key != self._fds:
+            self._poll = select.poll()
+            for fd in key:
+                self._poll.register(fd, select.POLLIN)
+            self._fds = key
+        try:
+            events = self._poll.poll(max(timeout, 0.0) * 1000.0)
+        except InterruptedError:  # pragma: no cover - Python retries EINTR itself
+            return set()
+        return {fd for fd, _ in events}
+
+
 class Supervisor(threading.Thread):
     def __init__(self, pool: PreforkPool) -> None:
         super().__init__(name="djq-prefork-supervisor", daemon=True)
@@ -51,6 +76,7 @@ class Supervisor(threading.Thread):
         self.spawner = Spawner()
         self._exits: Inbox | None = None
         self._spawn_after = 0.0
+        self._poller = Poller()
         self.spawned_once = threading.Event()
 
     def start(self) -> None:
@@ -106,7 +132,7 @@ class Supervisor(threading.Thread):
             extra.append(self.spawner.process.sentinel)
         if self._exits is not None and not self._exits.eof:
             extra.append(self._exits.fd)
-        ready = wait([*extra, *watched], timeout)
+        ready = self._poller.wait([*extra, *watched], timeout)
         reports: list[Report] = []
         with roster.lock:
             if self._wake_r in ready:
@@ -129,7 +155,10 @@ class Supervisor(threading.Thread):
                     self._flush(child)
             deficit = 0 if roster.closing else roster.concurrency - len(roster.serving())
         self._report(reports)
-        if not self.spawner.alive() and not self.roster.closing and time.monotonic() >= self._spawn_after:
+        # the fork server's sentinel says when to look (a look is a waitpid)
+        spawner_ended = self.spawner.process is not None and self.spawner.process.sentinel in ready
+        if (spawner_ended or self.spawner.process is None) and not self.spawner.alive() \
+                and not self.roster.closing and time.monotonic() >= self._spawn_after:
             self._replace_spawner()
         if deficit > 0 and time.monotonic() >= self._spawn_after:
             self._spawn(deficit)
