@@ -68,7 +68,7 @@ REDIS_PRIORITY_STEPS = list(range(BROKER_MAX_PRIORITY + 1))
 
 #: Schemes kombu's transports answer to, as DJQ_BROKER_URL may use them.
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
-KNOWN_SCHEMES = ("djq", "redis", "rediss", "redis+socket", "sentinel", "amqp", "amqps", "pyamqp", "memory", "sqs")
+KNOWN_SCHEMES = ("djq", "redis", "rediss", "redis+socket", "sentinel", *AMQP_SCHEMES, "memory", "sqs")
 
 
 def url_problem(url: Any) -> str | None:

@@ -58,11 +58,7 @@ class Poller:
             for fd in key:
                 self._poll.register(fd, select.POLLIN)
             self._fds = key
-        try:
-            events = self._poll.poll(max(timeout, 0.0) * 1000.0)
-        except InterruptedError:  # pragma: no cover - Python retries EINTR itself
-            return set()
-        return {fd for fd, _ in events}
+        return {fd for fd, _ in self._poll.poll(max(timeout, 0.0) * 1000.0)}
 
 
 class Supervisor(threading.Thread):
