@@ -32,7 +32,8 @@ class Channel(pyamqp.Channel):
         self._acks: set[int] = set()
 
     def _on_basic_deliver(self, consumer_tag: str, delivery_tag: int, *args: Any, **kwargs: Any) -> None:
-        if consumer_tag not in self.no_ack_consumers:
+        no_ack = self.no_ack_consumers
+        if no_ack is None or consumer_tag not in no_ack:
             self._unsettled.add(delivery_tag)
         super()._on_basic_deliver(consumer_tag, delivery_tag, *args, **kwargs)
 
