@@ -38,6 +38,9 @@ class BasePool:
     #: the consumer may store an early-ack task's STARTED itself, while the broker takes
     #: the ack (djq.worker.dispatch), and the task's trace then skips it
     stores_started_ahead = False
+    #: with ``stores_started_ahead``: the task's own slot waits for that STARTED to be
+    #: stored, not the consumer (slots in the worker's process: the wait crosses as is)
+    waits_started_in_slot = False
 
     def __init__(self, concurrency: int, *, max_tasks_per_child: int | None = None,
                  max_memory_per_child: int | None = None) -> None:

@@ -8,6 +8,7 @@ running tasks revoked with terminate. Only the consumer thread calls it.
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -127,11 +128,16 @@ class Dispatch(BrokerLink):
                 logger.warning("could not ack %d task(s): %s", len(early), exc)
                 failed = {id(request) for request in early}
         deadline = time.monotonic() + STARTED_AHEAD_WAIT  # one bound for the whole batch
+        # djq:// with the acks (_start_with_acks) is known now: no wait to hand over
+        in_slot = self.pool.waits_started_in_slot and not self._stores_with_acks(current_writer())
         for request in early:
             wait = started.get(id(request))
             if wait is not None:
                 # a STARTED not stored by the deadline is stored by the trace instead
-                request.started_stored = wait(max(deadline - time.monotonic(), 0.0))
+                if in_slot and id(request) not in failed:
+                    request.started_wait = functools.partial(wait, STARTED_AHEAD_WAIT)
+                else:
+                    request.started_stored = wait(max(deadline - time.monotonic(), 0.0))
             if id(request) in failed:
                 self._not_run_unacked(request, wait is not None)
         return [request for request in batch if id(request) not in failed]
@@ -176,14 +182,15 @@ class Dispatch(BrokerLink):
         (``_start_with_acks``), on every pool. On Redis and AMQP, queued with the result
         writer before the acks go out, so the database stores them while the broker
         takes the acks (an AMQP ack has no answer: there the wait is the database's);
-        only for pools that say they can (prefork: otherwise each child stores its
-        task's STARTED on its own connection, one statement per task, where the writer
-        stores the STARTED rows of a batch in one), with a writer running."""
+        only for pools that say they can, with a writer running. prefork: otherwise each
+        child stores its task's STARTED on its own connection, one statement per task,
+        where the writer stores the STARTED rows of a batch in one. threads: the STARTED
+        round trip overlaps the ack's and the hand-over to the slot, which waits for it
+        (``waits_started_in_slot``), so the consumer goes on at once."""
         writer = current_writer()
         if writer is None or not djq_settings.TASK_TRACK_STARTED:
             return {}
-        together = getattr(self.channel, "stores_results_with_acks", None)
-        if together is not None and together(getattr(writer.backend, "alias", None)):
+        if self._stores_with_acks(writer):
             return self._start_with_acks(early, writer)
         batched = hasattr(self.channel, "take_and_deliver") or getattr(self.channel, "batch_acks", False)
         if not (self.pool.stores_started_ahead and batched):
@@ -201,6 +208,10 @@ class Dispatch(BrokerLink):
                 break
             started[id(request)] = wait
         return started
+
+    def _stores_with_acks(self, writer: Any) -> bool:
+        together = getattr(self.channel, "stores_results_with_acks", None)
+        return writer is not None and together is not None and together(getattr(writer.backend, "alias", None))
 
     def _start_with_acks(self, early: list[Request], writer: Any) -> dict[int, Callable[[float], bool]]:
         """djq:// with results on the broker's database: the STARTED rows of early-ack

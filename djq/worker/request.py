@@ -5,7 +5,7 @@ import reprlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from ..backends.base import TaskInfo
 from ..context import RequestContext
@@ -32,6 +32,8 @@ class Request:
     attempt: int = field(default_factory=lambda: time.time_ns() // 1000)
     #: the consumer stored its STARTED already (while the broker took its early ack)
     started_stored: bool = False
+    #: or queued it, and the task's slot waits for it to be stored (True: it was)
+    started_wait: Callable[[], bool] | None = None
     #: the broker took its early ack in a round trip whose reply was lost (the consumer
     #: asked afterwards): it runs without being acked again
     ack_taken: bool = False
@@ -122,7 +124,7 @@ class Request:
 
     def call(self, seq: int, soft: float | None, hard: float | None, events: bool = False) -> TaskCall:
         return TaskCall(seq, self.name, self.context(), self.info(), self.ignore_result, soft, hard, events,
-                        self.started_stored)
+                        self.started_stored, self.started_wait)
 
     def describe(self) -> dict[str, Any]:
         """What remote control's active/reserved/scheduled show (Celery's field names)."""
@@ -148,6 +150,9 @@ class TaskCall:
     events: bool = False
     #: STARTED is stored already (djq.worker.dispatch): the trace does not store it again
     started_stored: bool = False
+    #: STARTED is being stored by the consumer's writer: the trace waits for it (pools
+    #: whose slots run in the worker's process only: it does not pickle)
+    started_wait: Callable[[], bool] | None = None
 
 
 _result_repr = reprlib.Repr()
@@ -160,7 +165,7 @@ def run_call(call: TaskCall, limiter: Limiter | None = None) -> Outcome:
 
     outcome = trace(registry.get(call.task_name), call.context, call.info, call.ignore_result,
                     limiter=limiter, soft_time_limit=call.soft_time_limit, time_limit=call.time_limit,
-                    started_stored=call.started_stored)
+                    started_stored=call.started_stored, started_wait=call.started_wait)
     return _for_worker(call, outcome)
 
 

@@ -158,14 +158,15 @@ def test_prefork_children_use_their_own_database_connections(broker: str, start_
     assert [r.get(timeout=60) for r in second] == [i + 2 for i in range(30)]
 
 
-def test_prefork_task_is_stored_started_before_its_body(broker: str, start_worker) -> None:
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_task_is_stored_started_before_its_body(broker: str, pool: str, start_worker) -> None:
     """On Redis and RabbitMQ the consumer's result writer stores an early-ack task's
-    STARTED beside the ack, and on djq:// the ack's own statement does, before the child
-    has the job: the child opens no database connection for it, and the row says
-    STARTED when the body starts."""
+    STARTED beside the ack, and on djq:// the ack's own statement does: a prefork child
+    has the job after it is stored, a threads slot waits for it. The child opens no
+    database connection for it, and the row says STARTED when the body starts."""
     from tests.testapp.tasks import as_it_starts
 
-    start_worker("-P", "prefork", "-c", "1")
+    start_worker("-P", pool, "-c", "1")
     assert as_it_starts.delay().get(timeout=60) == {"opened": False, "state": states.STARTED}
 
 
