@@ -41,6 +41,9 @@ class BasePool:
     #: with ``stores_started_ahead``: the task's own slot waits for that STARTED to be
     #: stored, not the consumer (slots in the worker's process: the wait crosses as is)
     waits_started_in_slot = False
+    #: with ``stores_started_ahead``: ``apply_async`` takes ``hold``, and the job waits in
+    #: the pool until ``hold`` lets it go (once that STARTED is stored), not the consumer
+    holds_jobs = False
 
     def __init__(self, concurrency: int, *, max_tasks_per_child: int | None = None,
                  max_memory_per_child: int | None = None) -> None:

@@ -128,14 +128,16 @@ class Dispatch(BrokerLink):
                 logger.warning("could not ack %d task(s): %s", len(early), exc)
                 failed = {id(request) for request in early}
         deadline = time.monotonic() + STARTED_AHEAD_WAIT  # one bound for the whole batch
-        # djq:// with the acks (_start_with_acks) is known now: no wait to hand over
-        in_slot = self.pool.waits_started_in_slot and not self._stores_with_acks(current_writer())
+        # the slot or the pool waits (_submit), not the consumer; djq:// with the acks
+        # (_start_with_acks) is known now: no wait to hand over
+        elsewhere = ((self.pool.waits_started_in_slot or self.pool.holds_jobs)
+                     and not self._stores_with_acks(current_writer()))
         for request in early:
             wait = started.get(id(request))
             if wait is not None:
                 # a STARTED not stored by the deadline is stored by the trace instead
-                if in_slot and id(request) not in failed:
-                    request.started_wait = functools.partial(wait, STARTED_AHEAD_WAIT)
+                if elsewhere and id(request) not in failed:
+                    request.started_wait = wait
                 else:
                     request.started_stored = wait(max(deadline - time.monotonic(), 0.0))
             if id(request) in failed:
@@ -273,12 +275,17 @@ class Dispatch(BrokerLink):
         self._warn_unenforced(request.name, soft, hard)
         seq = next(self._seq)
         self.active[seq] = request
-        request.call_arg = request.call(seq, soft, hard, self.events is not None)
+        call = request.call_arg = request.call(seq, soft, hard, self.events is not None)
         request.time_start = time.time()
         if self.events is not None:
             self.events.send("task-started", uuid=request.id)
-        handle = self.pool.apply_async(run_call, request.call_arg, self._on_done,
-                                       soft_time_limit=soft, time_limit=hard)
+        held: dict[str, Any] = {}
+        if request.started_wait is not None:
+            if self.pool.holds_jobs:
+                held["hold"] = _until_started(call, request.started_wait)
+            else:
+                call.started_wait = functools.partial(request.started_wait, STARTED_AHEAD_WAIT)
+        handle = self.pool.apply_async(run_call, call, self._on_done, soft_time_limit=soft, time_limit=hard, **held)
         if handle is not None:
             self.handles[seq] = handle
 
@@ -343,6 +350,30 @@ class Dispatch(BrokerLink):
             # task it already stopped is stopped, not "none running here"
             stopped += [i for i in task_ids if i in self._terminated and i not in stopped]
         return stopped, unstoppable
+
+
+def _until_started(call: TaskCall, wait: Callable[[float], bool]) -> Callable[[Callable[[Any], None]], None]:
+    """The ``hold`` of a job whose STARTED the writer is storing (prefork): the pool lets it
+    go to a child once the writer has stored what it had, the consumer going on
+    meanwhile. One the writer did not store goes with ``started_stored`` off, so the
+    child stores it."""
+    call.started_stored = True
+
+    def hold(release: Callable[[Any], None]) -> None:
+        def stored() -> None:
+            if wait(0.0):
+                release(None)
+            else:
+                call.started_stored = False
+                release(call)
+
+        writer = current_writer()
+        if writer is None:
+            stored()
+        else:
+            writer.after(stored)
+
+    return hold
 
 
 def _stored_with_acks(channel: Any, task_id: str) -> Callable[[float], bool]:

@@ -32,8 +32,8 @@ class Request:
     attempt: int = field(default_factory=lambda: time.time_ns() // 1000)
     #: the consumer stored its STARTED already (while the broker took its early ack)
     started_stored: bool = False
-    #: or queued it, and the task's slot waits for it to be stored (True: it was)
-    started_wait: Callable[[], bool] | None = None
+    #: or queued it with the result writer: waits up to a timeout for it (True: stored)
+    started_wait: Callable[[float], bool] | None = None
     #: the broker took its early ack in a round trip whose reply was lost (the consumer
     #: asked afterwards): it runs without being acked again
     ack_taken: bool = False
@@ -124,7 +124,7 @@ class Request:
 
     def call(self, seq: int, soft: float | None, hard: float | None, events: bool = False) -> TaskCall:
         return TaskCall(seq, self.name, self.context(), self.info(), self.ignore_result, soft, hard, events,
-                        self.started_stored, self.started_wait)
+                        self.started_stored)
 
     def describe(self) -> dict[str, Any]:
         """What remote control's active/reserved/scheduled show (Celery's field names)."""

@@ -12,7 +12,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ..base import BasePool, Callback, Job as JobFunction
 from .roster import TERMINATED, Job, Report, Roster, withdrawn
@@ -31,6 +31,7 @@ class PreforkPool(BasePool):
     supports_terminate_job = True
     platforms = "Unix"
     stores_started_ahead = True
+    holds_jobs = True
 
     #: seconds a child may take between receiving a job and saying it started it
     start_timeout = 10.0
@@ -57,18 +58,46 @@ class PreforkPool(BasePool):
         self._supervisor.spawned_once.wait(30)
 
     def apply_async(self, job: JobFunction, arg: Any, callback: Callback, *,
-                    soft_time_limit: float | None = None, time_limit: float | None = None) -> int:
+                    soft_time_limit: float | None = None, time_limit: float | None = None,
+                    hold: Callable[[Callable[[Any], None]], None] | None = None) -> int:
+        """With ``hold``, the job takes a slot now and goes to a child once ``hold`` calls
+        the function it is given (from any thread; with a new argument, or None to keep
+        ``arg``)."""
         record = Job(next(self._ids), job, arg, callback, soft_time_limit, time_limit)
         record.payload = frame(("job", record.id, job, arg))  # pickled outside the lock
         roster = self.roster
         with roster.lock:
             roster.jobs[record.id] = record
             self._active += 1  # BasePool's count: jobs accepted and not yet reported
-            roster.place(record)
-            stalled = record.child is None or bool(record.child.channel.outbox)
+            if hold is None:
+                roster.place(record)
+            record.held = hold is not None
+            stalled = not record.held and (record.child is None or bool(record.child.channel.outbox))
         if stalled:  # waiting for a child, or not all written: the supervisor takes over
             self._supervisor.wake()
+        if hold is not None:
+            hold(lambda new_arg: self._release(record, new_arg))
         return record.id
+
+    def _release(self, record: Job, new_arg: Any) -> None:
+        """A held job goes to a child (or waits for one); nothing if it was withdrawn meanwhile."""
+        payload = None
+        if new_arg is not None:
+            try:
+                payload = frame(("job", record.id, record.function, new_arg))
+            except Exception:  # it pickled as it came: it goes as it came
+                logger.exception("prefork: could not pickle the new argument of %s", record.describe())
+        roster = self.roster
+        with roster.lock:
+            if not record.held:
+                return
+            record.held = False
+            if payload is not None:
+                record.arg, record.payload = new_arg, payload
+            roster.place(record)
+            stalled = record.child is None or bool(record.child.channel.outbox)
+        if stalled:
+            self._supervisor.wake()
 
     def deliver(self, report: Report) -> None:
         """Called by the supervisor, outside the roster's lock, for each finished job."""
@@ -96,7 +125,10 @@ class PreforkPool(BasePool):
                     job.killed_at = time.monotonic()
                 roster.signal(job.child, signum)
                 return True
-            roster.pending.remove(job)  # no child has it yet: it never starts
+            if job.held:  # no child has it yet: it never starts
+                job.held = False
+            else:
+                roster.pending.remove(job)
             roster.jobs.pop(job.id)
         self.deliver(Report(job.callback, job.arg, withdrawn(job, signum)))
         return True

@@ -39,6 +39,8 @@ class Job:
     soft: float | None
     hard: float | None
     payload: bytes = b""
+    #: accepted, and waiting for ``apply_async``'s ``hold`` to let it go to a child
+    held: bool = False
     child: Child | None = None
     #: monotonic times: written to a child; the child said it started
     sent_at: float | None = None
@@ -101,7 +103,7 @@ class Roster:
     concurrency: int
     lock: threading.Lock = field(default_factory=threading.Lock)
     children: dict[int, Child] = field(default_factory=dict)
-    #: every job not yet finished: in a child, or waiting in ``pending`` for a free one
+    #: every job not yet finished: in a child, waiting in ``pending`` for a free one, or held
     jobs: dict[int, Job] = field(default_factory=dict)
     pending: deque[Job] = field(default_factory=deque)
     #: stop() or terminate() began: no new children
