@@ -98,6 +98,7 @@ class Consumer(Dispatch):
         #: task ids this worker terminated lately (revoke), and when (time.monotonic())
         self._terminated: dict[str, float] = {}
         self._unsure_acks = []
+        self._held = deque()
         self.outcomes = Outcomes(hostname, self.stats, events, self._ack,
                                  lambda request: request.connection_generation == self.generation)
 
@@ -243,6 +244,7 @@ class Consumer(Dispatch):
             try:
                 self._run_calls()
                 self._process_done()
+                self._release_overdue()
                 self._check_revokes()
                 self._release_parked()
                 self._promote_scheduled()

@@ -12,7 +12,9 @@ import functools
 import heapq
 import itertools
 import logging
+import threading
 import time
+from collections import deque
 from typing import Any, Callable
 
 from django.utils import timezone
@@ -33,8 +35,8 @@ from .trace import Outcome
 logger = logging.getLogger(__name__)
 #: AMQP's prefetch count is a 16-bit field
 MAX_PREFETCH = 65535
-#: seconds the consumer waits for the STARTED rows of a batch it stored ahead (the trace
-#: stores those not stored by then)
+#: seconds a task waits for the STARTED row the consumer stored ahead (in the consumer, a
+#: threads slot, or held in the prefork pool); the trace stores one not stored by then
 STARTED_AHEAD_WAIT = 5.0
 
 
@@ -54,6 +56,8 @@ class Dispatch(BrokerLink):
     _rate_held: int
     #: (ack receipt, requests, their STARTED waits) of ack round trips that failed (Redis, djq://)
     _unsure_acks: list[tuple[Any, list[Request], dict[int, Callable[[float], bool]]]]
+    #: (deadline, let go) of prefork jobs held until their STARTED is stored
+    _held: deque[tuple[float, Callable[[], None]]]
     _seq: itertools.count[int]
 
     def _on_done(self, call: TaskCall, outcome: Outcome) -> None:
@@ -282,12 +286,20 @@ class Dispatch(BrokerLink):
         held: dict[str, Any] = {}
         if request.started_wait is not None:
             if self.pool.holds_jobs:
-                held["hold"] = _until_started(call, request.started_wait)
+                held["hold"], let_go = _until_started(call, request.started_wait)
+                self._held.append((time.monotonic() + STARTED_AHEAD_WAIT, let_go))
             else:
                 call.started_wait = functools.partial(request.started_wait, STARTED_AHEAD_WAIT)
         handle = self.pool.apply_async(run_call, call, self._on_done, soft_time_limit=soft, time_limit=hard, **held)
         if handle is not None:
             self.handles[seq] = handle
+
+    def _release_overdue(self) -> None:
+        """Held prefork jobs whose STARTED the writer has not stored in time go to a child
+        anyway, which stores it itself (a job already let go is not sent twice)."""
+        now = time.monotonic()
+        while self._held and self._held[0][0] <= now:
+            self._held.popleft()[1]()
 
     def _warn_unenforced(self, name: str, soft: float | None, hard: float | None) -> None:
         missing = self.pool.unsupported(soft=bool(soft), hard=bool(hard))
@@ -352,28 +364,35 @@ class Dispatch(BrokerLink):
         return stopped, unstoppable
 
 
-def _until_started(call: TaskCall, wait: Callable[[float], bool]) -> Callable[[Callable[[Any], None]], None]:
-    """The ``hold`` of a job whose STARTED the writer is storing (prefork): the pool lets it
-    go to a child once the writer has stored what it had, the consumer going on
-    meanwhile. One the writer did not store goes with ``started_stored`` off, so the
+def _until_started(call: TaskCall, wait: Callable[[float], bool]
+                   ) -> tuple[Callable[[Callable[[Any], None]], None], Callable[[], None]]:
+    """(``hold``, let go) of a job whose STARTED the writer is storing (prefork): the pool
+    lets it go to a child once the writer has stored what it had, the consumer going on
+    meanwhile, or when the consumer lets it go at its deadline, whichever comes first.
+    One whose STARTED is not stored by then goes with ``started_stored`` off, so the
     child stores it."""
     call.started_stored = True
+    once = threading.Lock()
+    releases: list[Callable[[Any], None]] = []
+
+    def let_go() -> None:
+        if not releases or not once.acquire(blocking=False):
+            return
+        if wait(0.0):
+            releases[0](None)
+        else:
+            call.started_stored = False
+            releases[0](call)
 
     def hold(release: Callable[[Any], None]) -> None:
-        def stored() -> None:
-            if wait(0.0):
-                release(None)
-            else:
-                call.started_stored = False
-                release(call)
-
+        releases.append(release)
         writer = current_writer()
         if writer is None:
-            stored()
+            let_go()
         else:
-            writer.after(stored)
+            writer.after(let_go)
 
-    return hold
+    return hold, let_go
 
 
 def _stored_with_acks(channel: Any, task_id: str) -> Callable[[float], bool]:

@@ -158,10 +158,10 @@ def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_
     ``started_wait`` says it did once stored), the body, then the final state."""
     dbhygiene.clean_connections()
     backend = PatientStore(get_backend())
-    started_at = timezone.now()
     try:
         if started_wait is not None and not started_stored:
             started_stored = started_wait()
+        started_at = timezone.now()
         if djq_settings.TASK_TRACK_STARTED and not ignore_result and not started_stored:
             # An early-acked task is stored STARTED before it runs, so a worker killed
             # meanwhile leaves a row the orphan sweep ends; a late-acked one returns to

@@ -302,3 +302,13 @@ def test_a_held_job_terminated_before_it_is_let_go_never_runs(make_pool, tmp_pat
     assert isinstance(pool.apply_async(own_pid, "next", outcomes), int)
     assert isinstance(outcomes.wait("next"), int)
     assert not never.exists() and pool.free_slots() == 1
+
+
+def test_a_held_job_whose_new_argument_does_not_pickle_is_reported_never_run(make_pool, tmp_path: Path) -> None:
+    pool, outcomes = make_pool(1), Outcomes()
+    never = tmp_path / "never"
+    releases: list[Callable[[Any], None]] = []
+    pool.apply_async(marked_sleep, (str(never), 0), outcomes, hold=releases.append)
+    releases[0]((str(never), 0, lambda: None))  # a lambda does not pickle
+    assert "could not be sent to a child" in str(_lost(outcomes.wait(str(never))))
+    assert pool.free_slots() == 1 and not never.exists()

@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable
 
 from ..base import BasePool, Callback, Job as JobFunction
-from .roster import TERMINATED, Job, Report, Roster, withdrawn
+from .roster import TERMINATED, Job, Report, Roster, unsent, withdrawn
 from .supervisor import Supervisor
 from .wire import frame
 
@@ -80,22 +80,30 @@ class PreforkPool(BasePool):
         return record.id
 
     def _release(self, record: Job, new_arg: Any) -> None:
-        """A held job goes to a child (or waits for one); nothing if it was withdrawn meanwhile."""
-        payload = None
+        """A held job goes to a child (or waits for one); nothing if it was withdrawn
+        meanwhile or the pool was terminated. One whose new argument cannot be pickled is
+        reported as never run: sent as it was, it would say what is no longer true."""
+        error = None
         if new_arg is not None:
             try:
                 payload = frame(("job", record.id, record.function, new_arg))
-            except Exception:  # it pickled as it came: it goes as it came
-                logger.exception("prefork: could not pickle the new argument of %s", record.describe())
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
         roster = self.roster
         with roster.lock:
-            if not record.held:
+            if not record.held or roster.silenced:
                 return
             record.held = False
-            if payload is not None:
-                record.arg, record.payload = new_arg, payload
-            roster.place(record)
-            stalled = record.child is None or bool(record.child.channel.outbox)
+            if error is not None:
+                roster.jobs.pop(record.id, None)
+            else:
+                if new_arg is not None:
+                    record.arg, record.payload = new_arg, payload
+                roster.place(record)
+            stalled = error is None and (record.child is None or bool(record.child.channel.outbox))
+        if error is not None:
+            logger.error("prefork: could not pickle the job of %s again: %s", record.describe(), error)
+            self.deliver(Report(record.callback, record.arg, unsent(record, error)))
         if stalled:
             self._supervisor.wake()
 

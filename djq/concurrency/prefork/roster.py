@@ -223,6 +223,12 @@ def withdrawn(job: Job, signum: int) -> Outcome:
     return Outcome(states.FAILURE, error, f"{type(error).__name__}: {error}", 0.0, recorded=False)
 
 
+def unsent(job: Job, reason: str) -> Outcome:
+    """The outcome of a held job that could not be sent to a child: it never ran."""
+    error = WorkerLostError(f"{job.describe()} could not be sent to a child ({reason}); it never ran")
+    return Outcome(states.FAILURE, error, f"{type(error).__name__}: {error}", 0.0, recorded=False)
+
+
 def exit_text(code: int | None) -> str:
     if code is None:
         return "could not be reaped"
