@@ -1,5 +1,5 @@
-"""A prefork job held until the writer has stored its STARTED (djq.worker.dispatch
-``_until_started``): let go once, by whichever comes first of the writer's callback and
+"""A prefork job held until the writer has stored its STARTED (djq.worker.started_ahead
+``until_started``): let go once, by whichever comes first of the writer's callback and
 the consumer's deadline, and with ``started_stored`` saying what is true then."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from djq.backends.base import TaskInfo
 from djq.context import RequestContext
-from djq.worker import dispatch
+from djq.worker import started_ahead
 from djq.worker.request import TaskCall
 
 
@@ -32,7 +32,7 @@ def _call() -> TaskCall:
 @pytest.fixture
 def writer(monkeypatch) -> Writer:
     fake = Writer()
-    monkeypatch.setattr(dispatch, "current_writer", lambda: fake)
+    monkeypatch.setattr(started_ahead, "current_writer", lambda: fake)
     return fake
 
 
@@ -43,7 +43,7 @@ def _released() -> tuple[list[Any], Callable[[Any], None]]:
 
 def test_a_stored_started_lets_the_job_go_as_pickled(writer: Writer) -> None:
     call = _call()
-    hold, let_go = dispatch._until_started(call, lambda timeout: True)
+    hold, let_go = started_ahead.until_started(call, lambda timeout: True)
     assert call.started_stored is True  # what the pool pickles before the job is let go
     got, release = _released()
     hold(release)
@@ -55,7 +55,7 @@ def test_a_stored_started_lets_the_job_go_as_pickled(writer: Writer) -> None:
 
 def test_a_started_not_stored_goes_with_started_stored_off(writer: Writer) -> None:
     call = _call()
-    hold, _ = dispatch._until_started(call, lambda timeout: False)
+    hold, _ = started_ahead.until_started(call, lambda timeout: False)
     got, release = _released()
     hold(release)
     writer.callbacks[0]()
@@ -65,7 +65,7 @@ def test_a_started_not_stored_goes_with_started_stored_off(writer: Writer) -> No
 def test_the_deadline_lets_a_job_go_when_the_writer_has_not_answered(writer: Writer) -> None:
     call = _call()
     stored = [False]
-    hold, let_go = dispatch._until_started(call, lambda timeout: stored[0])
+    hold, let_go = started_ahead.until_started(call, lambda timeout: stored[0])
     got, release = _released()
     hold(release)
     let_go()
@@ -77,7 +77,7 @@ def test_the_deadline_lets_a_job_go_when_the_writer_has_not_answered(writer: Wri
 
 def test_with_no_writer_the_job_goes_at_once() -> None:
     call = _call()
-    hold, _ = dispatch._until_started(call, lambda timeout: True)
+    hold, _ = started_ahead.until_started(call, lambda timeout: True)
     got, release = _released()
     hold(release)
     assert got == [None]
