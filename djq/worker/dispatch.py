@@ -8,14 +8,12 @@ running tasks revoked with terminate. Only the consumer thread calls it.
 """
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 import logging
 import time
 from typing import Any, Callable
 
-from ..backends import current_writer
 from ..conf import djq_settings
 from ..control import signal_number
 from ..messaging.events import EventDispatcher
@@ -24,7 +22,7 @@ from .modes import RunLimits
 from .outcomes import Outcomes
 from .ratelimit import TokenBucket
 from .request import Request, TaskCall, run_call
-from .started_ahead import STARTED_AHEAD_WAIT, StartedAhead, until_started
+from .started_ahead import STARTED_AHEAD_WAIT, StartedAhead
 from .trace import Outcome
 
 logger = logging.getLogger(__name__)
@@ -122,10 +120,7 @@ class Dispatch(StartedAhead):
                 logger.warning("could not ack %d task(s): %s", len(early), exc)
                 failed = {id(request) for request in early}
         deadline = time.monotonic() + STARTED_AHEAD_WAIT  # one bound for the whole batch
-        # the slot or the pool waits (_submit), not the consumer; djq:// with the acks
-        # (_start_with_acks) is known now: no wait to hand over
-        elsewhere = ((self.pool.waits_started_in_slot or self.pool.holds_jobs)
-                     and not self._stores_with_acks(current_writer()))
+        elsewhere = self._waits_elsewhere()
         for request in early:
             wait = started.get(id(request))
             if wait is not None:
@@ -197,14 +192,8 @@ class Dispatch(StartedAhead):
         request.time_start = time.time()
         if self.events is not None:
             self.events.send("task-started", uuid=request.id)
-        held: dict[str, Any] = {}
-        if request.started_wait is not None:
-            if self.pool.holds_jobs:
-                held["hold"], let_go = until_started(call, request.started_wait)
-                self._held.append((time.monotonic() + STARTED_AHEAD_WAIT, let_go))
-            else:
-                call.started_wait = functools.partial(request.started_wait, STARTED_AHEAD_WAIT)
-        handle = self.pool.apply_async(run_call, call, self._on_done, soft_time_limit=soft, time_limit=hard, **held)
+        handle = self.pool.apply_async(run_call, call, self._on_done, soft_time_limit=soft, time_limit=hard,
+                                       **self._started_wait_for(request, call))
         if handle is not None:
             self.handles[seq] = handle
 

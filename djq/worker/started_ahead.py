@@ -10,6 +10,7 @@ Only the consumer thread calls its methods.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -110,6 +111,25 @@ class StartedAhead(BrokerLink):
             writer.put(request.info(), states.PENDING)
         except Exception as exc:
             logger.warning("task %s[%s]: could not put its STARTED back to PENDING: %s", request.name, request.id, exc)
+
+    def _waits_elsewhere(self) -> bool:
+        """Whether a threads slot or the prefork pool waits for the STARTED rows stored
+        ahead (``_started_wait_for``), not the consumer; djq:// with the acks
+        (``_start_with_acks``) knows at once: no wait to hand over."""
+        return ((self.pool.waits_started_in_slot or self.pool.holds_jobs)
+                and not self._stores_with_acks(current_writer()))
+
+    def _started_wait_for(self, request: Request, call: TaskCall) -> dict[str, Any]:
+        """The wait for ``request``'s STARTED, as it crosses into the pool: in ``call``
+        for a threads slot, or the ``hold`` of a prefork job (with its deadline here)."""
+        if request.started_wait is None:
+            return {}
+        if not self.pool.holds_jobs:
+            call.started_wait = functools.partial(request.started_wait, STARTED_AHEAD_WAIT)
+            return {}
+        hold, let_go = until_started(call, request.started_wait)
+        self._held.append((time.monotonic() + STARTED_AHEAD_WAIT, let_go))
+        return {"hold": hold}
 
     def _release_overdue(self) -> None:
         """Held prefork jobs whose STARTED the writer has not stored in time go to a child
