@@ -13,9 +13,10 @@ djq_beat on 10,000 periodic tasks in PostgreSQL: tick cost and memory), --beat-t
 and duplicates; bench/beat_three.py), --versus
 (djq against Celery on the same broker, pool and concurrency, interleaved and repeated:
 djq / Celery per leg; bench/versus.py), --asyncio (the asyncio pool against gevent and
-threads on djq:// PostgreSQL and Redis; bench/asyncio_family.py) and --signals (what
-djq.signals cost with no receiver; bench/signals_cost.py). --pools, --brokers, --beat-three,
---versus, --asyncio and --signals run only when asked for; --beat also runs by default.
+threads on djq:// PostgreSQL and Redis; bench/asyncio_family.py), --signals (what
+djq.signals cost with no receiver; bench/signals_cost.py) and --soak (one worker's memory
+over 100,000 tasks; bench/soak.py). --pools, --brokers, --beat-three, --versus, --asyncio,
+--signals and --soak run only when asked for; --beat also runs by default.
 
 It prints figures and ratios; it never asserts times. Each scenario runs in a child
 process of its own (Django settings are per process); this process owns the databases
@@ -65,6 +66,9 @@ from bench.environment import (
 from bench.asyncio_family import add_arguments as add_asyncio_arguments
 from bench.asyncio_family import print_asyncio, run_asyncio
 from bench.families import run_beat, run_beat_three, run_brokers, run_pools
+from bench.soak import add_arguments as add_soak_arguments
+from bench.soak import print_soak, run_soak
+from bench.soak import legs as soak_legs
 from bench.versus import add_arguments as add_versus_arguments
 from bench.versus import run_versus
 from bench.versus_legs import select as select_legs
@@ -115,12 +119,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-logs", action="store_true", help="keep worker logs (path printed)")
     add_versus_arguments(parser)
     add_asyncio_arguments(parser)
+    add_soak_arguments(parser)
     args = parser.parse_args(argv)
     if not (args.sqlite or args.postgres or args.pools or args.brokers or args.beat or args.beat_three
-            or args.versus or args.asyncio or args.signals):
+            or args.versus or args.asyncio or args.signals or args.soak):
         args.sqlite = args.postgres = args.beat = True
     try:
         select_legs(args.legs)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        soak_legs(args.soak_legs)
     except ValueError as exc:
         parser.error(str(exc))
     if not set(args.broker_results) <= {"sqlite", "postgres"}:
@@ -245,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
             families["asyncio"] = run_asyncio(args, logs)
             print_asyncio(families["asyncio"])
             notes += families["asyncio"].get("notes", [])
+        if args.soak:
+            families["soak"] = run_soak(args, logs)
+            print_soak(families["soak"])
+            notes += families["soak"].get("notes", [])
+            failed += [note for note in families["soak"].get("notes", []) if " failed: " in note]
         if args.versus:
             families["versus"] = run_versus(args, logs)
             families["versus"]["table"] = print_versus(families["versus"], info)
