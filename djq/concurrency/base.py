@@ -104,6 +104,12 @@ class BasePool:
         """How many more jobs would start at once right now."""
         return self.concurrency - self._active
 
+    def ahead_slots(self) -> int:
+        """How many more jobs the pool would take beyond ``free_slots``, to start each as
+        soon as a running one ends (prefork: the supervisor gives a child that reports an
+        end its next job at once, with no turn of the consumer in between)."""
+        return 0
+
     def active(self) -> int:
         return self._active
 

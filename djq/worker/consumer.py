@@ -99,6 +99,7 @@ class Consumer(Dispatch):
         self._terminated: dict[str, float] = {}
         self._unsure_acks = []
         self._held = deque()
+        self._runtimes = {}
         self.outcomes = Outcomes(hostname, self.stats, events, self._ack,
                                  lambda request: request.connection_generation == self.generation)
 
@@ -199,6 +200,8 @@ class Consumer(Dispatch):
     def _finish(self, seq: int, outcome: Outcome) -> None:
         request = self.active.pop(seq)
         self.handles.pop(seq, None)
+        if outcome.recorded:  # a run cut short says nothing of how long the task takes
+            self._note_runtime(request.name, outcome.runtime)
         self.outcomes.finished(request, outcome, self.revokes.terminate.get(request.id))
 
     def call_soon(self, function: Callable[[], Any]) -> Future[Any]:

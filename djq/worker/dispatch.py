@@ -28,6 +28,9 @@ from .trace import Outcome
 logger = logging.getLogger(__name__)
 #: AMQP's prefetch count is a 16-bit field
 MAX_PREFETCH = 65535
+#: a task whose recent runs here averaged under this many seconds may wait in the pool
+#: for a slot (``Dispatch._ahead_room``)
+BRIEF_RUNTIME = 0.02
 
 
 class Dispatch(StartedAhead):
@@ -44,6 +47,8 @@ class Dispatch(StartedAhead):
     _warned_limits: set[str]
     _terminated: dict[str, float]
     _rate_held: int
+    #: task name -> recent average runtime here, in seconds
+    _runtimes: dict[str, float]
     #: (ack receipt, requests, their STARTED waits) of ack round trips that failed (Redis, djq://)
     _unsure_acks: list[tuple[Any, list[Request], dict[int, Callable[[float], bool]]]]
     _seq: itertools.count[int]
@@ -59,11 +64,12 @@ class Dispatch(StartedAhead):
 
     def _dispatch(self) -> None:
         free = self.limits.room(self.pool.free_slots())
-        if free <= 0 or not self.reserved:
+        ahead = self._ahead_room(free)
+        if free + ahead <= 0 or not self.reserved:
             return
         held: list[Request] = []
         batch: list[Request] = []
-        while free > 0 and self.reserved:
+        while free + ahead > 0 and self.reserved:
             request = self.reserved.popleft()
             if request.id in self.revokes:
                 self.outcomes.not_run(request)
@@ -71,6 +77,9 @@ class Dispatch(StartedAhead):
             if request.expired():
                 self.outcomes.not_run(request, "expired", expired=True)
                 continue
+            if free <= 0 and not self._brief(request.name):
+                self.reserved.appendleft(request)  # waits for a slot of its own
+                break
             rate = request.task.rate_per_second
             if rate is not None and not request.ack_taken:  # acked already: its token was spent
                 bucket = self.buckets.get(request.name)
@@ -79,13 +88,39 @@ class Dispatch(StartedAhead):
                 if not bucket.take():
                     held.append(request)
                     continue
-            free -= 1
+            if free > 0:
+                free -= 1
+                if not self._brief(request.name):
+                    ahead = 0  # what waited behind it would wait for a long task
+            else:
+                ahead -= 1
             batch.append(request)
         self.reserved.extendleft(reversed(held))
         self._rate_held = len(held)
         for request in self._acked_for_start(batch):
             self.limits.started += 1
             self._submit(request)
+
+    def _ahead_room(self, free: int) -> int:
+        """Requests the pool may take beyond its free slots (``ahead_slots``), to start
+        as running ones end: only while every running task is brief, and only for brief
+        ones. Such a request is acked, and stored STARTED, up to one brief task's time
+        before its body begins, so a worker killed meanwhile reports it lost too: the
+        bound keeps both to a few milliseconds, and a long task never waits behind one."""
+        if not self.reserved or not all(self._brief(request.name) for request in self.active.values()):
+            return 0
+        ahead = self.pool.ahead_slots()
+        return self.limits.room(free + ahead) - free if ahead > 0 else 0
+
+    def _brief(self, name: str) -> bool:
+        """Whether task ``name``'s recent runs here took under BRIEF_RUNTIME (none yet: no)."""
+        runtime = self._runtimes.get(name)
+        return runtime is not None and runtime < BRIEF_RUNTIME
+
+    def _note_runtime(self, name: str, runtime: float) -> None:
+        """A run of ``name`` took ``runtime`` s: the recent average moves an eighth of the way."""
+        previous = self._runtimes.get(name)
+        self._runtimes[name] = runtime if previous is None else previous + (runtime - previous) / 8
 
     def _acked_for_start(self, batch: list[Request]) -> list[Request]:
         """The requests that may start: late-ack ones, and early-ack ones the broker took the ack of.

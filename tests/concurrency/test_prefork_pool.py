@@ -312,3 +312,20 @@ def test_a_held_job_whose_new_argument_does_not_pickle_is_reported_never_run(mak
     releases[0]((str(never), 0, lambda: None))  # a lambda does not pickle
     assert "could not be sent to a child" in str(_lost(outcomes.wait(str(never))))
     assert pool.free_slots() == 1 and not never.exists()
+
+
+def test_a_job_waiting_ahead_goes_to_the_child_as_its_job_ends(make_pool, tmp_path: Path) -> None:
+    """``ahead_slots``: one job per child may wait beyond the free slots; it starts in the
+    child that ends its job first, after that job, and never in a second process."""
+    pool, outcomes = make_pool(1), Outcomes()
+    assert (pool.free_slots(), pool.ahead_slots()) == (1, 1)
+    running, waiting = tmp_path / "running", tmp_path / "waiting"
+    pool.apply_async(marked_sleep, (str(running), 0.5), outcomes)
+    assert (pool.free_slots(), pool.ahead_slots()) == (0, 1)
+    pool.apply_async(marked_sleep, (str(waiting), 0), outcomes)
+    assert (pool.free_slots(), pool.ahead_slots()) == (0, 0)
+    _pid_in(running)
+    assert not waiting.exists()  # behind the running job, not beside it
+    first = outcomes.wait(str(running))
+    assert outcomes.wait(str(waiting)) == first == _pid_in(waiting)
+    assert (pool.free_slots(), pool.ahead_slots()) == (1, 1) and pool.active() == 0

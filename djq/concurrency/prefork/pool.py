@@ -145,6 +145,10 @@ class PreforkPool(BasePool):
     def free_slots(self) -> int:
         return max(self.roster.concurrency - len(self.roster.jobs), 0)
 
+    def ahead_slots(self) -> int:
+        """One job waiting per child, at most (``roster.pending``)."""
+        return max(2 * self.roster.concurrency - len(self.roster.jobs), 0) - self.free_slots()
+
     # -- stopping -----------------------------------------------------------------------
     def stop(self, timeout: float | None = None) -> bool:
         """Warm: wait for running jobs, then children exit once idle. True if all jobs ended in time."""
