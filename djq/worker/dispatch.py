@@ -107,10 +107,10 @@ class Dispatch(StartedAhead):
         ones. Such a request is acked, and stored STARTED, up to one brief task's time
         before its body begins, so a worker killed meanwhile reports it lost too: the
         bound keeps both to a few milliseconds, and a long task never waits behind one."""
-        if not self.reserved or not all(self._brief(request.name) for request in self.active.values()):
+        ahead = self.pool.ahead_slots() if self.reserved else 0
+        if ahead <= 0 or not all(self._brief(request.name) for request in self.active.values()):
             return 0
-        ahead = self.pool.ahead_slots()
-        return self.limits.room(free + ahead) - free if ahead > 0 else 0
+        return self.limits.room(free + ahead) - free
 
     def _brief(self, name: str) -> bool:
         """Whether task ``name``'s recent runs here took under BRIEF_RUNTIME (none yet: no)."""
