@@ -146,3 +146,31 @@ def test_cold_shutdown_leaves_an_acks_late_task_to_its_redelivery(broker, start_
     start_worker("-P", "threads", "-c", "1", env=FAST_REDELIVERY)
     assert result.get(timeout=60) == "done"
     assert ledger.starts()[result.id] == 2 and ledger.ends()[result.id] == 1
+
+
+def test_a_worker_killed_while_brief_tasks_wait_ahead_in_its_prefork_pool(broker, start_worker,
+                                                                          tmp_path: Path) -> None:
+    """Brief tasks are taken ahead of a free child (docs/pools.md): killed mid-drain, every
+    one of them still ends stored as what ran. None stays STARTED, none acked early runs
+    twice, none is SUCCESS without a complete run, and each one lost names the worker."""
+    ledger = Ledger(tmp_path / "ledger")
+    doomed = start_worker("-P", "prefork", "-c", "2", "-n", "doomed@%h", env=FAST_REDELIVERY)
+    warm = [ledgered.delay(str(ledger), 0.001).id for _ in range(10)]  # now known to be brief
+    wait_for(lambda: TaskResult.objects.using(broker).filter(task_id__in=warm, state=states.SUCCESS).count() == 10,
+             timeout=60, what="the first brief tasks to end")
+    ids = [ledgered.delay(str(ledger), 0.002).id for _ in range(300)]
+    wait_for(lambda: len(set(ledger.starts()) & set(ids)) >= 60, timeout=60, interval=0.01,
+             what="the drain to be under way")
+    _kill(doomed)
+    start_worker("-P", "threads", "-c", "2", "-n", "watcher@%h", env=FAST_REDELIVERY)
+    wait_for(lambda: TaskResult.objects.using(broker).filter(task_id__in=ids, state__in=states.READY_STATES)
+             .count() == len(ids), timeout=90, interval=0.2, what="every task to end")
+    starts, ends = ledger.starts(), ledger.ends()
+    for task_id, row in _rows(broker, ids).items():
+        assert starts[task_id] <= 1, f"{task_id} was acked early and ran {starts[task_id]} times"
+        if row.state == states.SUCCESS:
+            assert ends[task_id] == 1, f"{task_id} is SUCCESS without one complete run"
+        else:
+            assert row.state == states.FAILURE, f"{task_id} is stored {row.state}"
+            assert "WorkerLostError" in (row.traceback or "") and "doomed@" in row.traceback, row.traceback
+    assert sum(1 for task_id in ids if ends[task_id]) >= 60
