@@ -40,6 +40,8 @@ EXCHANGE_NAME = "djq.events"
 CELERY_EXCHANGE_NAME = "celeryev"
 #: header on the copies djq publishes on ``celeryev``: djq's receiver has them from djq.events
 DJQ_HEADER = "djq-event"
+#: header of a receiver's probe of its own subscription: every receiver skips such messages
+PROBE_HEADER = "djq-probe"
 TASK_EVENTS = ("task-sent", "task-received", "task-started", "task-succeeded", "task-failed",
                "task-retried", "task-revoked", "task-rejected", "task-follow-up-failed")
 WORKER_EVENTS = ("worker-online", "worker-heartbeat", "worker-offline")
@@ -188,6 +190,8 @@ class EventReceiver:
                                   auto_delete=True, queue_arguments=arguments) \
             if celery_events_enabled(self.url) else None
         self.should_stop = False
+        self._probe: str | None = None
+        self._probe_seen = False
 
     def capture(self, timeout: float | None = None, wakeup: float = 1.0,
                 on_tick: Callable[[], None] | None = None, on_ready: Callable[[], None] | None = None) -> None:
@@ -200,6 +204,8 @@ class EventReceiver:
             queues = [self.queue] + ([self.celery_queue] if self.celery_queue is not None else [])
             consumer = KombuConsumer(channel, queues=queues, on_message=self._on_message, accept=["json"])
             consumer.consume()
+            if connection.transport.driver_type == "redis":
+                self._until_subscribed(connection, channel)
             if on_ready is not None:
                 on_ready()
             try:
@@ -223,13 +229,36 @@ class EventReceiver:
                 except Exception as exc:  # the queue goes with the connection on most brokers
                     logger.debug("could not delete the event queue: %s", exc)
 
+    def _until_subscribed(self, connection: Connection, channel: Any, timeout: float = 10.0) -> None:
+        """Wait until Redis has this receiver's subscription: kombu sends SUBSCRIBE only when it
+        first polls, and Redis drops what is published before. A probe is published (again every
+        0.2 s, as one sent before the subscription is lost) until it comes back."""
+        self._probe, self._probe_seen = uuid.uuid4().hex, False
+        producer = Producer(channel, exchange=events_exchange())
+        deadline = time.monotonic() + timeout
+        while not self._probe_seen and time.monotonic() < deadline:
+            producer.publish({"type": "djq-probe"}, routing_key="", serializer="json", retry=False,
+                             delivery_mode=1, headers={PROBE_HEADER: self._probe})
+            resend = time.monotonic() + 0.2
+            while not self._probe_seen and time.monotonic() < resend:
+                try:
+                    connection.drain_events(timeout=0.05)
+                except socket.timeout:
+                    pass
+        if not self._probe_seen:
+            logger.warning("events: the subscription on %s was not confirmed in %.0f s", self.url, timeout)
+
     def _ticks(self, deadline: float | None, wakeup: float) -> Iterator[None]:
         while not self.should_stop and (deadline is None or time.monotonic() < deadline):
             yield None
 
     def _on_message(self, message: Any) -> None:
         message.ack()
-        if (message.headers or {}).get(DJQ_HEADER):
+        headers = message.headers or {}
+        if headers.get(PROBE_HEADER):  # a receiver's probe of its subscription: not an event
+            self._probe_seen = self._probe_seen or headers[PROBE_HEADER] == self._probe
+            return
+        if headers.get(DJQ_HEADER):
             return  # a djq worker's copy on celeryev: the same event came on djq.events
         try:
             event = message.decode()

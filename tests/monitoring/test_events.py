@@ -184,3 +184,33 @@ def test_a_lost_workers_task_fails_as_a_task_failed_event(broker, start_worker, 
     assert "worker gone@" in failed.fields["exception"] and "WorkerLostError" in failed.fields["traceback"]
     assert failed.hostname.startswith("notices@")
     assert camera.proc.poll() is None
+
+
+def test_an_event_sent_as_soon_as_a_receiver_is_ready_reaches_it(broker) -> None:
+    """``on_ready`` means subscribed: on Redis kombu sends SUBSCRIBE only when it first polls,
+    and an event published before that was lost (the interop follow-up event flaked on it)."""
+    import threading
+
+    from kombu import Producer
+
+    from djq.messaging.events import EventReceiver, events_exchange
+    from djq.messaging.producer import broker_connection
+
+    seen: list[dict] = []
+    receiver = EventReceiver(seen.append, url=broker.broker_url)
+    token = uuid.uuid4().hex
+
+    def publish_at_once() -> None:  # in the receiver's thread, before its first poll
+        with broker_connection(broker.broker_url) as connection:
+            Producer(connection.channel(), exchange=events_exchange()).publish(
+                {"type": "task-received", "uuid": token}, routing_key="", serializer="json", retry=False)
+
+    thread = threading.Thread(target=receiver.capture, kwargs={"timeout": 30, "on_ready": publish_at_once})
+    thread.start()
+    try:
+        wait_for(lambda: any(e.get("uuid") == token for e in seen), timeout=10, what="the event sent at ready")
+        assert all(e["type"] != "djq-probe" for e in seen)  # the receiver's own probe is not an event
+    finally:
+        receiver.should_stop = True
+        thread.join(10)
+    assert not thread.is_alive()
