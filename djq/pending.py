@@ -15,6 +15,11 @@ faster than the caller). Where the rows go with the message:
 - any other broker (or results elsewhere): the rows are inserted first (in the
   caller's transaction when there is one), then the message is published; a publish
   that fails deletes the rows it stood for, so no PENDING row outlives an unsent task.
+  On PostgreSQL outside a transaction, a few rows' INSERT is put on the wire and the
+  publish goes out while the database commits it (``_send_insert``,
+  backends/pg_overlap.py): ``delay()`` waits for one round trip, not two. A row the
+  database then refuses is a warning (the task is sent; its worker stores its row with
+  STARTED), as on the djq:// path below.
 
 Only the database result backend stores them; ``ignore_result`` tasks get none (no
 worker would ever move their row on). ``DJQ_TASK_STORE_PENDING = False`` turns it off.
@@ -56,14 +61,19 @@ class Attached:
         return _values_insert(connections[self.alias], 1), list(self.row)
 
 
-def _values_insert(connection: Any, rows: int) -> str:
-    """``INSERT`` of ``rows`` PENDING rows as plain values, existing rows kept."""
+def _values_insert(connection: Any, rows: int, *, numbered: bool = False) -> str:
+    """``INSERT`` of ``rows`` PENDING rows as plain values, existing rows kept; placeholders
+    ``%s``, or ``$1``, ``$2`` ... with ``numbered`` (libpq's own, for pg_overlap)."""
     from .models import TaskResult
 
     table = connection.ops.quote_name(TaskResult._meta.db_table)
-    one = f"({', '.join(['%s'] * len(_COLUMNS))})"
-    return (f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES {', '.join([one] * rows)} "
-            "ON CONFLICT (task_id) DO NOTHING")
+    width = len(_COLUMNS)
+    if numbered:
+        values = ", ".join("(" + ", ".join(f"${row * width + column + 1}" for column in range(width)) + ")"
+                           for row in range(rows))
+    else:
+        values = ", ".join([f"({', '.join(['%s'] * width)})"] * rows)
+    return f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES {values} ON CONFLICT (task_id) DO NOTHING"
 
 
 _attached: ContextVar[Attached | None] = ContextVar("djq_pending_attached", default=None)
@@ -123,15 +133,30 @@ def _recorded(messages: list[OutgoingMessage], alias: str, *, same_transaction: 
             insert(alias, messages)
             yield _nothing
         return
-    insert(alias, messages)
+    sent = _send_insert(alias, messages)
+    if sent is None:
+        insert(alias, messages)
 
     def undo() -> None:
         from .models import TaskResult
 
+        if sent is not None:
+            try:
+                sent.answer()
+            except Exception:  # not stored: nothing to take back
+                return
         ids = [message.task_id for message in messages]
         TaskResult.objects.using(alias).filter(task_id__in=ids, state=states.PENDING).delete()
 
-    yield undo
+    try:
+        yield undo
+    finally:
+        if sent is not None:
+            try:
+                sent.answer()
+            except Exception as exc:  # the task is sent: its row comes with its STARTED
+                logger.warning("task %s[%s] was sent, but its PENDING row could not be stored: %s",
+                               messages[0].task_name, messages[0].task_id, exc)
 
 
 def attached(alias: str, task_id: str) -> Attached | None:
@@ -156,6 +181,25 @@ def _rows(messages: list[OutgoingMessage]) -> list[tuple[Any, ...]]:
                      headers.get("kwargsrepr") or "", message.queue, headers.get("retries") or 0,
                      headers.get("root_id"), headers.get("parent_id"), now, etas[eta], 0, False))
     return rows
+
+
+def _send_insert(alias: str, messages: list[OutgoingMessage]) -> Any:
+    """PostgreSQL outside a transaction, a few rows: their INSERT put on the wire without
+    waiting (backends/pg_overlap.py), so the publish overlaps its round trip and commit;
+    None where it cannot be: the caller inserts them as usual."""
+    from . import signals
+    from .backends.database import FEW_ROWS
+
+    connection = connections[alias]
+    if connection.vendor != "postgresql" or len(messages) > FEW_ROWS:
+        return None
+    if signals.before_task_publish.has_listeners() or signals.after_task_publish.has_listeners():
+        return None  # a receiver may use this connection while the INSERT is on it
+    from .backends import pg_overlap
+
+    rows = _rows(messages)
+    sql = _values_insert(connection, len(rows), numbered=True)
+    return pg_overlap.send(connection, sql, [value for row in rows for value in row])
 
 
 def insert(alias: str, messages: list[OutgoingMessage]) -> None:
