@@ -51,6 +51,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKER_HEARTBEAT_INTERVAL", 5.0, "Seconds between a worker's heartbeats; two missed beats mark it offline."),
     Setting("WORKER_SEND_TASK_EVENTS", False, "Workers publish task and worker events (as djq_worker -E does)."),
     Setting("TASK_STORE_PENDING", True, "delay()/apply_async() store a PENDING result row with the message (same transaction on djq://), so waiting tasks show and can be revoked; not for ignore_result tasks."),
+    Setting("DATABASE_PREPARED_STATEMENTS", True, "On PostgreSQL (psycopg 3) djq's own statements (result upserts, PENDING rows, the djq:// transport's) are prepared once per connection; off for a pooler that cannot keep them (also off where DISABLE_SERVER_SIDE_CURSORS is set, or OPTIONS set prepare_threshold)."),
     Setting("TASK_SEND_SENT_EVENT", False, "delay()/apply_async() publish a task-sent event."),
     Setting("EVENTS_RETENTION_HOURS", 24, "Hours djq_events --camera keeps stored events (None = forever)."),
     Setting("CONTROL_TIMEOUT", 1.0, "Seconds djq_inspect/djq_control wait for replies when given no --timeout."),
@@ -97,6 +98,7 @@ class DjqSettings:
     WORKER_HEARTBEAT_INTERVAL: float
     WORKER_SEND_TASK_EVENTS: bool
     TASK_SEND_SENT_EVENT: bool
+    DATABASE_PREPARED_STATEMENTS: bool
     EVENTS_RETENTION_HOURS: float | None
     CONTROL_TIMEOUT: float
     CELERY_MAILBOX: bool
