@@ -182,9 +182,15 @@ class Store:
                 f"{order} LIMIT %s)) c WHERE {self.messages}.id = c.cid "
                 "RETURNING id, queue, deliveries, payload, priority, visible_at"
             )
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, [now + visibility_timeout, *queues, now, limit])
-            rows = cursor.fetchall()
+        params = [now + visibility_timeout, *queues, now, limit]
+        if skip_locked:  # server-side parameters, the statement prepared once (pg_execute)
+            from ..backends.database import pg_execute
+
+            rows = pg_execute(self.connection, sql, params, fetch=True)
+        else:
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
         rows.sort(key=lambda row: (-row[4], row[5], row[0]))
         return [row[:4] for row in rows]
 
@@ -199,6 +205,11 @@ class Store:
     def delete(self, ids: Iterable[int]) -> None:
         ids = list(ids)
         if not ids:
+            return
+        if self.connection.vendor == "postgresql":  # one statement text whatever the count: prepared
+            from ..backends.database import pg_execute
+
+            pg_execute(self.connection, f"DELETE FROM {self.messages} WHERE id = ANY(%b::bigint[])", [ids])
             return
         with self.connection.cursor() as cursor:
             cursor.execute(
