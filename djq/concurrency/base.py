@@ -35,15 +35,6 @@ class BasePool:
     supports_recycling = False
     #: where it runs
     platforms = "all"
-    #: the consumer may store an early-ack task's STARTED itself, while the broker takes
-    #: the ack (djq.worker.dispatch), and the task's trace then skips it
-    stores_started_ahead = False
-    #: with ``stores_started_ahead``: the task's own slot waits for that STARTED to be
-    #: stored, not the consumer (slots in the worker's process: the wait crosses as is)
-    waits_started_in_slot = False
-    #: with ``stores_started_ahead``: ``apply_async`` takes ``hold``, and the job waits in
-    #: the pool until ``hold`` lets it go (once that STARTED is stored), not the consumer
-    holds_jobs = False
 
     def __init__(self, concurrency: int, *, max_tasks_per_child: int | None = None,
                  max_memory_per_child: int | None = None) -> None:

@@ -72,8 +72,6 @@ class ThreadPool(BasePool):
     name = "threads"
     supports_soft_time_limit = True
     supports_autoscale = True
-    stores_started_ahead = True
-    waits_started_in_slot = True
 
     def __init__(self, concurrency: int, **options: Any) -> None:
         super().__init__(concurrency, **options)

@@ -41,6 +41,7 @@ from .ratelimit import TokenBucket
 from .rejects import record_rejected
 from .request import Request, TaskCall
 from .revokes import Revokes
+from .started_ahead import STARTED_AHEAD_WAIT
 from .trace import Outcome
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class Consumer(Dispatch):
         #: task ids this worker terminated lately (revoke), and when (time.monotonic())
         self._terminated: dict[str, float] = {}
         self._unsure_acks = []
-        self._held = deque()
+        self._awaiting = deque()
         self._runtimes = {}
         self.outcomes = Outcomes(hostname, self.stats, events, self._ack,
                                  lambda request: request.connection_generation == self.generation)
@@ -247,7 +248,7 @@ class Consumer(Dispatch):
             try:
                 self._run_calls()
                 self._process_done()
-                self._release_overdue()
+                self._start_stored_first()
                 self._check_revokes()
                 self._release_parked()
                 self._promote_scheduled()
@@ -262,13 +263,15 @@ class Consumer(Dispatch):
                     self.stopping = True
                 if self.stopping:
                     break
-                if len(self.reserved) > self._rate_held and self.limits.room(self.pool.free_slots()) > 0:
+                if len(self.reserved) > self._rate_held and \
+                        self.limits.room(self.pool.free_slots()) > self._awaiting_count():
                     # The solo pool ran a task in this turn and is free again: run what is
                     # reserved before taking more, so a take fetches the whole free
                     # prefetch window at once instead of one message per task.
                     continue
-                if self.reserved and self.pool.free_slots() <= 0:
-                    # Messages wait for a slot: what matters now is a task finishing.
+                if (self.reserved and self.pool.free_slots() <= 0) or (self._awaiting and not self._wakeable()):
+                    # Messages wait for a slot, or acks for their STARTED rows (AMQP is not
+                    # woken by the writer): what matters now is what sets this event.
                     self._done_event.wait(self._timeout())
                     self._done_event.clear()
                     continue
@@ -287,6 +290,7 @@ class Consumer(Dispatch):
                 self.kombu_consumer.cancel()
             except Exception as exc:
                 logger.warning("could not cancel the consumer: %s", exc)
+        self._ack_awaiting()
         self._run_acked()
         if self.pool.active():
             logger.info("warm shutdown: waiting for %d running task(s)", self.pool.active())
@@ -303,6 +307,21 @@ class Consumer(Dispatch):
             for request in requests:
                 logger.error("task %s[%s] not run: the worker stopped before it learned whether the broker "
                              "took its ack (if it did, the task is lost)", request.name, request.id)
+
+    def _ack_awaiting(self) -> None:
+        """Warm shutdown: requests waiting for their STARTED rows are acked once stored
+        and run with what is running (``_run_acked``); cold, they stay unacked (the broker
+        delivers them again) and their rows go back to PENDING."""
+        if self.cold:
+            for awaiting in self._awaiting:
+                for request in awaiting.requests:
+                    self._unstart(request)
+            self._awaiting.clear()
+            return
+        try:
+            self._start_stored_first(wait=STARTED_AHEAD_WAIT)
+        except Exception as exc:
+            logger.warning("could not ack the tasks about to start: %s", exc)
 
     def _run_acked(self) -> None:
         """Warm shutdown: requests whose early ack the broker took (its reply lost) are

@@ -22,7 +22,8 @@ from .modes import RunLimits
 from .outcomes import Outcomes
 from .ratelimit import TokenBucket
 from .request import Request, TaskCall, run_call
-from .started_ahead import STARTED_AHEAD_WAIT, StartedAhead
+from ..backends import current_writer
+from .started_ahead import StartedAhead
 from .trace import Outcome
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,10 @@ class Dispatch(StartedAhead):
     def _dispatch(self) -> None:
         free = self.limits.room(self.pool.free_slots())
         ahead = self._ahead_room(free)
+        awaiting = self._awaiting_count()  # their slots are taken: they run once acked
+        if awaiting:
+            kept = min(awaiting, free)
+            free, ahead = free - kept, max(ahead - (awaiting - kept), 0)
         if free + ahead <= 0 or not self.reserved:
             return
         held: list[Request] = []
@@ -123,7 +128,9 @@ class Dispatch(StartedAhead):
         self._runtimes[name] = runtime if previous is None else previous + (runtime - previous) / 8
 
     def _acked_for_start(self, batch: list[Request]) -> list[Request]:
-        """The requests that may start: late-ack ones, and early-ack ones the broker took the ack of.
+        """The requests that may start now: late-ack ones, and early-ack ones the broker
+        took the ack of. Early-ack ones whose STARTED the writer stores first wait for it
+        unacked (``_await_started``); ``_start_stored_first`` acks them later.
 
         A message whose ack failed is delivered again, so running it here as well would run
         an early-ack task twice (a broker restart at the wrong moment did just that). On
@@ -135,6 +142,35 @@ class Dispatch(StartedAhead):
         if not early:
             return batch
         started = self._start_ahead(early)
+        if started and not self._stores_with_acks(current_writer()):
+            first = [request for request in early if id(request) in started]
+            self._await_started(first, started)
+            waiting = {id(request) for request in first}
+            batch = [request for request in batch if id(request) not in waiting]
+            early = [request for request in early if id(request) not in waiting]
+            started = {}
+            if not early:
+                return batch
+        failed = self._ack_early(early, started)
+        return [request for request in batch if id(request) not in failed]
+
+    def _start_stored_first(self, *, wait: float = 0.0) -> None:
+        """Ack the awaiting requests whose STARTED the writer has answered for; those the
+        broker took the ack of go first in ``reserved``, for this turn's ``_dispatch``
+        (``ack_taken``: no second ack, no second token of their rate limit)."""
+        ready = self._stored_first(wait=wait)
+        if not ready:
+            return
+        failed = self._ack_early(ready, {id(request): _answer(request.started_stored) for request in ready})
+        acked = [request for request in ready if id(request) not in failed]
+        for request in acked:
+            request.ack_taken = True
+        self.reserved.extendleft(reversed(acked))
+
+    def _ack_early(self, early: list[Request], started: dict[int, Callable[[float], bool]]) -> set[int]:
+        """Ack ``early`` in one batch; returns the ``id`` of each whose ack the broker did
+        not take (or may not have: ``_settle_acks`` asks), which does not run now.
+        ``started``: whether each one's STARTED is stored ahead (answered at once)."""
         failed = {id(request) for request in early if not self._ack(request)}
         try:
             # batched acks reach the broker before the tasks start; on Redis the next
@@ -154,19 +190,13 @@ class Dispatch(StartedAhead):
             else:
                 logger.warning("could not ack %d task(s): %s", len(early), exc)
                 failed = {id(request) for request in early}
-        deadline = time.monotonic() + STARTED_AHEAD_WAIT  # one bound for the whole batch
-        elsewhere = self._waits_elsewhere()
         for request in early:
             wait = started.get(id(request))
             if wait is not None:
-                # a STARTED not stored by the deadline is stored by the trace instead
-                if elsewhere and id(request) not in failed:
-                    request.started_wait = wait
-                else:
-                    request.started_stored = wait(max(deadline - time.monotonic(), 0.0))
+                request.started_stored = wait(0.0)
             if id(request) in failed:
                 self._not_run_unacked(request, wait is not None)
-        return [request for request in batch if id(request) not in failed]
+        return failed
 
     def _settle_acks(self) -> None:
         """Early-ack requests whose ack round trip failed (Redis, djq://): those whose acks
@@ -180,11 +210,10 @@ class Dispatch(StartedAhead):
             if taken is None:
                 logger.error("could not learn in time whether the broker took the acks of %d task(s), not run: %s "
                              "(each is lost if it did)", len(requests), ", ".join(r.id for r in requests))
-            deadline = time.monotonic() + STARTED_AHEAD_WAIT  # one bound for the whole batch
             for request in requests:
                 wait = started.get(id(request))
                 if wait is not None:
-                    request.started_stored = wait(max(deadline - time.monotonic(), 0.0))
+                    request.started_stored = wait(0.0)
                 if not taken:
                     self._not_run_unacked(request, wait is not None)
             if taken:
@@ -227,8 +256,7 @@ class Dispatch(StartedAhead):
         request.time_start = time.time()
         if self.events is not None:
             self.events.send("task-started", uuid=request.id)
-        handle = self.pool.apply_async(run_call, call, self._on_done, soft_time_limit=soft, time_limit=hard,
-                                       **self._started_wait_for(request, call))
+        handle = self.pool.apply_async(run_call, call, self._on_done, soft_time_limit=soft, time_limit=hard)
         if handle is not None:
             self.handles[seq] = handle
 
@@ -293,3 +321,7 @@ class Dispatch(StartedAhead):
             # task it already stopped is stopped, not "none running here"
             stopped += [i for i in task_ids if i in self._terminated and i not in stopped]
         return stopped, unstoppable
+
+
+def _answer(value: bool) -> Callable[[float], bool]:
+    return lambda timeout: value

@@ -5,7 +5,7 @@ import reprlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Coroutine
 
 from ..backends.base import TaskInfo
 from ..context import RequestContext
@@ -30,12 +30,10 @@ class Request:
     time_start: float | None = None
     #: this delivery, as the result backend orders writes: the clock (µs) at its arrival
     attempt: int = field(default_factory=lambda: time.time_ns() // 1000)
-    #: the consumer stored its STARTED already (while the broker took its early ack)
+    #: the consumer stored its STARTED already (before its early ack, or with it)
     started_stored: bool = False
-    #: or queued it with the result writer: waits up to a timeout for it (True: stored)
-    started_wait: Callable[[float], bool] | None = None
-    #: the broker took its early ack in a round trip whose reply was lost (the consumer
-    #: asked afterwards): it runs without being acked again
+    #: the broker took its early ack (in a round trip whose reply was lost, the consumer
+    #: asked afterwards; or after its STARTED was stored): it runs without a second ack
     ack_taken: bool = False
 
     @property
@@ -150,9 +148,6 @@ class TaskCall:
     events: bool = False
     #: STARTED is stored already (djq.worker.dispatch): the trace does not store it again
     started_stored: bool = False
-    #: STARTED is being stored by the consumer's writer: the trace waits for it (pools
-    #: whose slots run in the worker's process only: it does not pickle)
-    started_wait: Callable[[], bool] | None = None
 
 
 _result_repr = reprlib.Repr()
@@ -165,7 +160,7 @@ def run_call(call: TaskCall, limiter: Limiter | None = None) -> Outcome:
 
     outcome = trace(registry.get(call.task_name), call.context, call.info, call.ignore_result,
                     limiter=limiter, soft_time_limit=call.soft_time_limit, time_limit=call.time_limit,
-                    started_stored=call.started_stored, started_wait=call.started_wait)
+                    started_stored=call.started_stored)
     return _for_worker(call, outcome)
 
 

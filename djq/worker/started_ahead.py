@@ -1,20 +1,22 @@
-"""The consumer's STARTED rows stored ahead: an early-ack task's STARTED stored beside its ack.
+"""The consumer's STARTED rows stored ahead: an early-ack task's STARTED stored before its ack.
 
 ``StartedAhead`` is the part of ``Dispatch`` (djq/worker/dispatch.py) that stores the
-STARTED rows of the early-ack requests about to start while the broker takes their acks
-(on djq:// in the ack's own statement, elsewhere through the result writer), and says
-who waits for them before the body runs: the consumer, a threads slot
-(``TaskCall.started_wait``), or the prefork pool, which holds the job until they are
-stored (``until_started``; the consumer's turn lets a late one go at its deadline).
+STARTED rows of the early-ack requests about to start, so that no broker ever holds the
+ack of a task whose row still says PENDING: a worker killed between the two would leave
+a task that never runs and that nothing finds (the lost-worker sweep ends what is stored
+as running). On djq:// with results on the broker's database the row goes in the ack's
+own statement; elsewhere the result writer stores the rows first, and the requests wait
+here (``_awaiting``, the consumer going on meanwhile) until it has answered; only then
+are they acked, and they run as the acks are taken. Their traces skip STARTED.
 Only the consumer thread calls its methods.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from django.utils import timezone
@@ -23,40 +25,41 @@ from .. import states
 from ..backends import current_writer
 from ..conf import djq_settings
 from .link import BrokerLink
-from .request import Request, TaskCall
+from .request import Request
 
 logger = logging.getLogger(__name__)
-#: seconds a task waits for the STARTED row the consumer stored ahead (in the consumer, a
-#: threads slot, or held in the prefork pool); the trace stores one not stored by then
+#: seconds requests wait for the writer to store their STARTED rows before they are acked
+#: anyway (the trace then stores STARTED itself)
 STARTED_AHEAD_WAIT = 5.0
+
+
+@dataclass(eq=False)
+class Awaiting:
+    """Early-ack requests whose STARTED rows the writer is storing, not yet acked."""
+    requests: list[Request]
+    waits: dict[int, Callable[[float], bool]]
+    deadline: float
+    #: set from the writer's thread once it has answered for every one of these rows
+    answered: threading.Event = field(default_factory=threading.Event)
 
 
 class StartedAhead(BrokerLink):
     pool: Any
-    #: (deadline, let go) of prefork jobs held until their STARTED is stored
-    _held: deque[tuple[float, Callable[[], None]]]
+    _awaiting: deque[Awaiting]
+    _done_event: threading.Event
 
     def _start_ahead(self, early: list[Request]) -> dict[int, Callable[[float], bool]]:
-        """Store the STARTED of early-ack requests beside their acks, so that the pool's
-        trace skips it: one round trip on the task's path instead of two.
+        """Store the STARTED of early-ack requests ahead of their acks, so that the pool's
+        trace skips it; returns each one's wait (keyed by ``id(request)``).
 
         On djq:// with results on the broker's database, with the ack itself
-        (``_start_with_acks``), on every pool. On Redis and AMQP, queued with the result
-        writer before the acks go out, so the database stores them while the broker
-        takes the acks (an AMQP ack has no answer: there the wait is the database's);
-        only for pools that say they can, with a writer running. prefork: otherwise each
-        child stores its task's STARTED on its own connection, one statement per task,
-        where the writer stores the STARTED rows of a batch in one. threads: the STARTED
-        round trip overlaps the ack's and the hand-over to the slot, which waits for it
-        (``waits_started_in_slot``), so the consumer goes on at once."""
+        (``_start_with_acks``): known at once. Elsewhere queued with the result writer;
+        the caller acks those requests only once it has answered (``_await_started``)."""
         writer = current_writer()
         if writer is None or not djq_settings.TASK_TRACK_STARTED:
             return {}
         if self._stores_with_acks(writer):
             return self._start_with_acks(early, writer)
-        batched = hasattr(self.channel, "take_and_deliver") or getattr(self.channel, "batch_acks", False)
-        if not (self.pool.stores_started_ahead and batched):
-            return {}
         started: dict[int, Callable[[float], bool]] = {}
         now = timezone.now()
         for request in early:
@@ -70,6 +73,46 @@ class StartedAhead(BrokerLink):
                 break
             started[id(request)] = wait
         return started
+
+    def _await_started(self, requests: list[Request], waits: dict[int, Callable[[float], bool]]) -> None:
+        """Keep ``requests`` unacked until the writer has answered for their STARTED rows;
+        its answer wakes the consumer, whose turn acks them (``_stored_first``)."""
+        awaiting = Awaiting(requests, waits, time.monotonic() + STARTED_AHEAD_WAIT)
+        self._awaiting.append(awaiting)
+
+        def answered() -> None:  # in the writer's thread
+            awaiting.answered.set()
+            self._done_event.set()
+            self.wake()
+
+        writer = current_writer()
+        if writer is None:
+            answered()
+        else:
+            writer.after(answered)
+
+    def _awaiting_count(self) -> int:
+        return sum(len(awaiting.requests) for awaiting in self._awaiting)
+
+    def _stored_first(self, *, wait: float = 0.0) -> list[Request]:
+        """The awaiting requests the writer has answered for, or that waited
+        ``STARTED_AHEAD_WAIT``, in the order they came: each marked ``started_stored``
+        when its row was stored. With ``wait``, up to that long for the writer first."""
+        ready: list[Request] = []
+        limit = time.monotonic() + wait
+        while self._awaiting:
+            awaiting = self._awaiting[0]
+            if not awaiting.answered.wait(max(min(limit, awaiting.deadline) - time.monotonic(), 0.0)) \
+                    and time.monotonic() < awaiting.deadline:
+                break
+            self._awaiting.popleft()
+            for request in awaiting.requests:
+                request.started_stored = awaiting.waits[id(request)](0.0)
+                if not request.started_stored:
+                    logger.warning("task %s[%s]: its STARTED was not stored ahead; it runs and stores it itself",
+                                   request.name, request.id)
+            ready.extend(awaiting.requests)
+        return ready
 
     def _stores_with_acks(self, writer: Any) -> bool:
         together = getattr(self.channel, "stores_results_with_acks", None)
@@ -111,63 +154,6 @@ class StartedAhead(BrokerLink):
             writer.put(request.info(), states.PENDING)
         except Exception as exc:
             logger.warning("task %s[%s]: could not put its STARTED back to PENDING: %s", request.name, request.id, exc)
-
-    def _waits_elsewhere(self) -> bool:
-        """Whether a threads slot or the prefork pool waits for the STARTED rows stored
-        ahead (``_started_wait_for``), not the consumer; djq:// with the acks
-        (``_start_with_acks``) knows at once: no wait to hand over."""
-        return ((self.pool.waits_started_in_slot or self.pool.holds_jobs)
-                and not self._stores_with_acks(current_writer()))
-
-    def _started_wait_for(self, request: Request, call: TaskCall) -> dict[str, Any]:
-        """The wait for ``request``'s STARTED, as it crosses into the pool: in ``call``
-        for a threads slot, or the ``hold`` of a prefork job (with its deadline here)."""
-        if request.started_wait is None:
-            return {}
-        if not self.pool.holds_jobs:
-            call.started_wait = functools.partial(request.started_wait, STARTED_AHEAD_WAIT)
-            return {}
-        hold, let_go = until_started(call, request.started_wait)
-        self._held.append((time.monotonic() + STARTED_AHEAD_WAIT, let_go))
-        return {"hold": hold}
-
-    def _release_overdue(self) -> None:
-        """Held prefork jobs whose STARTED the writer has not stored in time go to a child
-        anyway, which stores it itself (a job already let go is not sent twice)."""
-        now = time.monotonic()
-        while self._held and self._held[0][0] <= now:
-            self._held.popleft()[1]()
-
-
-def until_started(call: TaskCall, wait: Callable[[float], bool]
-                   ) -> tuple[Callable[[Callable[[Any], None]], None], Callable[[], None]]:
-    """(``hold``, let go) of a job whose STARTED the writer is storing (prefork): the pool
-    lets it go to a child once the writer has stored what it had, the consumer going on
-    meanwhile, or when the consumer lets it go at its deadline, whichever comes first.
-    One whose STARTED is not stored by then goes with ``started_stored`` off, so the
-    child stores it."""
-    call.started_stored = True
-    once = threading.Lock()
-    releases: list[Callable[[Any], None]] = []
-
-    def let_go() -> None:
-        if not releases or not once.acquire(blocking=False):
-            return
-        if wait(0.0):
-            releases[0](None)
-        else:
-            call.started_stored = False
-            releases[0](call)
-
-    def hold(release: Callable[[Any], None]) -> None:
-        releases.append(release)
-        writer = current_writer()
-        if writer is None:
-            let_go()
-        else:
-            writer.after(let_go)
-
-    return hold, let_go
 
 
 def _stored_with_acks(channel: Any, task_id: str) -> Callable[[float], bool]:

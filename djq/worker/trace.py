@@ -152,15 +152,12 @@ def run_eager(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], tas
 
 def trace(task: Task[Any, Any], context: RequestContext, info: TaskInfo, ignore_result: bool, *,
           limiter: Limiter | None = None, soft_time_limit: float | None = None,
-          time_limit: float | None = None, started_stored: bool = False,
-          started_wait: Callable[[], bool] | None = None) -> Outcome:
-    """Run a task on a worker: DB hygiene, STARTED (unless the consumer stored it, or
-    ``started_wait`` says it did once stored), the body, then the final state."""
+          time_limit: float | None = None, started_stored: bool = False) -> Outcome:
+    """Run a task on a worker: DB hygiene, STARTED (unless the consumer stored it), the
+    body, then the final state."""
     dbhygiene.clean_connections()
     backend = PatientStore(get_backend())
     try:
-        if started_wait is not None and not started_stored:
-            started_stored = started_wait()
         started_at = timezone.now()
         if djq_settings.TASK_TRACK_STARTED and not ignore_result and not started_stored:
             # An early-acked task is stored STARTED before it runs, so a worker killed

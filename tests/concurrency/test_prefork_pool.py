@@ -276,44 +276,6 @@ def test_a_dead_child_whose_exit_is_not_reported_is_settled_after_a_grace(make_p
     assert isinstance(outcomes.wait("next"), int)
 
 
-def test_a_held_job_takes_a_slot_and_goes_to_a_child_once_let_go(make_pool, tmp_path: Path) -> None:
-    """``hold``: the job counts as running at once, reaches a child only when let go, and
-    then with the argument it was let go with."""
-    pool, outcomes = make_pool(1), Outcomes()
-    first, replaced = tmp_path / "first", tmp_path / "replaced"
-    releases: list[Callable[[Any], None]] = []
-    pool.apply_async(marked_sleep, (str(first), 0), outcomes, hold=releases.append)
-    assert pool.free_slots() == 0 and len(releases) == 1
-    time.sleep(0.5)
-    assert not first.exists() and not outcomes.got
-    releases[0]((str(replaced), 0))
-    assert outcomes.wait(str(replaced)) == _pid_in(replaced)
-    assert not first.exists() and pool.free_slots() == 1
-
-
-def test_a_held_job_terminated_before_it_is_let_go_never_runs(make_pool, tmp_path: Path) -> None:
-    pool, outcomes = make_pool(1), Outcomes()
-    never = tmp_path / "never"
-    releases: list[Callable[[Any], None]] = []
-    handle = pool.apply_async(marked_sleep, (str(never), 0), outcomes, hold=releases.append)
-    assert pool.terminate_job(handle, signal.SIGTERM) is True
-    assert "before a child took it; it never ran" in str(_lost(outcomes.wait(str(never))))
-    releases[0](None)  # too late: nothing goes to a child
-    assert isinstance(pool.apply_async(own_pid, "next", outcomes), int)
-    assert isinstance(outcomes.wait("next"), int)
-    assert not never.exists() and pool.free_slots() == 1
-
-
-def test_a_held_job_whose_new_argument_does_not_pickle_is_reported_never_run(make_pool, tmp_path: Path) -> None:
-    pool, outcomes = make_pool(1), Outcomes()
-    never = tmp_path / "never"
-    releases: list[Callable[[Any], None]] = []
-    pool.apply_async(marked_sleep, (str(never), 0), outcomes, hold=releases.append)
-    releases[0]((str(never), 0, lambda: None))  # a lambda does not pickle
-    assert "could not be sent to a child" in str(_lost(outcomes.wait(str(never))))
-    assert pool.free_slots() == 1 and not never.exists()
-
-
 def test_a_job_waiting_ahead_goes_to_the_child_as_its_job_ends(make_pool, tmp_path: Path) -> None:
     """``ahead_slots``: one job per child may wait beyond the free slots; it starts in the
     child that ends its job first, after that job, and never in a second process."""

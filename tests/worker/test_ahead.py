@@ -37,6 +37,7 @@ class Harness(Dispatch):
         self.buckets = {}
         self._runtimes = {}
         self._rate_held = 0
+        self._awaiting: deque[Any] = deque()
         self.submitted: list[str] = []
 
     def _acked_for_start(self, batch: list[Any]) -> list[Any]:
@@ -113,3 +114,18 @@ def test_a_task_whose_runs_grow_long_stops_being_brief() -> None:
         harness._note_runtime("brief", 1.0)
     assert not harness._brief("brief")
     assert harness._runtimes["brief"] > BRIEF_RUNTIME
+
+
+def test_tasks_awaiting_their_started_rows_keep_their_slots() -> None:
+    """Requests acked only once their STARTED rows are stored (started_ahead.py) are in
+    neither ``reserved`` nor the pool meanwhile: the dispatch counts them, first against
+    the free slots, then against those ahead, so the pool is never handed more."""
+    harness = _harness(free=1, ahead=2)
+    harness._awaiting.append(SimpleNamespace(requests=[object(), object()]))
+    harness.queue("brief", "brief", "brief")
+    harness._dispatch()
+    assert harness.submitted == ["brief-0"]
+    assert [r.id for r in harness.reserved] == ["brief-1", "brief-2"]
+    harness._awaiting.clear()
+    harness._dispatch()
+    assert harness.submitted == ["brief-0", "brief-1", "brief-2"]

@@ -12,10 +12,10 @@ import logging
 import signal
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 from ..base import BasePool, Callback, Job as JobFunction
-from .roster import TERMINATED, Job, Report, Roster, unsent, withdrawn
+from .roster import TERMINATED, Job, Report, Roster, withdrawn
 from .supervisor import Supervisor
 from .wire import frame
 
@@ -30,8 +30,6 @@ class PreforkPool(BasePool):
     supports_recycling = True
     supports_terminate_job = True
     platforms = "Unix"
-    stores_started_ahead = True
-    holds_jobs = True
 
     #: seconds a child may take between receiving a job and saying it started it
     start_timeout = 10.0
@@ -58,54 +56,18 @@ class PreforkPool(BasePool):
         self._supervisor.spawned_once.wait(30)
 
     def apply_async(self, job: JobFunction, arg: Any, callback: Callback, *,
-                    soft_time_limit: float | None = None, time_limit: float | None = None,
-                    hold: Callable[[Callable[[Any], None]], None] | None = None) -> int:
-        """With ``hold``, the job takes a slot now and goes to a child once ``hold`` calls
-        the function it is given (from any thread; with a new argument, or None to keep
-        ``arg``)."""
+                    soft_time_limit: float | None = None, time_limit: float | None = None) -> int:
         record = Job(next(self._ids), job, arg, callback, soft_time_limit, time_limit)
         record.payload = frame(("job", record.id, job, arg))  # pickled outside the lock
         roster = self.roster
         with roster.lock:
             roster.jobs[record.id] = record
             self._active += 1  # BasePool's count: jobs accepted and not yet reported
-            if hold is None:
-                roster.place(record)
-            record.held = hold is not None
-            stalled = not record.held and (record.child is None or bool(record.child.channel.outbox))
+            roster.place(record)
+            stalled = record.child is None or bool(record.child.channel.outbox)
         if stalled:  # waiting for a child, or not all written: the supervisor takes over
             self._supervisor.wake()
-        if hold is not None:
-            hold(lambda new_arg: self._release(record, new_arg))
         return record.id
-
-    def _release(self, record: Job, new_arg: Any) -> None:
-        """A held job goes to a child (or waits for one); nothing if it was withdrawn
-        meanwhile or the pool was terminated. One whose new argument cannot be pickled is
-        reported as never run: sent as it was, it would say what is no longer true."""
-        error = None
-        if new_arg is not None:
-            try:
-                payload = frame(("job", record.id, record.function, new_arg))
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-        roster = self.roster
-        with roster.lock:
-            if not record.held or roster.silenced:
-                return
-            record.held = False
-            if error is not None:
-                roster.jobs.pop(record.id, None)
-            else:
-                if new_arg is not None:
-                    record.arg, record.payload = new_arg, payload
-                roster.place(record)
-            stalled = error is None and (record.child is None or bool(record.child.channel.outbox))
-        if error is not None:
-            logger.error("prefork: could not pickle the job of %s again: %s", record.describe(), error)
-            self.deliver(Report(record.callback, record.arg, unsent(record, error)))
-        if stalled:
-            self._supervisor.wake()
 
     def deliver(self, report: Report) -> None:
         """Called by the supervisor, outside the roster's lock, for each finished job."""
@@ -133,10 +95,7 @@ class PreforkPool(BasePool):
                     job.killed_at = time.monotonic()
                 roster.signal(job.child, signum)
                 return True
-            if job.held:  # no child has it yet: it never starts
-                job.held = False
-            else:
-                roster.pending.remove(job)
+            roster.pending.remove(job)  # no child has it yet: it never starts
             roster.jobs.pop(job.id)
         self.deliver(Report(job.callback, job.arg, withdrawn(job, signum)))
         return True

@@ -39,8 +39,6 @@ class Job:
     soft: float | None
     hard: float | None
     payload: bytes = b""
-    #: accepted, and waiting for ``apply_async``'s ``hold`` to let it go to a child
-    held: bool = False
     child: Child | None = None
     #: monotonic times: written to a child; the child said it started
     sent_at: float | None = None
@@ -103,7 +101,7 @@ class Roster:
     concurrency: int
     lock: threading.Lock = field(default_factory=threading.Lock)
     children: dict[int, Child] = field(default_factory=dict)
-    #: every job not yet finished: in a child, waiting in ``pending`` for a free one, or held
+    #: every job not yet finished: in a child, or waiting in ``pending`` for a free one
     jobs: dict[int, Job] = field(default_factory=dict)
     pending: deque[Job] = field(default_factory=deque)
     #: stop() or terminate() began: no new children
@@ -220,12 +218,6 @@ def lost(job: Job, pid: int, how: str) -> Outcome:
 def withdrawn(job: Job, signum: int) -> Outcome:
     """The outcome of a job terminated while it still waited for a child: it never ran."""
     error = WorkerLostError(f"{job.describe()} was terminated (signal {signum}) before a child took it; it never ran")
-    return Outcome(states.FAILURE, error, f"{type(error).__name__}: {error}", 0.0, recorded=False)
-
-
-def unsent(job: Job, reason: str) -> Outcome:
-    """The outcome of a held job that could not be sent to a child: it never ran."""
-    error = WorkerLostError(f"{job.describe()} could not be sent to a child ({reason}); it never ran")
     return Outcome(states.FAILURE, error, f"{type(error).__name__}: {error}", 0.0, recorded=False)
 
 
