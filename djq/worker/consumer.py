@@ -45,6 +45,8 @@ from .started_ahead import STARTED_AHEAD_WAIT
 from .trace import Outcome
 
 logger = logging.getLogger(__name__)
+#: seconds an AMQP consumer waits for frames while early acks wait for their STARTED rows
+AWAITING_LOOK = 0.001
 
 
 class Consumer(Dispatch):
@@ -227,6 +229,10 @@ class Consumer(Dispatch):
         # signal), AMQP only by its own traffic, so an idle AMQP wait is cut short enough
         # for a warm shutdown to begin at once.
         timeout = 0.1 if self.active or self.pool.active() else (1.0 if self._wakeable() else 0.25)
+        if self._awaiting and not self._wakeable():
+            # acks wait for their STARTED rows, and the writer cannot wake an AMQP wait:
+            # look again soon, reading what arrives meanwhile
+            timeout = min(timeout, AWAITING_LOOK)
         if self.limits.burst:
             timeout = min(timeout, BURST_LOOK)
         if self.scheduled:
@@ -269,15 +275,18 @@ class Consumer(Dispatch):
                     # reserved before taking more, so a take fetches the whole free
                     # prefetch window at once instead of one message per task.
                     continue
-                if (self.reserved and self.pool.free_slots() <= 0) or (self._awaiting and not self._wakeable()):
-                    # Messages wait for a slot, or acks for their STARTED rows (AMQP is not
-                    # woken by the writer): what matters now is what sets this event.
+                if (self.reserved and self.pool.free_slots() <= 0) or \
+                        (self._awaiting and not self.pool.parallel and self._room() <= self._awaiting_count()):
+                    # Messages wait for a slot, or (solo) the one slot waits for the ack
+                    # that waits for its STARTED row: what matters now is a task finishing
+                    # or the writer's answer (both set this event). Other pools read what
+                    # arrives meanwhile, so that their next free slots find it here.
                     self._done_event.wait(self._timeout())
                     self._done_event.clear()
                     continue
                 self.connection.drain_events(timeout=self._timeout())
             except socket.timeout:
-                if self.limits.burst and not self.reserved and not self.pool.active():
+                if self.limits.burst and not self.reserved and not self._awaiting and not self.pool.active():
                     logger.info("--burst: no message ready in %s: stopping", ", ".join(self.queue_names))
                     self.stopping = True
             except errors as exc:

@@ -63,6 +63,11 @@ class Dispatch(StartedAhead):
         while self.scheduled and self.scheduled[0][0] <= now:
             self.reserved.append(heapq.heappop(self.scheduled)[2])
 
+    def _room(self) -> int:
+        """How many requests the pool may take now: its free slots, and those ahead."""
+        free = self.limits.room(self.pool.free_slots())
+        return free + self._ahead_room(free)
+
     def _dispatch(self) -> None:
         free = self.limits.room(self.pool.free_slots())
         ahead = self._ahead_room(free)

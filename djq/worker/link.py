@@ -178,6 +178,8 @@ class BrokerLink:
 
     def _ack(self, request: Request) -> bool:
         """Ack the request's message; False when the broker did not take the ack."""
+        if request.ack_taken:
+            return True  # acked already (a revoke or a terminate ends it before it runs)
         if request.connection_generation != self.generation:
             return False  # that channel is gone; the broker redelivers the message
         try:

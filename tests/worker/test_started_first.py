@@ -1,0 +1,52 @@
+"""An early-ack task is acked only once its STARTED row is stored (djq/worker/started_ahead.py).
+
+With the result database held (a write lock on SQLite, taken from outside the worker),
+the worker cannot store STARTED, so it must not have acked the task either: killed -9
+then, it leaves the message with the broker, and the next worker runs the task. Acked
+beside its STARTED, the task would be gone from the broker while its row still said
+PENDING, run nowhere and found by nothing (the lost-worker sweep ends only what is
+stored as running).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from djq import states
+from djq.models import TaskResult
+from tests.conftest import wait_for
+from tests.ledger import Ledger
+from tests.testapp.tasks import ledgered
+
+pytestmark = pytest.mark.integration
+FAST_REDELIVERY = {"DJQ_TEST_VISIBILITY_TIMEOUT": "5"}
+
+
+@pytest.mark.parametrize("db_alias", ["redis", "amqp"], indirect=True)
+@pytest.mark.parametrize("pool", ["threads", "prefork", "solo"])
+def test_a_worker_killed_before_it_could_store_started_leaves_the_task_to_the_broker(
+        pool: str, broker, start_worker, tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger")
+    doomed = start_worker("-P", pool, "-c", "1", "-n", "doomed@%h", env=FAST_REDELIVERY)
+    result = ledgered.apply_async((str(ledger), 0), countdown=0.5)  # its PENDING row is stored now
+    held = sqlite3.connect(connections[broker].settings_dict["NAME"], timeout=20, isolation_level=None)
+    try:
+        held.execute("BEGIN IMMEDIATE")  # every write to the result database waits, STARTED too
+        time.sleep(3)  # the task was due after 0.5 s: the worker has it and is storing STARTED
+        assert not ledger.starts()[result.id], "the task ran before its STARTED was stored"
+        os.killpg(doomed.proc.pid, signal.SIGKILL)
+        doomed.proc.wait(timeout=10)
+    finally:
+        held.execute("ROLLBACK")
+        held.close()
+    assert TaskResult.objects.using(broker).get(task_id=result.id).state == states.PENDING
+    start_worker("-P", "threads", "-c", "1", "-n", "watcher@%h", env=FAST_REDELIVERY)
+    assert result.get(timeout=60) == "done", "the broker kept the message the killed worker had not acked"
+    wait_for(lambda: ledger.ends()[result.id] == 1, what="its one complete run")
+    assert ledger.starts()[result.id] == 1
