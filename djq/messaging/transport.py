@@ -41,7 +41,8 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from kombu.transport import virtual
 
 from .idle import IdleWaits
-from .store import LeaseKeeper, SqliteWatch, Store, eta_to_timestamp
+from .leases import LeaseKeeper
+from .store import SqliteWatch, Store, eta_to_timestamp
 from .wakeup import Listener, Waker
 
 logger = logging.getLogger(__name__)
