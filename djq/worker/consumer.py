@@ -318,9 +318,14 @@ class Consumer(Dispatch):
                              "took its ack (if it did, the task is lost)", request.name, request.id)
 
     def _ack_awaiting(self) -> None:
-        """Warm shutdown: requests waiting for their STARTED rows are acked once stored
-        and run with what is running (``_run_acked``); cold, they stay unacked (the broker
-        delivers them again) and their rows go back to PENDING."""
+        """Warm shutdown: requests waiting for their STARTED rows are acked once the writer
+        has answered (or they waited ``STARTED_AHEAD_WAIT``) and run with what is running
+        (``_run_acked``). Cold, even when it turns cold meanwhile, they stay unacked (the
+        broker delivers them again) and their rows go back to PENDING."""
+        deadline = time.monotonic() + STARTED_AHEAD_WAIT
+        while self._awaiting and not self.cold and time.monotonic() < deadline:
+            if self._awaiting[-1].answered.wait(0.05):  # the writer answers in order
+                break
         if self.cold:
             for awaiting in self._awaiting:
                 for request in awaiting.requests:
@@ -328,7 +333,7 @@ class Consumer(Dispatch):
             self._awaiting.clear()
             return
         try:
-            self._start_stored_first(wait=STARTED_AHEAD_WAIT)
+            self._start_stored_first()
         except Exception as exc:
             logger.warning("could not ack the tasks about to start: %s", exc)
 

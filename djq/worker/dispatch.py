@@ -159,14 +159,14 @@ class Dispatch(StartedAhead):
         failed = self._ack_early(early, started)
         return [request for request in batch if id(request) not in failed]
 
-    def _start_stored_first(self, *, wait: float = 0.0) -> None:
+    def _start_stored_first(self) -> None:
         """Ack the awaiting requests whose STARTED the writer has answered for; those the
         broker took the ack of go first in ``reserved``, for this turn's ``_dispatch``
         (``ack_taken``: no second ack, no second token of their rate limit)."""
-        ready = self._stored_first(wait=wait)
+        ready, waits = self._stored_first()
         if not ready:
             return
-        failed = self._ack_early(ready, {id(request): _answer(request.started_stored) for request in ready})
+        failed = self._ack_early(ready, waits)
         acked = [request for request in ready if id(request) not in failed]
         for request in acked:
             request.ack_taken = True
@@ -326,7 +326,3 @@ class Dispatch(StartedAhead):
             # task it already stopped is stopped, not "none running here"
             stopped += [i for i in task_ids if i in self._terminated and i not in stopped]
         return stopped, unstoppable
-
-
-def _answer(value: bool) -> Callable[[float], bool]:
-    return lambda timeout: value

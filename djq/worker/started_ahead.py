@@ -94,25 +94,24 @@ class StartedAhead(BrokerLink):
     def _awaiting_count(self) -> int:
         return sum(len(awaiting.requests) for awaiting in self._awaiting)
 
-    def _stored_first(self, *, wait: float = 0.0) -> list[Request]:
+    def _stored_first(self) -> tuple[list[Request], dict[int, Callable[[float], bool]]]:
         """The awaiting requests the writer has answered for, or that waited
-        ``STARTED_AHEAD_WAIT``, in the order they came: each marked ``started_stored``
-        when its row was stored. With ``wait``, up to that long for the writer first."""
+        ``STARTED_AHEAD_WAIT``, in the order they came, with their STARTED waits (each
+        answers at once now: True when its row was stored)."""
         ready: list[Request] = []
-        limit = time.monotonic() + wait
+        waits: dict[int, Callable[[float], bool]] = {}
         while self._awaiting:
             awaiting = self._awaiting[0]
-            if not awaiting.answered.wait(max(min(limit, awaiting.deadline) - time.monotonic(), 0.0)) \
-                    and time.monotonic() < awaiting.deadline:
+            if not awaiting.answered.is_set() and time.monotonic() < awaiting.deadline:
                 break
             self._awaiting.popleft()
             for request in awaiting.requests:
-                request.started_stored = awaiting.waits[id(request)](0.0)
-                if not request.started_stored:
+                if not awaiting.waits[id(request)](0.0):
                     logger.warning("task %s[%s]: its STARTED was not stored ahead; it runs and stores it itself",
                                    request.name, request.id)
             ready.extend(awaiting.requests)
-        return ready
+            waits.update(awaiting.waits)
+        return ready, waits
 
     def _stores_with_acks(self, writer: Any) -> bool:
         together = getattr(self.channel, "stores_results_with_acks", None)
