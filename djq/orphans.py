@@ -82,12 +82,19 @@ def _unchecked() -> Q:
     return Q(orphans_checked__isnull=True) | Q(orphans_checked__lt=F("offline_after"))
 
 
-def sweep(events: EventDispatcher | None = None) -> int:
-    """Resolve the tasks of every worker that went offline since anyone last looked."""
+def sweep(events: EventDispatcher | None = None, *, alive: str | None = None) -> int:
+    """Resolve the tasks of every worker that went offline since anyone last looked.
+
+    ``alive``: the name of the worker that sweeps, never lost to itself. Its heartbeat
+    computes ``offline_after`` before its write, and a write that waited on the database
+    longer than two intervals stores a moment already past (the sweep that followed
+    ended the worker's own running tasks FAILURE while they ran)."""
     from .models import WorkerState
 
     now = timezone.now()
     lost = WorkerState.objects.filter(_unchecked(), offline_after__lt=now)
+    if alive is not None:
+        lost = lost.exclude(hostname=alive)
     failed = 0
     for pk, hostname, last_seen, offline_after in lost.values_list("pk", "hostname", "last_heartbeat",
                                                                   "offline_after"):

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
@@ -204,3 +206,15 @@ def _close_result_listeners() -> Iterator[None]:
     from djq.backends.wake import close_all
 
     close_all()
+
+
+@contextmanager
+def results_held(alias: str) -> Iterator[None]:
+    """Every write to the (SQLite) result database waits while this holds its write lock."""
+    held = sqlite3.connect(connections[alias].settings_dict["NAME"], timeout=20, isolation_level=None)
+    held.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        held.execute("ROLLBACK")
+        held.close()

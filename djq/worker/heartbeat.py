@@ -79,7 +79,7 @@ class Heartbeat(threading.Thread):
     def _safe_sweep(self) -> None:
         """Resolve what lost workers left running (any worker may be the first to notice)."""
         try:
-            orphans.sweep(self.events)
+            orphans.sweep(self.events, alive=self.consumer.hostname)
         except Exception as exc:  # the database is away: the next beat looks again
             logger.warning("could not look for tasks of lost workers: %s", exc)
 

@@ -15,7 +15,7 @@ import pytest
 
 from djq import states
 from djq.models import TaskResult, WorkerState
-from tests.conftest import wait_for
+from tests.conftest import results_held, wait_for
 from tests.ledger import Ledger
 from tests.testapp.tasks import ledgered, ledgered_late
 
@@ -174,3 +174,22 @@ def test_a_worker_killed_while_brief_tasks_wait_ahead_in_its_prefork_pool(broker
             assert row.state == states.FAILURE, f"{task_id} is stored {row.state}"
             assert "WorkerLostError" in (row.traceback or "") and "doomed@" in row.traceback, row.traceback
     assert sum(1 for task_id in ids if ends[task_id]) >= 60
+
+
+@pytest.mark.parametrize("db_alias", ["redis", "amqp"], indirect=True)
+def test_a_worker_whose_heartbeat_waited_on_the_database_does_not_end_its_own_tasks(broker, start_worker,
+                                                                                   tmp_path: Path) -> None:
+    """The heartbeat's write waits out a held database (2 s, four intervals here), so the
+    moment it stores as ``offline_after`` has passed when it commits: the sweep that follows
+    must not take its own worker for lost and end the task it is running FAILURE."""
+    ledger = Ledger(tmp_path / "ledger")
+    start_worker("-P", "threads", "-c", "1", "-n", "stalled@%h")
+    result = ledgered.delay(str(ledger), 4)
+    wait_for(lambda: ledger.starts()[result.id] == 1, what="the task to start")
+    wait_for(lambda: TaskResult.objects.using(broker).get(task_id=result.id).state == states.STARTED,
+             what="its STARTED row")
+    with results_held(broker):
+        time.sleep(2)
+    assert result.get(timeout=30) == "done"
+    row = TaskResult.objects.using(broker).get(task_id=result.id)
+    assert row.state == states.SUCCESS and ledger.ends()[result.id] == 1, row.traceback

@@ -11,35 +11,19 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from django.db import connections
 
 from djq import states
 from djq.models import TaskResult
-from tests.conftest import wait_for
+from tests.conftest import results_held, wait_for
 from tests.ledger import Ledger
 from tests.testapp.tasks import ledgered
 
 pytestmark = pytest.mark.integration
 FAST_REDELIVERY = {"DJQ_TEST_VISIBILITY_TIMEOUT": "5"}
-
-
-@contextmanager
-def _results_held(alias: str) -> Iterator[None]:
-    """Every write to the (SQLite) result database waits while this holds its write lock."""
-    held = sqlite3.connect(connections[alias].settings_dict["NAME"], timeout=20, isolation_level=None)
-    held.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        held.execute("ROLLBACK")
-        held.close()
 
 
 @pytest.mark.parametrize("db_alias", ["redis", "amqp"], indirect=True)
@@ -49,7 +33,7 @@ def test_a_worker_killed_before_it_could_store_started_leaves_the_task_to_the_br
     ledger = Ledger(tmp_path / "ledger")
     doomed = start_worker("-P", pool, "-c", "1", "-n", "doomed@%h", env=FAST_REDELIVERY)
     result = ledgered.apply_async((str(ledger), 0), countdown=0.5)  # its PENDING row is stored now
-    with _results_held(broker):
+    with results_held(broker):
         time.sleep(3)  # the task was due after 0.5 s: the worker has it and is storing STARTED
         assert not ledger.starts()[result.id], "the task ran before its STARTED was stored"
         os.killpg(doomed.proc.pid, signal.SIGKILL)
@@ -66,7 +50,7 @@ def test_a_warm_shutdown_runs_the_task_whose_started_it_was_storing(broker, star
     ledger = Ledger(tmp_path / "ledger")
     worker = start_worker("-P", "threads", "-c", "1", env=FAST_REDELIVERY)
     result = ledgered.apply_async((str(ledger), 0), countdown=0.5)
-    with _results_held(broker):
+    with results_held(broker):
         time.sleep(2)
         worker.signal(signal.SIGTERM)
         wait_for(lambda: "warm shutdown" in worker.output, what="the warm shutdown")
@@ -84,7 +68,7 @@ def test_a_cold_shutdown_leaves_the_task_whose_started_it_was_storing_to_the_bro
     ledger = Ledger(tmp_path / "ledger")
     worker = start_worker("-P", "threads", "-c", "1", env=FAST_REDELIVERY)
     result = ledgered.apply_async((str(ledger), 0), countdown=0.5)
-    with _results_held(broker):
+    with results_held(broker):
         time.sleep(2)
         worker.signal(signal.SIGTERM)
         wait_for(lambda: "warm shutdown" in worker.output, what="the warm shutdown")
